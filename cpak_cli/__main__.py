@@ -1,0 +1,3 @@
+from cpak_cli.cli import app
+
+app(prog_name="cpak")

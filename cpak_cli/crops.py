@@ -1,0 +1,136 @@
+"""Joint crops: one affine per crop, used both to resample the image and to map points back.
+
+A crop of size ``S x S`` has pixel ``(u, v)`` (u = column, v = row, origin at the centre of the
+crop's top-left pixel). The crop covers the box ``[x0, y0, x1, y1]`` of the original image
+(pixel coordinates, see docs/conventions.md). Crop pixel ``(u, v)`` has its centre at image point
+
+    x = x0 + (u + 0.5) * (x1 - x0) / S        (x = x1 - (u + 0.5) * (x1 - x0) / S when mirrored)
+    y = y0 + (v + 0.5) * (y1 - y0) / S
+
+Left legs are mirrored so that each model channel means the same anatomical landmark on both
+sides. ``matrix`` is the 2x3 affine crop -> image; every mapping in the project goes through it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+PAPER_INPUT_SIZE = 512
+PAPER_MASK_RADIUS = 15.0
+
+
+def mask_radius(size: int) -> float:
+    """Disc radius in crop pixels: the paper's 15 px at 512, scaled with the input size."""
+    return PAPER_MASK_RADIUS * size / PAPER_INPUT_SIZE
+
+
+def crop_matrix(box: Sequence[float], size: int, mirror: bool = False) -> np.ndarray:
+    """2x3 affine mapping crop pixel ``(u, v, 1)`` to image pixel ``(x, y)``."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    sx = (x1 - x0) / size
+    sy = (y1 - y0) / size
+    if mirror:
+        return np.array([[-sx, 0.0, x1 - 0.5 * sx], [0.0, sy, y0 + 0.5 * sy]])
+    return np.array([[sx, 0.0, x0 + 0.5 * sx], [0.0, sy, y0 + 0.5 * sy]])
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Affine ``outer o inner`` (apply ``inner`` first), both 2x3."""
+    a = np.vstack([outer, [0.0, 0.0, 1.0]])
+    b = np.vstack([inner, [0.0, 0.0, 1.0]])
+    return (a @ b)[:2]
+
+
+def invert(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a 2x3 affine."""
+    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine to ``(N, 2)`` points; NaN points stay NaN."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return pts @ np.asarray(matrix)[:, :2].T + np.asarray(matrix)[:, 2]
+
+
+def crop_to_image(points_uv: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Crop pixel points ``(u, v)`` to original-image pixel points ``(x, y)``."""
+    return apply(matrix, points_uv)
+
+
+def image_to_crop(points_xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Original-image pixel points ``(x, y)`` to crop pixel points ``(u, v)``."""
+    return apply(invert(matrix), points_xy)
+
+
+def sample_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """Resample ``image`` (2-D float) through the crop affine into a ``size x size`` float32 crop.
+
+    Out-of-image area reads as 0. When the crop is smaller than the box (down-sampling), the
+    source window is low-pass filtered first (Gaussian, sigma = 0.4 x scale) against aliasing.
+    """
+    import cv2
+
+    img = np.asarray(image, dtype=np.float32)
+    m = np.asarray(matrix, dtype=np.float64)
+    corners = apply(m, np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]]))
+    scale = max(abs(m[0, 0]) + abs(m[0, 1]), abs(m[1, 0]) + abs(m[1, 1]))
+    pad = int(np.ceil(2 * max(scale, 1.0))) + 2
+    xa = int(np.floor(corners[:, 0].min())) - pad
+    ya = int(np.floor(corners[:, 1].min())) - pad
+    xb = int(np.ceil(corners[:, 0].max())) + pad + 1
+    yb = int(np.ceil(corners[:, 1].max())) + pad + 1
+    h, w = img.shape
+    window = np.zeros((yb - ya, xb - xa), dtype=np.float32)
+    sx0, sy0, sx1, sy1 = max(xa, 0), max(ya, 0), min(xb, w), min(yb, h)
+    if sx0 < sx1 and sy0 < sy1:
+        window[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa] = img[sy0:sy1, sx0:sx1]
+    if scale > 1.25:
+        sigma = 0.4 * scale
+        window = cv2.GaussianBlur(window, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+    shifted = m.copy()
+    shifted[:, 2] -= (xa, ya)
+    out = cv2.warpAffine(
+        window,
+        shifted.astype(np.float64),
+        (size, size),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
+    )
+    return out.astype(np.float32, copy=False)
+
+
+def normalize_crop(crop: np.ndarray) -> np.ndarray:
+    """Intensities to [0, 1] by the crop's maximum (the paper); an all-zero crop stays zero."""
+    crop = np.clip(np.asarray(crop, dtype=np.float32), 0.0, None)
+    peak = float(crop.max()) if crop.size else 0.0
+    return crop / peak if peak > 0 else crop
+
+
+def disc_masks(points_uv: np.ndarray, size: int, radius: float) -> np.ndarray:
+    """One binary disc per point, shape ``(C, size, size)`` float32; NaN points give empty masks.
+
+    A crop pixel is foreground when its centre lies within ``radius`` of the point.
+    """
+    pts = np.asarray(points_uv, dtype=np.float64).reshape(-1, 2)
+    grid = np.arange(size, dtype=np.float64)
+    out = np.zeros((len(pts), size, size), dtype=np.float32)
+    for i, (u, v) in enumerate(pts):
+        if not (np.isfinite(u) and np.isfinite(v)):
+            continue
+        d2 = (grid[None, :] - u) ** 2 + (grid[:, None] - v) ** 2
+        out[i] = d2 <= radius * radius
+    return out
+
+
+def needs_mirror(side: str, patient_right_on_image_left: bool = True) -> bool:
+    """Whether a crop of this leg is mirrored so that lateral points to crop-left (small u).
+
+    The patient's right leg on a standard AP film (patient's right on the image left) has its
+    lateral side towards small x and is not mirrored; the left leg is. A film displayed the
+    other way round swaps that.
+    """
+    return (side == "left") == bool(patient_right_on_image_left)

@@ -1,0 +1,34 @@
+"""Human-readable output of leg measurements (rich tables); shared by `angles` and `measure`."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from cpak_cli.landmarks import SIDES
+from cpak_cli.measurement import LegMeasurement
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def print_legs(legs: Mapping[str, LegMeasurement], title: str | None = None) -> None:
+    """Print one table row per leg (patient's right first): angles to 0.1 degree, CPAK, flags."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in ("Leg", "LDFA", "MPTA", "aHKA", "JLO", "CPAK", "Flags"):
+        table.add_column(col, justify="right" if col in ("LDFA", "MPTA", "aHKA", "JLO") else "left")
+    for side in SIDES:
+        leg = legs.get(side)
+        if leg is None:
+            table.add_row(f"{side}", "-", "-", "-", "-", "-", "not in the image")
+        elif leg.error:
+            table.add_row(f"{side}", "-", "-", "-", "-", "-", f"not measured: {leg.error}")
+        else:
+            table.add_row(
+                side, _fmt(leg.ldfa), _fmt(leg.mpta), _fmt(leg.ahka), _fmt(leg.jlo), leg.cpak or "-",
+                ", ".join(leg.flags) or "",
+            )
+    Console(soft_wrap=False, width=140).print(table)

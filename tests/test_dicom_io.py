@@ -1,0 +1,837 @@
+"""Tests of cpak_cli.dicom_io: every file is built here (tiny, fast)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    RLELossless,
+    generate_uid,
+)
+
+from cpak_cli.dicom_io import LoadedImage, is_probably_dicom, load_image
+from cpak_cli.errors import CpakInputError
+
+DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+ROWS, COLS = 64, 48
+PYDICOM_TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+def gradient(rows: int = ROWS, cols: int = COLS, scale: int = 50) -> np.ndarray:
+    """uint16 image whose value grows down the rows and along the columns (all distinct)."""
+    r, c = np.mgrid[0:rows, 0:cols]
+    return (r * scale + c).astype(np.uint16)
+
+
+def make_dx(
+    pixels: np.ndarray | None = None,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    signed: bool = False,
+    pixel_spacing: Any = (0.15, 0.15),
+    imager_spacing: Any = None,
+    magnification: Any = None,
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+    voi_function: str | None = None,
+    patient_orientation: list[str] | None = None,
+    image_laterality: str | None = None,
+    frames: int | None = None,
+) -> Dataset:
+    """A small DX-for-presentation data set (explicit VR little endian) with file meta."""
+    if pixels is None:
+        pixels = gradient()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DX_FOR_PRESENTATION
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = DX_FOR_PRESENTATION
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyDate = "20240131"
+    ds.Modality = "DX"
+    ds.Manufacturer = "TestVendor"
+    ds.PatientID = "SECRET-ID"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
+    itemsize = pixels.dtype.itemsize
+    ds.BitsAllocated = 8 * itemsize
+    ds.BitsStored = bits_stored or 8 * itemsize
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    if frames is not None:
+        ds.NumberOfFrames = frames
+    if pixel_spacing is not None:
+        ds.PixelSpacing = list(pixel_spacing)
+    if imager_spacing is not None:
+        ds.ImagerPixelSpacing = list(imager_spacing)
+    if magnification is not None:
+        ds.EstimatedRadiographicMagnificationFactor = magnification
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+        ds.RescaleType = "US"
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if voi_function is not None:
+        ds.VOILUTFunction = voi_function
+    if patient_orientation is not None:
+        ds.PatientOrientation = patient_orientation
+    if image_laterality is not None:
+        ds.ImageLaterality = image_laterality
+    ds.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    return ds
+
+
+def write(ds: Dataset, path: Path) -> Path:
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_dx(tmp_path: Path, name: str = "img.dcm", **kw: Any) -> Path:
+    return write(make_dx(**kw), tmp_path / name)
+
+
+def reference(tmp_path: Path, **kw: Any) -> np.ndarray:
+    """Pixels of the same image loaded uncompressed, for round-trip comparisons."""
+    return load_image(write_dx(tmp_path, "reference.dcm", **kw)).pixels
+
+
+def assert_one_line_error(exc: pytest.ExceptionInfo[CpakInputError], path: Path, *words: str):
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert str(path) in msg
+    for w in words:
+        assert w.lower() in msg.lower(), (w, msg)
+
+
+def encode_jpeg_lossless(img: np.ndarray, precision: int) -> bytes:
+    """Minimal JPEG lossless (process 14, predictor 1) encoder, for the decode round trip."""
+    rows, cols = img.shape
+    x = img.astype(np.int64)
+    pred = np.empty_like(x)
+    pred[0, 0] = 1 << (precision - 1)
+    pred[0, 1:] = x[0, :-1]  # first row: left neighbour
+    pred[1:, 0] = x[:-1, 0]  # first column: the pixel above
+    pred[1:, 1:] = x[1:, :-1]  # predictor 1 (Ra)
+    diff = (x - pred) % 65536
+    diff = np.where(diff >= 32768, diff - 65536, diff)
+
+    bits: list[str] = []
+    for d in diff.ravel().tolist():
+        ssss = 0 if d == 0 else (16 if d == -32768 else abs(d).bit_length())
+        bits.append(format(ssss, "05b"))  # 17 symbols, all 5-bit canonical codes 0..16
+        if 0 < ssss < 16:
+            extra = d if d > 0 else d + (1 << ssss) - 1
+            bits.append(format(extra, f"0{ssss}b"))
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)
+    data = bytearray()
+    for i in range(0, len(stream), 8):
+        byte = int(stream[i : i + 8], 2)
+        data.append(byte)
+        if byte == 0xFF:
+            data.append(0x00)
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+    sof3 = bytes([precision]) + rows.to_bytes(2, "big") + cols.to_bytes(2, "big") + bytes([1, 1, 0x11, 0])
+    counts = [0] * 16
+    counts[4] = 17
+    dht = bytes([0x00]) + bytes(counts) + bytes(range(17))
+    sos = bytes([1, 1, 0x00, 1, 0, 0])
+    return b"\xff\xd8" + seg(0xC3, sof3) + seg(0xC4, dht) + seg(0xDA, sos) + bytes(data) + b"\xff\xd9"
+
+
+# --------------------------------------------------------------------------------- basics
+
+
+def test_basic_dx_loads(tmp_path: Path) -> None:
+    path = write_dx(tmp_path, patient_orientation=["L", "F"], image_laterality="B")
+    img = load_image(path)
+    assert isinstance(img, LoadedImage)
+    assert img.pixels.dtype == np.float32
+    assert img.pixels.shape == (ROWS, COLS) == (img.rows, img.cols)
+    assert img.pixels.min() == 0.0 and img.pixels.max() == 1.0
+    # gradient preserved: brighter downwards and to the right, stored as displayed
+    assert img.pixels[0, 0] == 0.0 and img.pixels[-1, -1] == 1.0
+    assert img.pixels[10, 5] < img.pixels[11, 5] and img.pixels[10, 5] < img.pixels[10, 6]
+    assert img.spacing_mm == (0.15, 0.15) and img.spacing_source == "PixelSpacing"
+    assert img.patient_right_on_image_left is True and img.assumed_orientation is False
+    assert img.laterality == "B"
+    assert img.path == str(path)
+    assert img.modality == "DX" and img.study_date == "20240131"
+    assert img.sop_instance_uid and img.sop_instance_uid.startswith("1.")
+    assert img.transfer_syntax == ExplicitVRLittleEndian
+    assert img.photometric == "MONOCHROME2"
+    assert img.file_format == "dicom" and img.voi_source == "minmax"
+    assert img.metadata["Manufacturer"] == "TestVendor"
+    assert "StudyInstanceUID" in img.metadata and "SeriesInstanceUID" in img.metadata
+    assert "PatientID" not in img.metadata
+    assert all(isinstance(v, str) for v in img.metadata.values())
+
+
+def test_input_file_not_modified(tmp_path: Path) -> None:
+    path = write_dx(tmp_path)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    mtime = path.stat().st_mtime_ns
+    path.chmod(0o444)
+    load_image(path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert path.stat().st_mtime_ns == mtime
+
+
+# --------------------------------------------------------------------------------- spacing
+
+
+def test_spacing_anisotropic_row_col_order(tmp_path: Path) -> None:
+    img = load_image(write_dx(tmp_path, pixel_spacing=(0.2, 0.1)))
+    assert img.spacing_mm == (0.2, 0.1)
+    assert img.spacing_source == "PixelSpacing"
+
+
+def test_pixel_spacing_wins_over_imager(tmp_path: Path) -> None:
+    img = load_image(
+        write_dx(tmp_path, pixel_spacing=(0.14, 0.14), imager_spacing=(0.15, 0.15), magnification=1.2)
+    )
+    assert img.spacing_mm == (0.14, 0.14) and img.spacing_source == "PixelSpacing"
+
+
+def test_imager_spacing_with_magnification(tmp_path: Path) -> None:
+    img = load_image(
+        write_dx(tmp_path, pixel_spacing=None, imager_spacing=(0.18, 0.12), magnification=1.2)
+    )
+    assert img.spacing_mm == pytest.approx((0.15, 0.10))
+    assert img.spacing_source == "ImagerPixelSpacing/magnification"
+
+
+def test_imager_spacing_without_magnification(tmp_path: Path) -> None:
+    img = load_image(write_dx(tmp_path, pixel_spacing=None, imager_spacing=(0.18, 0.12)))
+    assert img.spacing_mm == pytest.approx((0.18, 0.12))
+    assert img.spacing_source == "ImagerPixelSpacing"
+
+
+def test_zero_magnification_is_ignored(tmp_path: Path) -> None:
+    img = load_image(
+        write_dx(tmp_path, pixel_spacing=None, imager_spacing=(0.18, 0.12), magnification=0)
+    )
+    assert img.spacing_source == "ImagerPixelSpacing"
+
+
+def test_zero_pixel_spacing_falls_back_to_imager(tmp_path: Path) -> None:
+    img = load_image(write_dx(tmp_path, pixel_spacing=(0, 0), imager_spacing=(0.18, 0.18)))
+    assert img.spacing_source == "ImagerPixelSpacing"
+
+
+def test_user_spacing_overrides(tmp_path: Path) -> None:
+    img = load_image(write_dx(tmp_path, pixel_spacing=(0.2, 0.2)), pixel_spacing=(0.3, 0.25))
+    assert img.spacing_mm == (0.3, 0.25) and img.spacing_source == "user"
+    # also when the file has no spacing at all
+    img = load_image(write_dx(tmp_path, "b.dcm", pixel_spacing=None), pixel_spacing=(0.1, 0.1))
+    assert img.spacing_mm == (0.1, 0.1) and img.spacing_source == "user"
+
+
+def test_no_spacing_error(tmp_path: Path) -> None:
+    path = write_dx(tmp_path, pixel_spacing=None)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "no pixel spacing", "--pixel-spacing")
+
+
+@pytest.mark.parametrize("bad", [(0, 0), (-0.1, 0.1), (0.1, 0)])
+def test_nonpositive_spacing_error(tmp_path: Path, bad: tuple[float, float]) -> None:
+    path = write_dx(tmp_path, pixel_spacing=bad)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "PixelSpacing", "positive", "--pixel-spacing")
+
+
+def test_non_numeric_spacing_error(tmp_path: Path) -> None:
+    path = write_dx(tmp_path, pixel_spacing=(1.5, 1.5))
+    data = path.read_bytes()
+    assert data.count(b"1.5\\1.5 ") == 1
+    path.write_bytes(data.replace(b"1.5\\1.5 ", b"abc\\1.5 "))
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "PixelSpacing", "--pixel-spacing")
+
+
+@pytest.mark.parametrize("bad", [(0.0, 0.1), (-1.0, 1.0), (float("nan"), 0.1), (0.1,), ("a", "b")])
+def test_bad_user_spacing_error(tmp_path: Path, bad: Any) -> None:
+    path = write_dx(tmp_path)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path, pixel_spacing=bad)
+    assert_one_line_error(exc, path, "--pixel-spacing")
+
+
+# --------------------------------------------------------------------------------- pixel values
+
+
+def test_monochrome1_is_inverted_bone_bright(tmp_path: Path) -> None:
+    mono2 = load_image(write_dx(tmp_path, "m2.dcm")).pixels
+    img = load_image(write_dx(tmp_path, "m1.dcm", photometric="MONOCHROME1"))
+    assert img.photometric == "MONOCHROME1"
+    np.testing.assert_allclose(img.pixels, 1.0 - mono2, atol=1e-6)
+    # in MONOCHROME1 the highest stored value is displayed black: after loading it is 0
+    assert img.pixels[-1, -1] == 0.0 and img.pixels[0, 0] == 1.0
+
+
+def test_monochrome1_with_window_inverted(tmp_path: Path) -> None:
+    w = (1000.5, 1001.0)
+    m2 = load_image(write_dx(tmp_path, "m2.dcm", window=w)).pixels
+    m1 = load_image(write_dx(tmp_path, "m1.dcm", window=w, photometric="MONOCHROME1")).pixels
+    np.testing.assert_allclose(m1, 1.0 - m2, atol=1e-6)
+
+
+def test_negative_rescale_slope_flips(tmp_path: Path) -> None:
+    plain = load_image(write_dx(tmp_path, "a.dcm")).pixels
+    img = load_image(write_dx(tmp_path, "b.dcm", rescale=(-1.0, 5000.0)))
+    np.testing.assert_allclose(img.pixels, 1.0 - plain, atol=1e-6)
+
+
+def test_window_linear(tmp_path: Path) -> None:
+    # values 0..3197; window [500, 1500]: <=500 -> 0, >1500 -> 1, 1000 -> 0.5
+    pix = gradient()
+    img = load_image(write_dx(tmp_path, pixels=pix, window=(1000.5, 1001.0)))
+    assert img.voi_source == "window"
+    expected = np.clip((pix.astype(float) - 1000.0) / 1000.0 + 0.5, 0, 1)
+    np.testing.assert_allclose(img.pixels, expected, atol=1e-6)
+    assert img.pixels[pix == 1000][0] == pytest.approx(0.5)
+
+
+def test_window_in_rescaled_units(tmp_path: Path) -> None:
+    # output = 2 * stored - 1000; window centred on output 1000 <=> stored 1000
+    pix = gradient()
+    img = load_image(write_dx(tmp_path, pixels=pix, rescale=(2.0, -1000.0), window=(1000.5, 1001.0)))
+    out = 2.0 * pix - 1000.0
+    expected = np.clip((out - 1000.0) / 1000.0 + 0.5, 0, 1)
+    np.testing.assert_allclose(img.pixels, expected, atol=1e-6)
+
+
+def test_window_multivalue_uses_first(tmp_path: Path) -> None:
+    ds = make_dx()
+    ds.WindowCenter = [1000.5, 3000.0]
+    ds.WindowWidth = [1001.0, 10.0]
+    img = load_image(write(ds, tmp_path / "w.dcm"))
+    assert img.voi_source == "window"
+    assert img.pixels[gradient() == 1000][0] == pytest.approx(0.5)
+
+
+def test_window_sigmoid(tmp_path: Path) -> None:
+    pix = gradient()
+    img = load_image(write_dx(tmp_path, pixels=pix, window=(1000.0, 500.0), voi_function="SIGMOID"))
+    expected = 1 / (1 + np.exp(-4 * (pix.astype(float) - 1000.0) / 500.0))
+    np.testing.assert_allclose(img.pixels, expected, atol=1e-6)
+
+
+def test_window_missing_the_data_falls_back_to_minmax(tmp_path: Path) -> None:
+    img = load_image(write_dx(tmp_path, window=(100000.0, 10.0)))
+    assert img.voi_source == "minmax"
+    assert img.pixels.min() == 0.0 and img.pixels.max() == 1.0
+
+
+def test_voi_lut_sequence(tmp_path: Path) -> None:
+    pix = (np.arange(ROWS * COLS) % 256).reshape(ROWS, COLS).astype(np.uint16)
+    ds = make_dx(pixels=pix, window=(10000.0, 2.0))  # the LUT is preferred over the window
+    item = Dataset()
+    item.LUTDescriptor = [256, 0, 16]
+    item.add_new(0x00283006, "US", [0 if v < 128 else 65535 for v in range(256)])
+    ds.VOILUTSequence = [item]
+    img = load_image(write(ds, tmp_path / "lut.dcm"))
+    assert img.voi_source == "voi_lut"
+    np.testing.assert_array_equal(img.pixels, (pix >= 128).astype(np.float32))
+
+
+def test_signed_12_bit(tmp_path: Path) -> None:
+    values = (gradient().astype(np.int32) - 2048).clip(-2048, 2047)
+    stored = (values & 0x0FFF).astype(np.uint16)  # 12-bit two's complement, upper bits zero
+    img = load_image(write_dx(tmp_path, pixels=stored, bits_stored=12, signed=True))
+    expected = (values - values.min()) / (values.max() - values.min())
+    np.testing.assert_allclose(img.pixels, expected, atol=1e-6)
+
+
+def test_signed_12_bit_with_rescale_and_window(tmp_path: Path) -> None:
+    values = (gradient().astype(np.int32) - 2048).clip(-2048, 2047)
+    stored = (values & 0x0FFF).astype(np.uint16)
+    img = load_image(
+        write_dx(tmp_path, pixels=stored, bits_stored=12, signed=True, rescale=(1.0, 1024.0),
+                 window=(1024.5, 1001.0))
+    )
+    out = values + 1024.0  # window [524, 1524] in output units
+    expected = np.clip((out - 1024.0) / 1000.0 + 0.5, 0, 1)
+    np.testing.assert_allclose(img.pixels, expected, atol=1e-6)
+
+
+def test_8_bit_image(tmp_path: Path) -> None:
+    pix = (gradient() % 256).astype(np.uint8)
+    img = load_image(write_dx(tmp_path, pixels=pix))
+    np.testing.assert_allclose(img.pixels, pix / 255.0, atol=1e-6)
+
+
+def test_constant_image_no_contrast(tmp_path: Path) -> None:
+    path = write_dx(tmp_path, pixels=np.full((ROWS, COLS), 7, np.uint16))
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "no contrast")
+
+
+# --------------------------------------------------------------------------------- orientation
+
+
+@pytest.mark.parametrize(
+    "orientation, right_on_left, assumed",
+    [
+        (["L", "F"], True, False),
+        (["R", "F"], False, False),
+        (["LA", "F"], True, False),
+        (["RP", "F"], False, False),
+        (["A", "F"], True, True),
+        (["P", "F"], True, True),
+        (None, True, True),
+    ],
+)
+def test_orientation(tmp_path: Path, orientation: Any, right_on_left: bool, assumed: bool) -> None:
+    img = load_image(write_dx(tmp_path, patient_orientation=orientation))
+    assert img.patient_right_on_image_left is right_on_left
+    assert img.assumed_orientation is assumed
+
+
+@pytest.mark.parametrize("lat, expected", [("R", "R"), ("L", "L"), ("B", "B"), ("U", None), (None, None)])
+def test_image_laterality(tmp_path: Path, lat: str | None, expected: str | None) -> None:
+    img = load_image(write_dx(tmp_path, image_laterality=lat))
+    assert img.laterality == expected
+    # laterality never decides the orientation
+    assert img.assumed_orientation is True
+
+
+def test_series_laterality_used_when_no_image_laterality(tmp_path: Path) -> None:
+    ds = make_dx()
+    ds.Laterality = "L"
+    assert load_image(write(ds, tmp_path / "l.dcm")).laterality == "L"
+
+
+# --------------------------------------------------------------------------------- file forms
+
+
+def test_no_preamble_with_meta(tmp_path: Path) -> None:
+    full = write_dx(tmp_path, "full.dcm")
+    bare = tmp_path / "bare"
+    bare.write_bytes(full.read_bytes()[132:])  # no preamble, no 'DICM'
+    assert is_probably_dicom(bare)
+    a, b = load_image(full), load_image(bare)
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+    assert b.spacing_mm == a.spacing_mm
+
+
+def test_raw_implicit_dataset_without_meta(tmp_path: Path) -> None:
+    ds = make_dx()
+    del ds.file_meta
+    path = tmp_path / "raw_implicit"
+    ds.save_as(path, implicit_vr=True, little_endian=True)
+    assert path.read_bytes()[128:132] != b"DICM"
+    assert is_probably_dicom(path)
+    img = load_image(path)
+    np.testing.assert_array_equal(img.pixels, reference(tmp_path))
+    assert img.transfer_syntax == "1.2.840.10008.1.2"
+
+
+# --------------------------------------------------------------------------------- compression
+
+
+def test_rle_lossless_round_trip(tmp_path: Path) -> None:
+    ds = make_dx()
+    ds.compress(RLELossless)
+    img = load_image(write(ds, tmp_path / "rle.dcm"))
+    assert img.transfer_syntax == RLELossless
+    assert img.metadata["TransferSyntaxName"] == "RLE Lossless"
+    np.testing.assert_array_equal(img.pixels, reference(tmp_path))
+
+
+def test_rle_signed_monochrome1_round_trip(tmp_path: Path) -> None:
+    values = (gradient().astype(np.int32) - 2048).clip(-2048, 2047)
+    kw: dict[str, Any] = dict(
+        pixels=(values & 0x0FFF).astype(np.uint16), bits_stored=12, signed=True,
+        photometric="MONOCHROME1",
+    )
+    ds = make_dx(**kw)
+    ds.compress(RLELossless)
+    img = load_image(write(ds, tmp_path / "rle.dcm"))
+    np.testing.assert_array_equal(img.pixels, reference(tmp_path, **kw))
+
+
+def test_jpeg2000_lossless_round_trip(tmp_path: Path) -> None:
+    from pydicom.pixels import get_encoder
+
+    if not get_encoder(JPEG2000Lossless).is_available:
+        pytest.skip("no JPEG 2000 encoder (pylibjpeg-openjpeg) installed")
+    pix = (gradient() % 4096).astype(np.uint16)
+    ds = make_dx(pixels=pix, bits_stored=12)
+    ds.compress(JPEG2000Lossless)
+    img = load_image(write(ds, tmp_path / "j2k.dcm"))
+    assert img.transfer_syntax == JPEG2000Lossless
+    np.testing.assert_array_equal(img.pixels, reference(tmp_path, pixels=pix, bits_stored=12))
+
+
+def test_jpeg_lossless_sv1_decode(tmp_path: Path) -> None:
+    pix = (gradient(scale=60) % 4096).astype(np.uint16)
+    ds = make_dx(pixels=pix, bits_stored=12)
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.PixelData = encapsulate([encode_jpeg_lossless(pix, precision=12)])
+    ds["PixelData"].VR = "OB"
+    ds.LossyImageCompression = "00"
+    img = load_image(write(ds, tmp_path / "jll.dcm"))
+    assert img.transfer_syntax == JPEGLosslessSV1
+    np.testing.assert_array_equal(img.pixels, reference(tmp_path, pixels=pix, bits_stored=12))
+
+
+def test_jpeg_baseline_decode(tmp_path: Path) -> None:
+    import cv2
+
+    pix = np.clip(gradient(scale=4), 0, 255).astype(np.uint8)
+    ok, jpg = cv2.imencode(".jpg", pix, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    assert ok
+    ds = make_dx(pixels=pix)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([jpg.tobytes()])
+    ds["PixelData"].VR = "OB"
+    ds.LossyImageCompression = "01"
+    img = load_image(write(ds, tmp_path / "jpg.dcm"))
+    assert img.transfer_syntax == JPEGBaseline8Bit
+    ref = reference(tmp_path, pixels=pix)
+    assert np.abs(img.pixels - ref).max() < 0.05  # lossy
+
+
+@pytest.mark.parametrize(
+    "compressed, uncompressed",
+    [
+        ("MR_small_jpeg_ls_lossless.dcm", "MR_small.dcm"),
+        ("MR_small_jp2klossless.dcm", "MR_small.dcm"),
+        ("MR_small_RLE.dcm", "MR_small.dcm"),
+    ],
+)
+def test_bundled_pydicom_files_if_present(compressed: str, uncompressed: str) -> None:
+    a, b = PYDICOM_TEST_FILES / compressed, PYDICOM_TEST_FILES / uncompressed
+    if not (a.is_file() and b.is_file()):
+        pytest.skip("pydicom test files not bundled")
+    ia = load_image(a, pixel_spacing=(1.0, 1.0))
+    ib = load_image(b, pixel_spacing=(1.0, 1.0))
+    np.testing.assert_allclose(ia.pixels, ib.pixels, atol=1e-6)
+
+
+def test_bundled_jpeg_extended_12bit_if_present() -> None:
+    path = PYDICOM_TEST_FILES / "JPGExtended.dcm"
+    if not path.is_file():
+        pytest.skip("pydicom test file not bundled")
+    img = load_image(path, pixel_spacing=(0.5, 0.5))
+    assert img.pixels.ndim == 2 and 0.0 <= img.pixels.min() < img.pixels.max() <= 1.0
+
+
+def _encapsulated_with_ts(tmp_path: Path, ts: str) -> Path:
+    ds = make_dx()
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.PixelData = encapsulate([b"\x00\x11" * 64])
+    ds["PixelData"].VR = "OB"
+    path = tmp_path / "odd_ts.dcm"
+    ds.save_as(path, enforce_file_format=True, implicit_vr=False, little_endian=True)
+    return path
+
+
+def test_unsupported_known_transfer_syntax(tmp_path: Path) -> None:
+    path = _encapsulated_with_ts(tmp_path, "1.2.840.10008.1.2.4.100")  # MPEG2 MP@ML
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "unsupported transfer syntax", "1.2.840.10008.1.2.4.100", "MPEG2")
+
+
+def test_unsupported_private_transfer_syntax(tmp_path: Path) -> None:
+    uid = "1.2.826.0.1.3680043.9999.77.1"
+    path = _encapsulated_with_ts(tmp_path, uid)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "unsupported transfer syntax", uid)
+
+
+def test_corrupt_compressed_data(tmp_path: Path) -> None:
+    ds = make_dx()
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 40])
+    ds["PixelData"].VR = "OB"
+    path = write(ds, tmp_path / "bad_j2k.dcm")
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "corrupt", "JPEG 2000")
+
+
+# --------------------------------------------------------------------------------- PNG / TIFF
+
+
+def test_png_16bit_with_spacing(tmp_path: Path) -> None:
+    import cv2
+
+    pix = gradient()
+    path = tmp_path / "img.png"
+    assert cv2.imwrite(str(path), pix)
+    img = load_image(path, pixel_spacing=(0.2, 0.1))
+    assert img.file_format == "png"
+    assert img.spacing_mm == (0.2, 0.1) and img.spacing_source == "user"
+    assert img.assumed_orientation is True and img.patient_right_on_image_left is True
+    assert img.laterality is None and img.transfer_syntax is None
+    np.testing.assert_allclose(img.pixels, reference(tmp_path), atol=1e-6)
+
+
+def test_png_8bit_and_grey_rgb(tmp_path: Path) -> None:
+    import cv2
+
+    pix = (gradient() % 256).astype(np.uint8)
+    p8, prgb = tmp_path / "g8.png", tmp_path / "rgb.png"
+    cv2.imwrite(str(p8), pix)
+    cv2.imwrite(str(prgb), np.dstack([pix, pix, pix]))
+    a = load_image(p8, pixel_spacing=(0.1, 0.1))
+    b = load_image(prgb, pixel_spacing=(0.1, 0.1))
+    np.testing.assert_allclose(a.pixels, pix / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+
+
+def test_tiff_16bit_with_spacing(tmp_path: Path) -> None:
+    import cv2
+
+    path = tmp_path / "img.tif"
+    assert cv2.imwrite(str(path), gradient())
+    img = load_image(path, pixel_spacing=(0.15, 0.15))
+    assert img.file_format == "tiff"
+    np.testing.assert_allclose(img.pixels, reference(tmp_path), atol=1e-6)
+
+
+def test_png_without_spacing_error(tmp_path: Path) -> None:
+    import cv2
+
+    path = tmp_path / "img.png"
+    cv2.imwrite(str(path), gradient())
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "PNG/TIFF has no pixel spacing; pass --pixel-spacing ROW COL")
+
+
+def test_colour_png_rejected(tmp_path: Path) -> None:
+    import cv2
+
+    pix = (gradient() % 256).astype(np.uint8)
+    path = tmp_path / "colour.png"
+    cv2.imwrite(str(path), np.dstack([pix, pix[::-1], pix]))
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path, pixel_spacing=(0.1, 0.1))
+    assert_one_line_error(exc, path, "colour")
+
+
+def test_corrupt_png_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path, pixel_spacing=(0.1, 0.1))
+    assert_one_line_error(exc, path, "PNG")
+
+
+# --------------------------------------------------------------------------------- rejections
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.dcm"
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "not found")
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(CpakInputError) as exc:
+        load_image(tmp_path)
+    assert_one_line_error(exc, tmp_path, "directory")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.dcm"
+    path.write_bytes(b"")
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "empty")
+
+
+def test_text_file_not_dicom(tmp_path: Path) -> None:
+    path = tmp_path / "notes.dcm"
+    path.write_text("hello world, this is not an image\n" * 20)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "not a DICOM file")
+    assert not is_probably_dicom(path)
+
+
+def test_random_binary_not_dicom(tmp_path: Path) -> None:
+    path = tmp_path / "noise.bin"
+    path.write_bytes(np.random.default_rng(0).integers(128, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "not a DICOM file")
+
+
+def test_no_pixel_data(tmp_path: Path) -> None:
+    ds = make_dx()
+    del ds.PixelData
+    path = write(ds, tmp_path / "nopix.dcm")
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "no PixelData")
+
+
+def test_multi_frame(tmp_path: Path) -> None:
+    frames = np.stack([gradient(), gradient()])
+    path = write_dx(tmp_path, pixels=frames, frames=2)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "multi-frame", "2 frames")
+
+
+def test_single_frame_with_number_of_frames_1(tmp_path: Path) -> None:
+    img = load_image(write_dx(tmp_path, frames=1))
+    np.testing.assert_array_equal(img.pixels, reference(tmp_path))
+
+
+def test_colour_dicom(tmp_path: Path) -> None:
+    rgb = np.dstack([gradient() % 256] * 3).astype(np.uint8)
+    ds = make_dx(pixels=rgb[:, :, 0])
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.PixelData = rgb.tobytes()
+    path = write(ds, tmp_path / "rgb.dcm")
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "colour", "RGB")
+
+
+def test_palette_colour_dicom(tmp_path: Path) -> None:
+    ds = make_dx(pixels=(gradient() % 256).astype(np.uint8))
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    path = write(ds, tmp_path / "pal.dcm")
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "colour")
+
+
+def test_missing_required_image_attribute(tmp_path: Path) -> None:
+    ds = make_dx()
+    ds["PixelData"].VR = "OW"
+    del ds.BitsAllocated
+    path = write(ds, tmp_path / "nobits.dcm")
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "missing BitsAllocated")
+
+
+def test_missing_photometric_read_as_monochrome2(tmp_path: Path) -> None:
+    ds = make_dx()
+    del ds.PhotometricInterpretation
+    img = load_image(write(ds, tmp_path / "nophot.dcm"))
+    assert img.photometric is None
+    np.testing.assert_array_equal(img.pixels, reference(tmp_path))
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    full = write_dx(tmp_path, "full.dcm")
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(full.read_bytes()[:-1000])
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "pixel data truncated or corrupt")
+
+
+def test_truncated_rle_file(tmp_path: Path) -> None:
+    ds = make_dx()
+    ds.compress(RLELossless)
+    full = write(ds, tmp_path / "full.dcm")
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(full.read_bytes()[:-500])
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "truncated or corrupt")
+
+
+def test_pydicom_broken_jpeg_file_if_present() -> None:
+    path = PYDICOM_TEST_FILES / "JPEG-lossy.dcm"  # known to have an invalid JPEG scan header
+    if not path.is_file():
+        pytest.skip("pydicom test file not bundled")
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path, pixel_spacing=(0.5, 0.5))
+    assert_one_line_error(exc, path, "pixel data truncated or corrupt", "JPEG Extended")
+
+
+def test_unexpected_3d_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_dx(tmp_path)
+    monkeypatch.setattr(Dataset, "pixel_array", property(lambda self: np.zeros((2, 4, 4))))
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "shape")
+
+
+def test_unexpected_exception_is_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_dx(tmp_path)
+
+    def boom(*_a: Any, **_k: Any) -> Any:
+        raise RuntimeError("something odd\nwith two lines")
+
+    monkeypatch.setattr("pydicom.pixels.apply_modality_lut", boom)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "something odd")
+
+
+def test_keyboard_interrupt_not_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_dx(tmp_path)
+
+    def interrupt(self: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Dataset, "pixel_array", property(interrupt))
+    with pytest.raises(KeyboardInterrupt):
+        load_image(path)
+
+
+# --------------------------------------------------------------------------------- is_probably_dicom
+
+
+def test_is_probably_dicom(tmp_path: Path) -> None:
+    import cv2
+
+    dcm = write_dx(tmp_path, "a.dcm")
+    noext = tmp_path / "IM0001"
+    noext.write_bytes(dcm.read_bytes())
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), gradient())
+    txt = tmp_path / "readme.txt"
+    txt.write_text("DICM is not at offset 128 here\n")
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert is_probably_dicom(dcm) and is_probably_dicom(str(noext))
+    assert not is_probably_dicom(png)
+    assert not is_probably_dicom(txt)
+    assert not is_probably_dicom(empty)
+    assert not is_probably_dicom(tmp_path / "missing")
+    assert not is_probably_dicom(tmp_path)

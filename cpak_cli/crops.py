@@ -27,10 +27,16 @@ def mask_radius(size: int) -> float:
 
 
 def crop_matrix(box: Sequence[float], size: int, mirror: bool = False) -> np.ndarray:
-    """2x3 affine mapping crop pixel ``(u, v, 1)`` to image pixel ``(x, y)``."""
+    """2x3 affine mapping crop pixel ``(u, v, 1)`` of a ``size x size`` crop to image pixel ``(x, y)``."""
+    return frame_matrix(box, size, size, mirror)
+
+
+def frame_matrix(box: Sequence[float], width: int, height: int, mirror: bool = False) -> np.ndarray:
+    """2x3 affine mapping pixel ``(u, v, 1)`` of a ``width x height`` resampled frame of ``box``
+    to image pixel ``(x, y)`` (the general, non-square form of :func:`crop_matrix`)."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    sx = (x1 - x0) / size
-    sy = (y1 - y0) / size
+    sx = (x1 - x0) / width
+    sy = (y1 - y0) / height
     if mirror:
         return np.array([[-sx, 0.0, x1 - 0.5 * sx], [0.0, sy, y0 + 0.5 * sy]])
     return np.array([[sx, 0.0, x0 + 0.5 * sx], [0.0, sy, y0 + 0.5 * sy]])
@@ -65,8 +71,9 @@ def image_to_crop(points_xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return apply(invert(matrix), points_xy)
 
 
-def sample_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    """Resample ``image`` (2-D float) through the crop affine into a ``size x size`` float32 crop.
+def sample_crop(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resample ``image`` (2-D float) through the crop affine into a ``size x size`` float32 crop
+    (``size`` may be ``(width, height)`` for a non-square frame).
 
     Out-of-image area reads as 0. When the crop is smaller than the box (down-sampling), the
     source window is low-pass filtered first (Gaussian, sigma = 0.4 x scale) against aliasing.
@@ -75,7 +82,8 @@ def sample_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
 
     img = np.asarray(image, dtype=np.float32)
     m = np.asarray(matrix, dtype=np.float64)
-    corners = apply(m, np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5, size - 0.5]]))
+    width, height = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    corners = apply(m, np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5], [width - 0.5, height - 0.5]]))
     scale = max(abs(m[0, 0]) + abs(m[0, 1]), abs(m[1, 0]) + abs(m[1, 1]))
     pad = int(np.ceil(2 * max(scale, 1.0))) + 2
     xa = int(np.floor(corners[:, 0].min())) - pad
@@ -95,7 +103,7 @@ def sample_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     out = cv2.warpAffine(
         window,
         shifted.astype(np.float64),
-        (size, size),
+        (width, height),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0.0,

@@ -1,0 +1,270 @@
+"""Batch measurement of a folder tree into one CSV (one row per leg, an error row per bad file).
+
+Rows are written in input order and flushed + fsynced one file at a time, so an interruption
+loses no finished row; ``resume=True`` skips inputs already in the CSV (a torn last line left by
+a kill is cut off first). Decoding runs in worker processes while the main process runs the
+networks on crops of several scans at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from cpak_cli import __version__
+from cpak_cli.errors import CpakError, CpakInputError
+from cpak_cli.landmarks import LANDMARKS, SIDES
+
+DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
+
+COLUMNS: tuple[str, ...] = (
+    "input", "sha256", "sop_instance_uid", "study_date", "side",
+    "ldfa", "mpta", "ahka", "jlo", "cpak", "flags",
+    "spacing_row_mm", "spacing_col_mm", "spacing_source", "box_source",
+    *[f"{n}_{k}" for n in LANDMARKS for k in ("x", "y", "x_mm", "y_mm", "confidence")],
+    "models", "tool_version", "error",
+)
+
+
+def find_inputs(root: Path, recursive: bool = False) -> list[Path]:
+    """DICOM candidates under ``root``: files named ``*.dcm``/``*.dicom``/extension-less, or any
+    file that starts like DICOM; sorted for a stable row order. Hidden files are skipped."""
+    from cpak_cli.dicom_io import is_probably_dicom
+
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise CpakInputError(root, "no such folder")
+    it = root.rglob("*") if recursive else root.glob("*")
+    out = []
+    for p in it:
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if p.suffix.lower() in DICOM_SUFFIXES or is_probably_dicom(p):
+            out.append(p)
+    return sorted(out)
+
+
+def salted_hash(value: str | None, salt: str) -> str:
+    if not value:
+        return ""
+    return hashlib.sha256((salt + "\0" + value).encode("utf-8")).hexdigest()[:24]
+
+
+@dataclass
+class Decoded:
+    """What a worker returns for one input: the loaded image or the error line."""
+
+    path: str
+    sha256: str
+    image: Any | None
+    error: str | None
+
+
+def decode_one(args: tuple[str, tuple[float, float] | None]) -> Decoded:
+    """Worker: hash and load one file (never raises for bad input)."""
+    path, spacing = args
+    from cpak_cli.dicom_io import load_image
+    from cpak_cli.pipeline import file_sha256
+
+    try:
+        sha = file_sha256(path)
+    except OSError as exc:
+        return Decoded(path, "", None, f"{path}: cannot read file ({exc.__class__.__name__})")
+    try:
+        return Decoded(path, sha, load_image(path, pixel_spacing=spacing), None)
+    except CpakError as exc:
+        return Decoded(path, sha, None, str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch
+        return Decoded(path, sha, None, f"{path}: unexpected error {exc.__class__.__name__}: {exc}")
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    """A CSV cell: floats with a fixed number of decimals so re-runs give identical rows."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if v == v else ""
+    return str(v)
+
+
+def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt: str | None) -> list[dict[str, str]]:
+    """CSV rows (as strings) of one input: one per leg, or one error row."""
+    img = dec.image
+    base = {
+        "input": dec.path,
+        "sha256": dec.sha256,
+        "sop_instance_uid": getattr(img, "sop_instance_uid", None) or "",
+        "study_date": getattr(img, "study_date", None) or "",
+        "tool_version": __version__,
+    }
+    if anonymize_salt is not None:
+        base["input"] = salted_hash(dec.path, anonymize_salt)
+        base["sop_instance_uid"] = salted_hash(base["sop_instance_uid"], anonymize_salt)
+    if error is not None or result is None or not result.legs:
+        row = {c: "" for c in COLUMNS}
+        row.update(base)
+        row["error"] = " ".join((error or "no leg found on the film").split())
+        return [row]
+    rows = []
+    for side in SIDES:
+        leg = result.legs.get(side)
+        if leg is None:
+            continue
+        row = {c: "" for c in COLUMNS}
+        row.update(base)
+        row.update(
+            side=side, ldfa=_fmt(leg.ldfa), mpta=_fmt(leg.mpta), ahka=_fmt(leg.ahka), jlo=_fmt(leg.jlo),
+            cpak=leg.cpak or "", flags=";".join(leg.flags),
+            spacing_row_mm=_fmt(img.spacing_mm[0]), spacing_col_mm=_fmt(img.spacing_mm[1]),
+            spacing_source=img.spacing_source, box_source=result.box_source,
+            models=";".join(f"{k}={v}" for k, v in sorted(result.models.items())),
+            error=leg.error or "",
+        )
+        for n, p in result.landmarks.get(side, {}).items():
+            if p.found:
+                row.update({f"{n}_x": _fmt(p.x), f"{n}_y": _fmt(p.y), f"{n}_x_mm": _fmt(p.x_mm),
+                            f"{n}_y_mm": _fmt(p.y_mm)})
+            row[f"{n}_confidence"] = _fmt(p.confidence)
+        rows.append(row)
+    return rows
+
+
+def _csv_text(rows: Iterable[dict[str, str]], header: bool) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    if header:
+        w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def done_inputs(csv_path: Path) -> set[str]:
+    """Inputs already in a CSV (after cutting a torn last line). Raises on a foreign CSV."""
+    data = csv_path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(csv_path, "r+b") as fh:
+            fh.truncate(cut)
+        data = data[:cut]
+    if not data:
+        return set()
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
+    if tuple(reader.fieldnames or ()) != COLUMNS:
+        raise CpakInputError(csv_path, "existing CSV has different columns; cannot resume into it")
+    return {row["input"] for row in reader}
+
+
+@dataclass
+class BatchSummary:
+    files: int = 0
+    skipped: int = 0
+    failed: int = 0
+    legs: int = 0
+
+
+def run_batch(
+    inputs: Sequence[Path],
+    csv_path: Path,
+    measurer: Any,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    workers: int = 1,
+    chunk: int = 4,
+    pixel_spacing: tuple[float, float] | None = None,
+    anonymize_salt: str | None = None,
+    overlays: Path | None = None,
+    on_file: Callable[[BatchSummary], None] | None = None,
+) -> BatchSummary:
+    """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees."""
+    summary = BatchSummary()
+    done: set[str] = set()
+    if csv_path.exists():
+        if resume:
+            done = done_inputs(csv_path)
+        elif not overwrite:
+            raise CpakInputError(csv_path, "CSV exists; pass --resume to continue it or --overwrite to replace it")
+        else:
+            csv_path.unlink()
+    key = (lambda p: salted_hash(str(p), anonymize_salt)) if anonymize_salt is not None else str
+    todo = []
+    for p in inputs:
+        if key(p) in done:
+            summary.skipped += 1
+        else:
+            todo.append(p)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not csv_path.exists() or csv_path.stat().st_size == 0
+    with open(csv_path, "a", encoding="utf-8", newline="") as fh:
+        if new_file:
+            fh.write(_csv_text([], header=True))
+            fh.flush()
+            os.fsync(fh.fileno())
+        for group in _chunks(_decoded(todo, workers, pixel_spacing), chunk):
+            ok = [d for d in group if d.image is not None]
+            results: dict[str, Any] = {}
+            errors: dict[str, str] = {}
+            if ok:
+                try:
+                    for d, r in zip(ok, measurer.measure_images([d.image for d in ok])):
+                        results[d.path] = r
+                except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad one
+                    for d in ok:
+                        try:
+                            results[d.path] = measurer.measure_images([d.image])[0]
+                        except Exception as exc:  # noqa: BLE001
+                            errors[d.path] = f"{d.path}: measurement failed ({exc.__class__.__name__}: {exc})"
+            for d in group:
+                res = results.get(d.path)
+                err = d.error or errors.get(d.path)
+                rows = rows_for(d, res, err, anonymize_salt)
+                if overlays is not None and res is not None and res.legs:
+                    _write_overlay(overlays, d, res)
+                fh.write(_csv_text(rows, header=False))
+                fh.flush()
+                os.fsync(fh.fileno())
+                summary.files += 1
+                if err is not None or res is None or not res.legs:
+                    summary.failed += 1
+                else:
+                    summary.legs += len(rows)
+                if on_file is not None:
+                    on_file(summary)
+    return summary
+
+
+def _write_overlay(folder: Path, dec: Decoded, res: Any) -> None:
+    from cpak_cli.overlay import overlay_for_result, write_png
+
+    name = (dec.sha256[:16] or Path(dec.path).name) + ".png"
+    write_png(folder / name, overlay_for_result(res))
+
+
+def _decoded(paths: Sequence[Path], workers: int, spacing: tuple[float, float] | None) -> Iterator[Decoded]:
+    args = [(str(p), spacing) for p in paths]
+    if workers <= 1 or len(args) <= 1:
+        for a in args:
+            yield decode_one(a)
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        yield from pool.imap(decode_one, args, chunksize=1)
+
+
+def _chunks(it: Iterable[Decoded], n: int) -> Iterator[list[Decoded]]:
+    group: list[Decoded] = []
+    for d in it:
+        group.append(d)
+        if len(group) >= n:
+            yield group
+            group = []
+    if group:
+        yield group

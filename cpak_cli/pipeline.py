@@ -1,0 +1,292 @@
+"""The measurement pipeline: image -> joint boxes -> landmarks -> angles, CPAK and flags.
+
+:class:`Measurer` loads the models once and measures one or many images; crops of several
+images that share a model go through it in one batch. All coordinates follow
+docs/conventions.md (pixel ``(x, y)``, spacing ``(row_mm, col_mm)``, patient sides).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from cpak_cli import __version__
+from cpak_cli.boxes import Box, BoxFile
+from cpak_cli.dicom_io import LoadedImage
+from cpak_cli.errors import CpakInputError, CpakModelError
+from cpak_cli.inference import JointModel, LandmarkPrediction, detect_landmarks
+from cpak_cli.landmarks import JOINTS, LANDMARKS, SIDES, LandmarkFile
+from cpak_cli.measurement import (
+    FLAG_LOW_CONFIDENCE, FLAG_ORIENTATION_ASSUMED, FLAG_SPACING_UNCORRECTED, FLAG_SPACING_USER, LegMeasurement,
+    measure_leg,
+)
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+
+@dataclass
+class DetectorModel:
+    """The joint detector network and its input frame size."""
+
+    module: Any
+    width: int
+    height: int
+    name: str = "detector"
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScanResult:
+    """Everything measured on one image."""
+
+    path: str
+    image: LoadedImage | None
+    legs: dict[str, LegMeasurement] = field(default_factory=dict)
+    landmarks: dict[str, dict[str, LandmarkPrediction]] = field(default_factory=dict)
+    boxes: dict[str, dict[str, Box]] = field(default_factory=dict)
+    box_source: str = "detector"
+    scan_flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    models: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        img = self.image
+        out: dict[str, Any] = {
+            "image": self.path,
+            "error": self.error,
+            "tool_version": __version__,
+            "models": dict(self.models),
+        }
+        if img is not None:
+            out.update(
+                pixel_spacing_mm=list(img.spacing_mm),
+                spacing_source=img.spacing_source,
+                patient_right_on_image_left=img.patient_right_on_image_left,
+                assumed_orientation=img.assumed_orientation,
+                sop_instance_uid=img.sop_instance_uid,
+                study_date=img.study_date,
+                rows=int(img.pixels.shape[0]),
+                cols=int(img.pixels.shape[1]),
+            )
+        out["box_source"] = self.box_source
+        out["boxes"] = {s: {j: list(b) for j, b in jb.items()} for s, jb in self.boxes.items()}
+        out["scan_flags"] = list(self.scan_flags)
+        out["notes"] = list(self.notes)
+        legs: dict[str, Any] = {}
+        for side in SIDES:
+            if side not in self.legs:
+                continue
+            leg = self.legs[side].to_json()
+            leg["landmarks"] = {n: p.to_json() for n, p in self.landmarks.get(side, {}).items()}
+            legs[side] = leg
+        out["legs"] = legs
+        return out
+
+    def to_landmark_file(self) -> LandmarkFile:
+        """The landmarks in the format `cpak angles` reads (found points only)."""
+        assert self.image is not None
+        legs = {
+            side: {n: (p.xy if p.found else None) for n, p in preds.items()}
+            for side, preds in self.landmarks.items()
+        }
+        conf = {side: {n: p.confidence for n, p in preds.items()} for side, preds in self.landmarks.items()}
+        return LandmarkFile(
+            image=self.path,
+            spacing_mm=self.image.spacing_mm,
+            legs=legs,
+            extra={
+                "patient_right_on_image_left": self.image.patient_right_on_image_left,
+                "confidence": conf,
+                "spacing_source": self.image.spacing_source,
+                "tool_version": __version__,
+                "models": dict(self.models),
+            },
+        )
+
+
+def scan_flags(image: LoadedImage) -> tuple[list[str], list[str]]:
+    """Flags (and notes) that apply to every leg of an image: spacing and orientation doubts."""
+    flags, notes = [], []
+    if image.spacing_source == "ImagerPixelSpacing":
+        flags.append(FLAG_SPACING_UNCORRECTED)
+        notes.append("spacing from ImagerPixelSpacing without magnification correction (mm may be too large)")
+    elif image.spacing_source == "user":
+        flags.append(FLAG_SPACING_USER)
+        notes.append("pixel spacing given by the user")
+    if image.assumed_orientation:
+        flags.append(FLAG_ORIENTATION_ASSUMED)
+        notes.append("orientation not in the file; assumed patient's right on the image left")
+    return flags, notes
+
+
+def assemble_leg(
+    side: str,
+    preds: Mapping[str, LandmarkPrediction],
+    image: LoadedImage,
+    missing_joints: Sequence[str],
+    min_confidence: float,
+) -> LegMeasurement:
+    """Measure one leg from predictions and attach confidence / scan flags. Pure."""
+    if missing_joints:
+        return LegMeasurement(side=side, error="joint(s) not found on the film: " + ", ".join(missing_joints))
+    not_found = [n for n in LANDMARKS if n not in preds or not preds[n].found]
+    if not_found:
+        return LegMeasurement(side=side, error="landmark(s) not found: " + ", ".join(not_found))
+    leg = measure_leg(side, {n: preds[n].xy for n in LANDMARKS}, image.spacing_mm, image.patient_right_on_image_left)
+    low = [n for n in LANDMARKS if preds[n].confidence < min_confidence]
+    if low:
+        leg.flags.append(FLAG_LOW_CONFIDENCE)
+        leg.notes.append("low confidence: " + ", ".join(low))
+    flags, notes = scan_flags(image)
+    leg.flags.extend(flags)
+    leg.notes.extend(notes)
+    return leg
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Measurer:
+    """Loads the landmark models (and the joint detector) once; measures images.
+
+    ``models`` / ``detector`` may be given directly (tests, notebooks); otherwise they are loaded
+    from ``weights_dir`` (see :func:`cpak_cli.models.weights_dir`).
+    """
+
+    def __init__(
+        self,
+        weights_dir: str | Path | None = None,
+        device: str = "auto",
+        method: int = 3,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        models: Mapping[str, JointModel] | None = None,
+        detector: DetectorModel | None = None,
+        need_detector: bool = True,
+        batch_size: int = 16,
+    ) -> None:
+        from cpak_cli.models import resolve_device
+
+        self.device = resolve_device(device)
+        self.method = method
+        self.min_confidence = min_confidence
+        self.batch_size = batch_size
+        self.weights_dir = weights_dir
+        self.models: dict[str, JointModel] = dict(models) if models is not None else self._load_joint_models()
+        self.detector = detector
+        if self.detector is None and need_detector:
+            self.detector = self._load_detector()
+
+    # ------------------------------------------------------------------ loading
+    def _load_joint_models(self) -> dict[str, JointModel]:
+        from cpak_cli.models import load_model
+
+        out = {}
+        for joint in JOINTS:
+            module, card = load_model(joint, self.weights_dir, self.device)
+            cfg = card["config"]
+            out[joint] = JointModel(module, joint, tuple(cfg.landmarks), cfg.input_size, card.get("name", joint), card)
+        return out
+
+    def _load_detector(self) -> DetectorModel:
+        from cpak_cli.models import load_model
+
+        module, card = load_model("detector", self.weights_dir, self.device)
+        cfg = card["config"]
+        width = int(getattr(cfg, "input_width", 0) or cfg.input_size)
+        return DetectorModel(module, width, cfg.input_size, card.get("name", "detector"), card)
+
+    def model_versions(self) -> dict[str, str]:
+        out = {j: f"{m.name}@{str(m.card.get('sha256', ''))[:12]}" for j, m in self.models.items()}
+        if self.detector is not None:
+            out["detector"] = f"{self.detector.name}@{str(self.detector.card.get('sha256', ''))[:12]}"
+        return out
+
+    # ------------------------------------------------------------------ measuring
+    def detect_boxes(self, images: Sequence[LoadedImage]) -> list[dict[str, dict[str, Box]]]:
+        """Joint boxes per image from the detector (one batch for all images)."""
+        from cpak_cli.detector import boxes_from_detections, decode_detections, detector_frame, detector_input
+        from cpak_cli.models import predict
+
+        if self.detector is None:
+            raise CpakModelError("no joint detector loaded; pass --boxes or install weights/detector")
+        det = self.detector
+        frames = [detector_frame(im.pixels.shape, im.spacing_mm, im.patient_right_on_image_left, det.width, det.height)
+                  for im in images]
+        inputs = np.stack([detector_input(im.pixels, f) for im, f in zip(images, frames)])
+        probs = predict(det.module, inputs, device=self.device, batch_size=self.batch_size)
+        out = []
+        for im, f, p in zip(images, frames, probs):
+            boxes = boxes_from_detections(decode_detections(p, f, im.spacing_mm))
+            out.append(_apply_laterality(boxes, im))
+        return out
+
+    def measure_images(
+        self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None] | None = None
+    ) -> list[ScanResult]:
+        """Measure several loaded images; crops that share a model share forward passes."""
+        boxes = list(boxes) if boxes is not None else [None] * len(images)
+        need = [i for i, b in enumerate(boxes) if b is None]
+        detected = self.detect_boxes([images[i] for i in need]) if need else []
+        all_boxes: list[dict[str, dict[str, Box]]] = []
+        sources = []
+        it = iter(detected)
+        for b in boxes:
+            if b is None:
+                all_boxes.append(next(it))
+                sources.append("detector")
+            else:
+                all_boxes.append({s: dict(j) for s, j in b.boxes.items()})
+                sources.append("file")
+        preds = detect_landmarks(
+            [im.pixels for im in images], all_boxes, [im.spacing_mm for im in images], self.models,
+            orientations=[im.patient_right_on_image_left for im in images], method=self.method,
+            device=self.device, batch_size=self.batch_size,
+        )
+        versions = self.model_versions()
+        results = []
+        for im, bx, src, pr in zip(images, all_boxes, sources, preds):
+            res = ScanResult(path=im.path, image=im, landmarks=pr, boxes=bx, box_source=src, models=versions)
+            res.scan_flags, res.notes = scan_flags(im)
+            for side in SIDES:
+                joints_found = set(bx.get(side, {}))
+                if not joints_found:
+                    continue
+                missing = [j for j in JOINTS if j not in joints_found]
+                res.legs[side] = assemble_leg(side, pr.get(side, {}), im, missing, self.min_confidence)
+            if not res.legs:
+                res.notes.append("no leg found on the film")
+            results.append(res)
+        return results
+
+    def measure(self, image: LoadedImage, boxes: BoxFile | None = None) -> ScanResult:
+        return self.measure_images([image], [boxes])[0]
+
+
+def _apply_laterality(boxes: dict[str, dict[str, Box]], image: LoadedImage) -> dict[str, dict[str, Box]]:
+    """On a film whose ImageLaterality says one leg (R/L), keep a single detected leg on that side."""
+    lat = (image.laterality or "").upper()
+    if lat not in ("R", "L") or len(boxes) != 1:
+        return boxes
+    want = "right" if lat == "R" else "left"
+    (only_side, joints), = boxes.items()
+    return {want: joints}
+
+
+def load_for_measure(path: str | Path, pixel_spacing: tuple[float, float] | None = None) -> LoadedImage:
+    """Load an input image for measuring (one-line CpakInputError on any problem)."""
+    from cpak_cli.dicom_io import load_image
+
+    p = Path(path)
+    if not p.exists():
+        raise CpakInputError(p, "file not found")
+    return load_image(p, pixel_spacing=pixel_spacing)

@@ -1,0 +1,122 @@
+"""cpak batch mechanics with a stand-in measurer (no network): rows, error rows, resume."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cpak_cli.batch import COLUMNS, done_inputs, find_inputs, run_batch, salted_hash
+from cpak_cli.inference import LandmarkPrediction
+from cpak_cli.measurement import measure_leg
+from cpak_cli.pipeline import ScanResult
+from tests.conftest import build_leg
+from tests.test_dicom_io import make_dx, write
+
+
+class FakeMeasurer:
+    """Measures every image as the same two known legs; counts calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def measure_images(self, images, boxes=None):
+        self.calls += 1
+        out = []
+        for im in images:
+            res = ScanResult(path=im.path, image=im, box_source="detector", models={"knee": "fake@0"})
+            for side, (ldfa, mpta) in {"right": (87.0, 85.0), "left": (90.0, 91.0)}.items():
+                leg = build_leg(ldfa, mpta, side=side, spacing_mm=im.spacing_mm)
+                res.landmarks[side] = {
+                    n: LandmarkPrediction(n, x, y, x * im.spacing_mm[1], y * im.spacing_mm[0], True, 0.9, 0.95, 300)
+                    for n, (x, y) in leg.items()
+                }
+                res.legs[side] = measure_leg(side, leg, im.spacing_mm)
+            out.append(res)
+        return out
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    for i in range(4):
+        write(make_dx(), d / f"ok{i}.dcm")
+    write(make_dx(), d / "sub" / "deep.dcm")
+    write(make_dx(pixel_spacing=None), d / "nospacing.dcm")
+    ds = make_dx()
+    del ds.PixelData
+    write(ds, d / "nopixels.dcm")
+    data = (d / "ok0.dcm").read_bytes()
+    (d / "truncated.dcm").write_bytes(data[: len(data) // 2])
+    (d / "notes").write_text("this is not a DICOM file\n")
+    (d / "ignored.txt").write_text("plain text with an extension is not a candidate\n")
+    return d
+
+
+def test_find_inputs(folder):
+    names = [p.name for p in find_inputs(folder)]
+    assert names == sorted(names) and "ignored.txt" not in names and "notes" in names and "deep.dcm" not in names
+    assert "deep.dcm" in [p.name for p in find_inputs(folder, recursive=True)]
+
+
+def _read(p):
+    import csv
+
+    with open(p, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_rows_and_error_rows(folder, tmp_path):
+    out = tmp_path / "out.csv"
+    s = run_batch(find_inputs(folder), out, FakeMeasurer(), workers=1, chunk=3)
+    rows = _read(out)
+    assert s.files == 8 and s.failed == 4 and s.legs == 8
+    errors = {Path(r["input"]).name: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {"nospacing.dcm", "nopixels.dcm", "truncated.dcm", "notes"}
+    assert "pixel spacing" in errors["nospacing.dcm"] and "pixel" in errors["nopixels.dcm"].lower()
+    legs = [r for r in rows if not r["error"]]
+    assert len(legs) == 8 and {r["side"] for r in legs} == {"right", "left"}
+    r0 = legs[0]
+    assert float(r0["ldfa"]) == pytest.approx(87.0, abs=1e-4) and r0["cpak"] == "I"
+    assert len(r0["sha256"]) == 64 and r0["sop_instance_uid"] and r0["femoral_head_x_mm"]
+    assert list(rows[0].keys()) == list(COLUMNS)
+
+
+def test_kill_and_resume_gives_identical_csv(folder, tmp_path):
+    full = tmp_path / "full.csv"
+    run_batch(find_inputs(folder), full, FakeMeasurer(), workers=1, chunk=2)
+    part = tmp_path / "part.csv"
+
+    def die(summary):
+        if summary.files == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, chunk=2, on_file=die)
+    # simulate a torn last line from a hard kill
+    with open(part, "a") as fh:
+        fh.write("/half/written,row")
+    assert len(done_inputs(part)) == 3  # the torn line is cut off
+    with pytest.raises(Exception, match="--resume"):
+        run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1)
+    s = run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, chunk=2, resume=True)
+    assert s.skipped == 3 and s.files == 5
+    assert part.read_bytes() == full.read_bytes()
+
+
+def test_parallel_decoding_matches_serial(folder, tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    run_batch(find_inputs(folder), a, FakeMeasurer(), workers=1)
+    run_batch(find_inputs(folder), b, FakeMeasurer(), workers=2)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_anonymize_hashes_identifiers(folder, tmp_path):
+    out = tmp_path / "anon.csv"
+    run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="s3cret")
+    rows = _read(out)
+    assert all(str(folder) not in r["input"] for r in rows)
+    first = sorted(find_inputs(folder))[0]
+    assert rows[0]["input"] == salted_hash(str(first), "s3cret") and len(rows[0]["input"]) == 24
+    s = run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="s3cret", resume=True)
+    assert s.files == 0 and s.skipped == 8

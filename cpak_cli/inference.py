@@ -1,7 +1,7 @@
 """Landmark inference: crop -> resample -> network -> Method 1-5 -> original pixels -> mm.
 
 Pure numpy parts (:func:`make_crop`, :func:`points_from_probs`) are separate from the torch part
-(:func:`predict_probs`) so the coordinate chain can be tested without a network.
+(:func:`cpak_cli.models.predict`) so the coordinate chain can be tested without a network.
 Coordinates: crop pixels ``(u, v)``, image pixels ``(x, y)`` (x = column, y = row), see
 docs/conventions.md and :mod:`cpak_cli.crops`.
 """
@@ -17,6 +17,7 @@ from cpak_cli.crops import crop_matrix, crop_to_image, needs_mirror, normalize_c
 from cpak_cli.extraction import PointEstimate, extract_points
 from cpak_cli.geometry import to_mm
 from cpak_cli.landmarks import JOINTS
+from cpak_cli.models import predict
 
 
 @dataclass(frozen=True)
@@ -106,26 +107,6 @@ def points_from_probs(
     return out
 
 
-def predict_probs(model: JointModel, crops: np.ndarray, device: str = "cpu", batch_size: int = 16) -> np.ndarray:
-    """Sigmoid probabilities ``(N, C, S, S)`` for normalised crops ``(N, S, S)`` in one or more batches."""
-    import torch
-
-    module = model.module
-    n = len(crops)
-    out = np.empty((n, len(model.landmarks), model.input_size, model.input_size), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(crops[start : start + batch_size], dtype=np.float32))
-            x = x[:, None].expand(-1, 3, -1, -1).to(device)
-            if device.startswith("cuda"):
-                with torch.autocast("cuda", dtype=torch.float16):
-                    logits = module(x)
-            else:
-                logits = module(x)
-            out[start : start + len(x)] = torch.sigmoid(logits.float()).cpu().numpy()
-    return out
-
-
 def detect_landmarks(
     images: Sequence[np.ndarray],
     boxes: Sequence[Mapping[str, Mapping[str, Sequence[float]]]],
@@ -153,7 +134,7 @@ def detect_landmarks(
         if not jobs:
             continue
         crops = np.stack([make_crop(images[j.image_index], j, model.input_size) for j in jobs])
-        probs = predict_probs(model, crops, device=device, batch_size=batch_size)
+        probs = predict(model.module, crops, device=device, batch_size=batch_size)
         for job, p in zip(jobs, probs):
             preds = points_from_probs(p, job.matrix, model.landmarks, spacings[job.image_index], method)
             leg = results[job.image_index].setdefault(job.side, {})

@@ -58,6 +58,7 @@ class ModelConfig:
     in_channels: int = 3
     input_size: int = 256
     mask_radius: float = 0.0
+    input_width: int = 0  # 0: square input_size x input_size; else input_size rows x input_width columns (detector)
 
     def __post_init__(self) -> None:
         if not self.landmarks:
@@ -79,8 +80,10 @@ class ModelConfig:
                 f"decoder_channels has {len(self.decoder_channels)} entries but encoder_depth is {self.encoder_depth}"
             )
         stride = 2**self.encoder_depth
-        if self.input_size < stride or self.input_size % stride:
-            raise CpakModelError(f"input_size {self.input_size} must be a multiple of {stride} (2**encoder_depth)")
+        self.input_width = int(self.input_width or 0)
+        for what, v in (("input_size", self.input_size), ("input_width", self.input_width or self.input_size)):
+            if v < stride or v % stride:
+                raise CpakModelError(f"{what} {v} must be a multiple of {stride} (2**encoder_depth)")
 
     @property
     def classes(self) -> int:

@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     @guarded
     def train_cmd(
-        joint: str = typer.Option(..., "--joint", help="hip, knee or ankle."),
+        joint: str = typer.Option(..., "--joint", help="hip, knee, ankle, or detector (the joint detector, needs --data)."),
         data: Optional[Path] = typer.Option(
             None, "--data", help="Folder of images with NAME.landmarks.json + NAME.boxes.json (searched recursively)."
         ),
@@ -53,8 +53,8 @@ def register(app: typer.Typer) -> None:
         from cpak_cli.errors import CpakInputError
         from cpak_cli.landmarks import JOINTS
 
-        if joint not in JOINTS:
-            raise CpakInputError(None, f"--joint must be one of {', '.join(JOINTS)}, got {joint!r}")
+        if joint not in JOINTS and joint != "detector":
+            raise CpakInputError(None, f"--joint must be one of {', '.join(JOINTS)}, detector; got {joint!r}")
         if (data is None) == (not phantom):
             raise CpakInputError(None, "give exactly one of --data DIR or --phantom N")
         if (folds is None) != (fold is None):
@@ -68,6 +68,21 @@ def register(app: typer.Typer) -> None:
 
         from cpak_cli.models import ModelConfig
         from cpak_cli.training import TrainData, TrainOptions, train
+
+        if joint == "detector":
+            from cpak_cli.detector_training import detector_config, train_detector
+
+            if data is None:
+                raise CpakInputError(None, "the detector trains on whole films: give --data DIR")
+            dopts = TrainOptions(out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
+                                 folds=folds, fold=fold, seed=seed, device=device, workers=workers, threads=threads,
+                                 eval_every=eval_every, checkpoint_every=checkpoint_every, resume=resume,
+                                 export=None if export is None else str(export))
+            r = train_detector(data, dopts, detector_config(encoder=encoder, encoder_depth=encoder_depth,
+                                                            decoder_channels=dec), progress=progress)
+            typer.echo(f"done: {r['steps']} steps, {r['n_train']} train / {r['n_val']} val films, best {r['best']}"
+                       + (f"; exported {r['exported']}" if r["exported"] else ""))
+            return
 
         cfg = ModelConfig(joint=joint, encoder=encoder, encoder_depth=encoder_depth, decoder_channels=dec,
                           input_size=input_size)

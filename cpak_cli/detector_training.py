@@ -1,0 +1,214 @@
+"""Training of the joint detector (see :mod:`cpak_cli.detector`) on whole films.
+
+Each training image is reduced once to the detector's frame (``height x width`` at an isotropic
+mm scale, patient's right on the left); every step applies a small random affine to frame and
+joint centres together, draws the target discs at the moved centres, and adds the same intensity
+augmentation as the landmark models. Loss, optimiser, schedule and checkpoint format are those of
+:mod:`cpak_cli.training`, so ``export_checkpoint`` writes the detector's weights and card too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cpak_cli import __version__
+from cpak_cli.atomic import atomic_write_text
+from cpak_cli.datasets import AugmentOptions, find_training_files, intensity_augment, run_jobs, sample_rng, split_ids
+from cpak_cli.detector import (
+    DETECTOR_CHANNELS, TARGET_RADIUS_MM, DetectorFrame, detector_frame, detector_input, joint_centres,
+)
+from cpak_cli.errors import CpakInputError
+from cpak_cli.models import ModelConfig
+from cpak_cli.training import CHECKPOINT_FORMAT, TrainOptions, dice_bce_loss, load_checkpoint, lr_at, save_checkpoint
+
+DETECTOR_HEIGHT = 512
+DETECTOR_WIDTH = 192
+
+
+def detector_config(height: int = DETECTOR_HEIGHT, width: int = DETECTOR_WIDTH, encoder: str = "tu-resnet10t",
+                    encoder_depth: int = 4, decoder_channels: tuple[int, ...] = (128, 64, 32, 16)) -> ModelConfig:
+    """The detector's architecture: 6 output channels (patient side x joint), non-square input."""
+    return ModelConfig(joint="detector", landmarks=DETECTOR_CHANNELS, encoder=encoder, encoder_depth=encoder_depth,
+                       decoder_channels=decoder_channels, input_size=height, input_width=width, mask_radius=1.0)
+
+
+@dataclass
+class FilmSample:
+    """One film reduced to the detector frame: ``frame`` (H, W) float16, ``centres`` (6, 2) in
+    frame pixels (NaN = joint not on the film), ``mm_per_px`` of the frame."""
+
+    image_id: str
+    frame: np.ndarray
+    centres: np.ndarray
+    mm_per_px: float
+
+
+def film_sample(args: tuple[str, str, str, int, int]) -> FilmSample:
+    """Worker: load one image + landmark file and reduce it to the detector frame."""
+    from cpak_cli.crops import image_to_crop
+    from cpak_cli.dicom_io import load_image
+    from cpak_cli.landmarks import read_landmarks
+
+    image, lm_path, image_id, height, width = args
+    lf = read_landmarks(lm_path)
+    loaded = load_image(image, pixel_spacing=None if str(image).lower().endswith(".dcm") else lf.spacing_mm)
+    prl = loaded.patient_right_on_image_left
+    fr = detector_frame(loaded.pixels.shape, loaded.spacing_mm, prl, width, height)
+    centres = np.full((len(DETECTOR_CHANNELS), 2), np.nan)
+    jc = joint_centres(lf.legs)
+    for k, ch in enumerate(DETECTOR_CHANNELS):
+        side, joint = ch.split("_", 1)
+        if joint in jc.get(side, {}):
+            centres[k] = image_to_crop(np.array([jc[side][joint]]), fr.matrix)[0]
+    return FilmSample(image_id, detector_input(loaded.pixels, fr).astype(np.float16), centres, fr.mm_per_px)
+
+
+def _discs(centres: np.ndarray, height: int, width: int, radius_px: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    out = np.zeros((len(centres), height, width), np.float32)
+    for k, (u, v) in enumerate(centres):
+        if np.isfinite(u) and np.isfinite(v):
+            out[k] = ((xx - u) ** 2 + (yy - v) ** 2) <= radius_px * radius_px
+    return out
+
+
+def training_pair(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(input (H, W), target (6, H, W)) with a random affine (rotation +-5 deg, scale +-10 %,
+    shift +-5 %) applied to the frame and the centres together, plus intensity augmentation."""
+    import cv2
+
+    h, w = s.frame.shape
+    img = s.frame.astype(np.float32)
+    pts = s.centres.copy()
+    if rng.random() < 0.7:
+        ang = rng.uniform(-5, 5)
+        sc = rng.uniform(0.9, 1.1)
+        m = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), ang, sc)
+        m[:, 2] += (rng.uniform(-0.05, 0.05) * w, rng.uniform(-0.05, 0.05) * h)
+        img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        pts = pts @ m[:, :2].T + m[:, 2]
+        # a centre moved off the frame is no longer a target
+        off = (pts[:, 0] < 0) | (pts[:, 0] > w - 1) | (pts[:, 1] < 0) | (pts[:, 1] > h - 1)
+        pts[off] = np.nan
+    img = intensity_augment(img, rng, aug)
+    return img, _discs(pts, h, w, TARGET_RADIUS_MM / s.mm_per_px)
+
+
+def evaluate_detector(model: Any, samples: list[FilmSample], cfg: ModelConfig, device: str) -> dict[str, Any]:
+    """Centre error (mm) of found joints, joints missed, and false joints (found but absent)."""
+    from cpak_cli.extraction import extract_points
+    from cpak_cli.models import predict
+
+    if not samples:
+        return {}
+    probs = predict(model, np.stack([s.frame.astype(np.float32) for s in samples]), device=device, batch_size=8)
+    errs, missed, false = [], 0, 0
+    for s, p in zip(samples, probs):
+        for k, est in enumerate(extract_points(p, method=3, min_peak=0.3)):
+            present = bool(np.isfinite(s.centres[k]).all())
+            if present and est.found:
+                errs.append(float(np.hypot(est.x - s.centres[k, 0], est.y - s.centres[k, 1]) * s.mm_per_px))
+            elif present:
+                missed += 1
+            elif est.found:
+                false += 1
+    med = float(np.median(errs)) if errs else float("inf")
+    return {"median_mm": med, "p95_mm": float(np.percentile(errs, 95)) if errs else None,
+            "max_mm": float(np.max(errs)) if errs else None, "missed": missed, "false": false,
+            "found_rate": len(errs) / max(1, len(errs) + missed)}
+
+
+def train_detector(data_dir: Path, opts: TrainOptions, cfg: ModelConfig | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train the joint detector on a folder of images + landmark files; writes ``last.pt``/``best.pt``
+    in ``opts.out_dir`` (same format as landmark training) and exports when ``opts.export``."""
+    import torch
+
+    from cpak_cli.models import build_model, resolve_device
+    from cpak_cli.training import export_checkpoint
+
+    cfg = cfg or detector_config()
+    out = Path(opts.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(opts.device)
+    dev = torch.device(device)
+    if opts.threads:
+        torch.set_num_threads(int(opts.threads))
+    triples = find_training_files(data_dir)
+    jobs = [(str(img), str(lm), lm.name[: -len(".landmarks.json")], cfg.input_size, cfg.input_width)
+            for img, lm, _ in triples]
+    samples: list[FilmSample] = run_jobs(film_sample, jobs, opts.workers)
+    if not samples:
+        raise CpakInputError(data_dir, "no training films")
+    train_ids, val_ids = split_ids([s.image_id for s in samples], opts.val_fraction, opts.folds, opts.fold,
+                                   opts.split_seed)
+    tid = set(train_ids)
+    train_s = [s for s in samples if s.image_id in tid]
+    val_s = [s for s in samples if s.image_id not in tid]
+    desc = {"kind": "files", "data_dir": str(data_dir), "films": len(samples)}
+    training_card = {"seed": opts.seed, "steps": opts.steps, "batch_size": opts.batch_size, "lr": opts.lr,
+                     "optimizer": "Adam", "loss": "dice+bce", "data": desc, "n_train_images": len(train_s),
+                     "n_val_images": len(val_s), "target_radius_mm": TARGET_RADIUS_MM, "device": device,
+                     "encoder_weights": None}
+    torch.manual_seed(opts.seed)
+    model = build_model(cfg).to(dev)
+    optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    step, best, history = 0, None, []
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if opts.resume and last_path.exists():
+        ck = load_checkpoint(last_path)
+        model.load_state_dict(ck["model"])
+        optim.load_state_dict(ck["optimizer"])
+        step, best, history = int(ck["step"]), ck.get("best_metric"), list(ck.get("history") or [])
+
+    def payload(kind: str, metric: dict[str, Any] | None = None) -> dict[str, Any]:
+        p = {"format": CHECKPOINT_FORMAT, "kind": kind, "model": model.state_dict(), "config": cfg.to_dict(),
+             "step": step, "training": training_card, "tool_version": __version__, "metric": metric}
+        if kind == "last":
+            p.update(optimizer=optim.state_dict(), best_metric=best, history=history)
+        return p
+
+    aug = AugmentOptions()
+    t0 = time.perf_counter()
+    model.train()
+    while step < opts.steps:
+        for g in optim.param_groups:
+            g["lr"] = lr_at(step, opts)
+        rng = np.random.default_rng([opts.seed, step])
+        idx = rng.choice(len(train_s), size=min(opts.batch_size, len(train_s)), replace=False)
+        pairs = [training_pair(train_s[i], sample_rng(opts.seed, step, k), aug) for k, i in enumerate(idx)]
+        x = torch.from_numpy(np.stack([np.repeat(p[0][None], 3, 0) for p in pairs])).to(dev)
+        y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(dev)
+        optim.zero_grad(set_to_none=True)
+        loss = dice_bce_loss(model(x), y)
+        loss.backward()
+        optim.step()
+        step += 1
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise CpakInputError(None, f"detector training diverged at step {step}; lower --lr")
+        if step % opts.eval_every == 0 or step == opts.steps:
+            m = evaluate_detector(model, val_s, cfg, device)
+            model.train()
+            rec = {"step": step, "loss": lv, "val": m, "elapsed_s": time.perf_counter() - t0}
+            history.append(rec)
+            with open(out / "history.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            key = (m.get("missed", 0) + m.get("false", 0), m.get("median_mm", float("inf")))
+            if best is None or key < (best.get("missed", 0) + best.get("false", 0), best.get("median_mm", float("inf"))):
+                best = m
+                save_checkpoint(best_path, payload("best", m))
+            if progress:
+                print(f"step {step}: loss {lv:.4f}, val {m}", flush=True)
+        if step % opts.checkpoint_every == 0 or step == opts.steps:
+            save_checkpoint(last_path, payload("last"))
+    atomic_write_text(out / "config.json", json.dumps({"config": cfg.to_dict(), "options": opts.to_dict(),
+                                                      "data": desc}, indent=2, default=str) + "\n")
+    exported = str(export_checkpoint(best_path, opts.export, name="detector")) if opts.export else None
+    return {"steps": step, "best": best, "exported": exported, "n_train": len(train_s), "n_val": len(val_s)}

@@ -24,8 +24,8 @@ from cpak_cli.extraction import extract_points
 from cpak_cli.landmarks import JOINTS, SIDES
 
 DETECTOR_CHANNELS: Final[tuple[str, ...]] = tuple(f"{s}_{j}" for s in SIDES for j in JOINTS)
-DEFAULT_WIDTH: Final[int] = 192
-DEFAULT_HEIGHT: Final[int] = 512
+DEFAULT_WIDTH: Final[int] = 160
+DEFAULT_HEIGHT: Final[int] = 384
 TARGET_RADIUS_MM: Final[float] = 14.0
 
 

@@ -22,17 +22,15 @@ from cpak_cli import __version__
 from cpak_cli.atomic import atomic_write_text
 from cpak_cli.datasets import AugmentOptions, find_training_files, intensity_augment, run_jobs, sample_rng, split_ids
 from cpak_cli.detector import (
-    DETECTOR_CHANNELS, TARGET_RADIUS_MM, DetectorFrame, detector_frame, detector_input, joint_centres,
+    DEFAULT_HEIGHT, DEFAULT_WIDTH, DETECTOR_CHANNELS, TARGET_RADIUS_MM, DetectorFrame, detector_frame, detector_input, joint_centres,
 )
 from cpak_cli.errors import CpakInputError
 from cpak_cli.models import ModelConfig
 from cpak_cli.training import CHECKPOINT_FORMAT, TrainOptions, dice_bce_loss, load_checkpoint, lr_at, save_checkpoint
 
-DETECTOR_HEIGHT = 512
-DETECTOR_WIDTH = 192
 
 
-def detector_config(height: int = DETECTOR_HEIGHT, width: int = DETECTOR_WIDTH, encoder: str = "tu-resnet10t",
+def detector_config(height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH, encoder: str = "tu-resnet10t",
                     encoder_depth: int = 4, decoder_channels: tuple[int, ...] = (128, 64, 32, 16)) -> ModelConfig:
     """The detector's architecture: 6 output channels (patient side x joint), non-square input."""
     return ModelConfig(joint="detector", landmarks=DETECTOR_CHANNELS, encoder=encoder, encoder_depth=encoder_depth,

@@ -35,18 +35,23 @@ def render_overlay(
     labels: Mapping[str, Sequence[str]] | None = None,
     max_height: int = 2000,
     title: str | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+    boxes: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
 ) -> np.ndarray:
-    """An 8-bit BGR picture of ``pixels`` ([0, 1] float, bone bright) with each leg's geometry.
+    """An 8-bit BGR picture of ``pixels`` (float, bone bright) with each leg's geometry.
 
     ``legs[side][name]`` are pixel points (None = missing); ``labels[side]`` lines of text
-    written next to that leg (e.g. angles and CPAK type).
+    written next to that leg (e.g. angles and CPAK type); ``boxes[side][joint]`` crop boxes.
+    With ``spacing_mm`` (row, col) anisotropic pixels are drawn with their true mm aspect.
     """
     import cv2
 
     img = np.asarray(pixels, dtype=np.float32)
     scale = min(1.0, max_height / img.shape[0])
-    small = cv2.resize(img, (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale))),
-                       interpolation=cv2.INTER_AREA) if scale < 1 else img
+    aspect = 1.0 if spacing_mm is None else spacing_mm[1] / spacing_mm[0]
+    scale_x = scale * aspect
+    small = cv2.resize(img, (max(1, round(img.shape[1] * scale_x)), max(1, round(img.shape[0] * scale))),
+                       interpolation=cv2.INTER_AREA) if (scale < 1 or aspect != 1) else img
     lo, hi = np.percentile(small, [0.5, 99.5])
     grey = np.clip((small - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
     out = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
@@ -56,8 +61,11 @@ def render_overlay(
 
     def pt(p: Sequence[float]) -> tuple[int, int]:
         # pixel centre convention: scaled image pixel centre of source x is (x + 0.5) * scale - 0.5
-        return (int(round((p[0] + 0.5) * scale - 0.5)), int(round((p[1] + 0.5) * scale - 0.5)))
+        return (int(round((p[0] + 0.5) * scale_x - 0.5)), int(round((p[1] + 0.5) * scale - 0.5)))
 
+    for side, joints in (boxes or {}).items():
+        for b in joints.values():
+            cv2.rectangle(out, pt((b[0], b[1])), pt((b[2], b[3])), (80, 200, 80), th, cv2.LINE_AA)
     for side, leg in legs.items():
         P = {n: leg.get(n) for n in _COL}
         if P["femoral_head"] is not None and P["knee_center"] is not None:
@@ -75,14 +83,25 @@ def render_overlay(
             if p is not None:
                 cv2.circle(out, pt(p), r, _COL[n], th, cv2.LINE_AA)
         if labels and side in labels and P.get("knee_center") is not None:
-            x, y = pt(P["knee_center"])
-            x = x + 6 * r if x < out.shape[1] / 2 else max(0, x - int(260 * fs))
-            for k, text in enumerate(labels[side]):
-                yy = y + int(k * 28 * fs)
-                cv2.putText(out, text, (x, yy), cv2.FONT_HERSHEY_SIMPLEX, fs * 0.8, (0, 0, 0), th + 2, cv2.LINE_AA)
-                cv2.putText(out, text, (x, yy), cv2.FONT_HERSHEY_SIMPLEX, fs * 0.8, (255, 255, 255), th, cv2.LINE_AA)
+            # text block above the knee, against the image border on that leg's side
+            x_knee, y_knee = pt(P["knee_center"])
+            size = fs * 0.7
+            lines = list(labels[side])
+            widths = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, size, th)[0][0] for t in lines]
+            line_h = int(26 * fs) + 2
+            y0 = max(line_h, y_knee - int(0.12 * out.shape[0]))
+            for k, (text, w) in enumerate(zip(lines, widths)):
+                x = 4 if x_knee < out.shape[1] / 2 else max(4, out.shape[1] - w - 4)
+                yy = y0 + k * line_h
+                cv2.putText(out, text, (x, yy), cv2.FONT_HERSHEY_SIMPLEX, size, (0, 0, 0), th + 2, cv2.LINE_AA)
+                cv2.putText(out, text, (x, yy), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), th, cv2.LINE_AA)
     if title:
-        cv2.putText(out, title, (10, int(30 * fs)), cv2.FONT_HERSHEY_SIMPLEX, fs * 0.8, (255, 255, 255), th, cv2.LINE_AA)
+        size = fs * 0.5
+        while size > 0.2 and cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, size, 1)[0][0] > out.shape[1] - 8:
+            size *= 0.9
+        y = out.shape[0] - 6
+        cv2.putText(out, title, (4, y), cv2.FONT_HERSHEY_SIMPLEX, size, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, title, (4, y), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 
@@ -157,4 +176,5 @@ def overlay_for_result(result: "ScanResult", max_height: int = 2000) -> np.ndarr
         else:
             labels[side] = [f"{side.upper()}: not measured"]
     assert result.image is not None
-    return render_overlay(result.image.pixels, legs, labels, max_height=max_height, title=result.path)
+    return render_overlay(result.image.pixels, legs, labels, max_height=max_height, title=result.path,
+                          spacing_mm=result.image.spacing_mm)

@@ -1,0 +1,96 @@
+"""Every bad input of the foundation issue, through the real CLI: one line, non-zero, no traceback.
+
+`cpak measure` reads the image before it loads any model, so no weights are needed here.
+"""
+
+import numpy as np
+import pytest
+from pydicom.uid import JPEG2000Lossless, MPEG2MPML, RLELossless
+from typer.testing import CliRunner
+
+from cpak_cli.cli import app
+from tests.test_dicom_io import gradient, make_dx, write
+
+runner = CliRunner()
+
+
+def _no_pixels(tmp_path):
+    ds = make_dx()
+    del ds.PixelData
+    return write(ds, tmp_path / "nopix.dcm"), "no PixelData"
+
+
+def _multi_frame(tmp_path):
+    ds = make_dx(pixels=np.stack([gradient(), gradient()]), frames=2)
+    return write(ds, tmp_path / "multi.dcm"), "multi-frame"
+
+
+def _colour(tmp_path):
+    rgb = np.dstack([gradient() % 256] * 3).astype(np.uint8)
+    ds = make_dx(pixels=rgb[:, :, 0])
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.PixelData = rgb.tobytes()
+    return write(ds, tmp_path / "rgb.dcm"), "colour"
+
+
+def _truncated(tmp_path):
+    p = write(make_dx(), tmp_path / "full.dcm")
+    data = p.read_bytes()
+    t = tmp_path / "trunc.dcm"
+    t.write_bytes(data[: len(data) - 500])
+    return t, "truncated"
+
+
+def _no_spacing(tmp_path):
+    return write(make_dx(pixel_spacing=None), tmp_path / "nospacing.dcm"), "pixel spacing"
+
+
+def _not_dicom(tmp_path):
+    p = tmp_path / "report.dcm"
+    p.write_text("Patient report, not an image\n" * 20)
+    return p, "not a DICOM"
+
+
+def _unsupported_ts(tmp_path):
+    ds = make_dx()
+    ds.compress(RLELossless)
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML
+    return write(ds, tmp_path / "mpeg.dcm"), "MPEG2"
+
+
+def _png_without_spacing(tmp_path):
+    import cv2
+
+    p = tmp_path / "export.png"
+    cv2.imwrite(str(p), (gradient() % 65535).astype(np.uint16))
+    return p, "--pixel-spacing"
+
+
+def _missing(tmp_path):
+    return tmp_path / "nowhere.dcm", "not found"
+
+
+@pytest.mark.parametrize(
+    "make", [_no_pixels, _multi_frame, _colour, _truncated, _no_spacing, _not_dicom, _unsupported_ts,
+             _png_without_spacing, _missing],
+)
+def test_measure_bad_input(tmp_path, make):
+    path, words = make(tmp_path)
+    before = path.read_bytes() if path.exists() else None
+    res = runner.invoke(app, ["measure", str(path), "--weights-dir", str(tmp_path / "no-weights")])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.output
+    assert str(path) in lines[0] and words.lower() in lines[0].lower() and "Traceback" not in res.output
+    if before is not None:
+        assert path.read_bytes() == before  # inputs are never modified
+
+
+def test_compressed_inputs_load_through_cli_path(tmp_path):
+    """Compressed DICOMs decode; measure then stops only at the missing weights (exit 2, one line)."""
+    for ts in (RLELossless, JPEG2000Lossless):
+        ds = make_dx()
+        ds.compress(ts)
+        p = write(ds, tmp_path / f"{ts.name.replace(' ', '_')}.dcm")
+        res = runner.invoke(app, ["measure", str(p), "--weights-dir", str(tmp_path / "no-weights")])
+        assert res.exit_code == 2 and "weights file not found" in res.output

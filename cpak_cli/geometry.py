@@ -13,18 +13,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from cpak_cli.landmarks import LANDMARKS
+
 Point = Sequence[float]
 
-LEG_ANGLE_LANDMARKS: tuple[str, ...] = (
-    "femoral_head",
-    "femoral_condyle_lateral",
-    "femoral_condyle_medial",
-    "tibial_plateau_lateral",
-    "tibial_plateau_medial",
-    "knee_center",
-    "ankle_lateral",
-    "ankle_medial",
-)
+LEG_ANGLE_LANDMARKS: tuple[str, ...] = LANDMARKS  # all eight take part in the angles
 
 
 def to_mm(points_xy: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:

@@ -36,11 +36,8 @@ def tiny(joint: str = "knee", **kw) -> ModelConfig:
 
 
 @pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _threads(one_torch_thread):
     yield
-    torch.set_num_threads(old)
 
 
 def test_config_defaults():

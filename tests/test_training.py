@@ -40,11 +40,8 @@ OFFSETS = [(-50, -30), (50, -30), (-50, 30), (50, 30), (0, 0)]  # lateral at sma
 
 
 @pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _threads(one_torch_thread):
     yield
-    torch.set_num_threads(old)
 
 
 def tiny(size: int = 64) -> ModelConfig:

@@ -37,12 +37,6 @@ def main(
     """Knee alignment (LDFA, MPTA, aHKA, JLO) and CPAK class from full-leg radiographs."""
 
 
-_COMMAND_MODULES = ("angles", "measure", "batch", "phantom", "train", "evaluate", "models")
+_COMMAND_MODULES = ("measure", "batch", "angles", "phantom", "train", "evaluate", "models")
 for _name in _COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"cpak_cli.cli.{_name}")
-    except ModuleNotFoundError as _exc:  # a command module not written yet
-        if _exc.name != f"cpak_cli.cli.{_name}":
-            raise
-        continue
-    _mod.register(app)
+    importlib.import_module(f"cpak_cli.cli.{_name}").register(app)

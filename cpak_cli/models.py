@@ -483,8 +483,19 @@ def model_size_fp16(cfg: ModelConfig) -> int:
     return len(st_save(state_dict_fp16(build_model(cfg))))
 
 
+def record_accuracy(name_or_path: str | Path, accuracy: dict[str, Any], weights_dir_: str | Path | None = None) -> Path:
+    """Write measured accuracy into a model card (the weights file and its hash are untouched)."""
+    wpath, cpath = model_paths(name_or_path, weights_dir_)
+    card = read_card(cpath)
+    if not wpath.is_file() or _sha256(wpath.read_bytes()) != card["sha256"]:
+        raise CpakModelError(f"{wpath}: weights missing or not the file the card describes")
+    card["accuracy"] = dict(accuracy)
+    atomic_write_text(cpath, json.dumps(card, indent=2, default=_json_default) + "\n")
+    return cpath
+
+
 __all__: Sequence[str] = (
     "ModelConfig", "build_model", "resolve_device", "to_input", "predict", "weights_dir", "model_paths",
     "state_dict_fp16", "save_weights", "read_card", "card_config", "load_model", "list_models",
-    "accuracy_summary", "model_size_fp16", "MAX_FILE_BYTES", "MAX_TOTAL_BYTES",
+    "accuracy_summary", "model_size_fp16", "record_accuracy", "MAX_FILE_BYTES", "MAX_TOTAL_BYTES",
 )

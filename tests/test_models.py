@@ -188,3 +188,16 @@ def test_vgg16_builds_and_runs():
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 64, 64))
     assert out.shape == (1, 5, 64, 64)
+
+
+def test_record_accuracy_keeps_weights_valid(tmp_path):
+    from cpak_cli.models import record_accuracy
+
+    cfg = tiny("hip")
+    save_weights(build_model(cfg), cfg, tmp_path / "hip")
+    record_accuracy("hip", {"median_mm": 0.8, "held_out": "phantom seed 999"}, tmp_path)
+    model, card = load_model("hip", tmp_path)
+    assert card["accuracy"]["median_mm"] == 0.8
+    (tmp_path / "hip.safetensors").write_bytes(b"x" + (tmp_path / "hip.safetensors").read_bytes()[1:])
+    with pytest.raises(CpakModelError):
+        record_accuracy("hip", {}, tmp_path)

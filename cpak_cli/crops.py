@@ -111,10 +111,27 @@ def sample_crop(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, in
     return out.astype(np.float32, copy=False)
 
 
-def normalize_crop(crop: np.ndarray) -> np.ndarray:
-    """Intensities to [0, 1] by the crop's maximum (the paper); an all-zero crop stays zero."""
+NORM_MODES = ("max", "minmax")
+
+
+def normalize_crop(crop: np.ndarray, mode: str = "max") -> np.ndarray:
+    """Intensities to [0, 1].
+
+    ``"max"``: divide by the crop's maximum (the paper). ``"minmax"``: stretch the crop's 0.5th to
+    99.5th percentile to [0, 1] and clip, which restores contrast in crops that a narrow VOI window
+    has pushed to one end of the range (a thick hip, a bright pelvis). A flat crop becomes zeros.
+    """
     crop = np.clip(np.asarray(crop, dtype=np.float32), 0.0, None)
-    peak = float(crop.max()) if crop.size else 0.0
+    if not crop.size:
+        return crop
+    if mode == "minmax":
+        lo, hi = np.percentile(crop, [0.5, 99.5])
+        if hi - lo <= 1e-6:
+            return np.zeros_like(crop)
+        return np.clip((crop - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    if mode != "max":
+        raise ValueError(f"unknown normalisation {mode!r}; use one of {NORM_MODES}")
+    peak = float(crop.max())
     return crop / peak if peak > 0 else crop
 
 

@@ -376,11 +376,11 @@ def jittered_box(box: Sequence[float], rng: np.random.Generator, jitter: float) 
     return (cx - f * w / 2, cy - f * h / 2, cx + f * w / 2, cy + f * h / 2)
 
 
-def intensity_augment(img: np.ndarray, rng: np.random.Generator, aug: AugmentOptions) -> np.ndarray:
+def intensity_augment(img: np.ndarray, rng: np.random.Generator, aug: AugmentOptions, norm: str = "max") -> np.ndarray:
     """Gamma, contrast/brightness, slight blur, Gaussian noise on a ``[0, 1]`` crop (float32 out)."""
     import cv2
 
-    x = crops.normalize_crop(img)
+    x = crops.normalize_crop(img, norm)
     if rng.random() < 0.5:
         lo, hi = aug.gamma
         x = np.power(x, float(math.exp(rng.uniform(math.log(lo), math.log(hi))))).astype(np.float32)
@@ -410,7 +410,7 @@ class TrainingCrop:
 
 
 def training_crop(
-    sample: LegSample, size: int, radius: float, aug: AugmentOptions, rng: np.random.Generator
+    sample: LegSample, size: int, radius: float, aug: AugmentOptions, rng: np.random.Generator, norm: str = "max"
 ) -> TrainingCrop:
     """Jitter + (p) affine as ONE crop -> cache affine; masks drawn at the transformed landmarks."""
     box = jittered_box(sample.box, rng, aug.jitter)
@@ -421,15 +421,15 @@ def training_crop(
     img = crops.sample_crop(sample.cache, m_cache, size)
     pts_uv = crops.image_to_crop(sample.points, m_img)
     masks = crops.disc_masks(pts_uv, size, radius)
-    img = intensity_augment(img, rng, aug) if aug.intensity else img
-    return TrainingCrop(image=crops.normalize_crop(img), masks=masks, points_uv=pts_uv, matrix=m_img)
+    img = intensity_augment(img, rng, aug, norm) if aug.intensity else img
+    return TrainingCrop(image=crops.normalize_crop(img, norm), masks=masks, points_uv=pts_uv, matrix=m_img)
 
 
-def validation_crop(sample: LegSample, size: int) -> tuple[np.ndarray, np.ndarray]:
+def validation_crop(sample: LegSample, size: int, norm: str = "max") -> tuple[np.ndarray, np.ndarray]:
     """The un-augmented crop of the box (as inference would see it) and its crop -> image affine."""
     m_img = crops.crop_matrix(sample.box, size, mirror=sample.mirror)
     m_cache = crops.compose(crops.invert(sample.cache_matrix), m_img)
-    return crops.normalize_crop(crops.sample_crop(sample.cache, m_cache, size)), m_img
+    return crops.normalize_crop(crops.sample_crop(sample.cache, m_cache, size), norm), m_img
 
 
 def sample_rng(seed: int, step: int, k: int) -> np.random.Generator:
@@ -459,12 +459,12 @@ class BatchOrder:
 
 def make_batch(
     samples: Sequence[LegSample], indices: Sequence[int], size: int, radius: float, aug: AugmentOptions,
-    seed: int, step: int,
+    seed: int, step: int, norm: str = "max",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(x (B, 3, S, S), y (B, C, S, S))`` float32 for one step."""
     xs, ys = [], []
     for k, i in enumerate(indices):
-        tc = training_crop(samples[i], size, radius, aug, sample_rng(seed, step, k))
+        tc = training_crop(samples[i], size, radius, aug, sample_rng(seed, step, k), norm)
         xs.append(tc.image)
         ys.append(tc.masks)
     x = np.repeat(np.stack(xs)[:, None], 3, axis=1)

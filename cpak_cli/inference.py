@@ -73,6 +73,7 @@ class JointModel:
     input_size: int
     name: str = ""
     card: dict[str, Any] = field(default_factory=dict)
+    input_norm: str = "max"
 
 
 def make_job(image_index: int, side: str, joint: str, box: Sequence[float], size: int,
@@ -83,9 +84,9 @@ def make_job(image_index: int, side: str, joint: str, box: Sequence[float], size
     return CropJob(image_index, side, joint, b, mirror, crop_matrix(b, size, mirror))  # type: ignore[arg-type]
 
 
-def make_crop(image: np.ndarray, job: CropJob, size: int) -> np.ndarray:
+def make_crop(image: np.ndarray, job: CropJob, size: int, norm: str = "max") -> np.ndarray:
     """The network input for one job: resampled crop normalised to [0, 1], shape (S, S) float32."""
-    return normalize_crop(sample_crop(image, job.matrix, size))
+    return normalize_crop(sample_crop(image, job.matrix, size), norm)
 
 
 def points_from_probs(
@@ -133,7 +134,7 @@ def detect_landmarks(
                     jobs.append(make_job(i, side, joint, joints[joint], model.input_size, orientations[i]))
         if not jobs:
             continue
-        crops = np.stack([make_crop(images[j.image_index], j, model.input_size) for j in jobs])
+        crops = np.stack([make_crop(images[j.image_index], j, model.input_size, model.input_norm) for j in jobs])
         probs = predict(model.module, crops, device=device, batch_size=batch_size)
         for job, p in zip(jobs, probs):
             preds = points_from_probs(p, job.matrix, model.landmarks, spacings[job.image_index], method)

@@ -59,6 +59,7 @@ class ModelConfig:
     input_size: int = 256
     mask_radius: float = 0.0
     input_width: int = 0  # 0: square input_size x input_size; else input_size rows x input_width columns (detector)
+    input_norm: str = "max"  # crop intensity normalisation, crops.normalize_crop mode ("max" = the paper)
 
     def __post_init__(self) -> None:
         if not self.landmarks:
@@ -79,6 +80,8 @@ class ModelConfig:
             raise CpakModelError(
                 f"decoder_channels has {len(self.decoder_channels)} entries but encoder_depth is {self.encoder_depth}"
             )
+        if self.input_norm not in ("max", "minmax"):
+            raise CpakModelError(f"unknown input_norm {self.input_norm!r}; use max or minmax")
         stride = 2**self.encoder_depth
         self.input_width = int(self.input_width or 0)
         for what, v in (("input_size", self.input_size), ("input_width", self.input_width or self.input_size)):

@@ -194,7 +194,8 @@ class Measurer:
         for joint in JOINTS:
             module, card = load_model(joint, self.weights_dir, self.device)
             cfg = card["config"]
-            out[joint] = JointModel(module, joint, tuple(cfg.landmarks), cfg.input_size, card.get("name", joint), card)
+            out[joint] = JointModel(module, joint, tuple(cfg.landmarks), cfg.input_size, card.get("name", joint), card,
+                                    cfg.input_norm)
         return out
 
     def _load_detector(self) -> DetectorModel:

@@ -225,7 +225,7 @@ def evaluate_samples(
 
     if not samples:
         return {}
-    prepared = prepared or [validation_crop(s, cfg.input_size) for s in samples]
+    prepared = prepared or [validation_crop(s, cfg.input_size, cfg.input_norm) for s in samples]
     probs = predict(model, np.stack([c for c, _ in prepared]), device=device, batch_size=batch_size)
     err_mm, err_px = [], []
     for s, (_, m_img), pr in zip(samples, prepared, probs):
@@ -499,7 +499,7 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
         _set_rng_state(ck["rng"])
 
     order = BatchOrder(len(train_s), opts.batch_size, opts.seed)
-    val_prepared = [validation_crop(s, cfg.input_size) for s in val_s]
+    val_prepared = [validation_crop(s, cfg.input_size, cfg.input_norm) for s in val_s]
 
     def payload(kind: str, metric: dict[str, Any] | None = None) -> dict[str, Any]:
         p: dict[str, Any] = {
@@ -544,7 +544,7 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
                 for g in optim.param_groups:
                     g["lr"] = lr
                 x_np, y_np = make_batch(train_s, order.indices(step), cfg.input_size, cfg.mask_radius, opts.augment,
-                                        opts.seed, step)
+                                        opts.seed, step, cfg.input_norm)
                 x = torch.from_numpy(x_np).to(dev, non_blocking=True)
                 y = torch.from_numpy(y_np).to(dev, non_blocking=True)
                 optim.zero_grad(set_to_none=True)

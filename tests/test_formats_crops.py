@@ -92,3 +92,15 @@ def test_masks_and_normalisation():
     n = normalize_crop(np.array([[0.0, 2.0], [1.0, 4.0]]))
     assert n.max() == 1.0 and n[0, 1] == 0.5
     assert needs_mirror("left", True) and not needs_mirror("right", True) and needs_mirror("right", False)
+
+
+def test_minmax_normalisation_restores_contrast():
+    washed = np.full((32, 32), 0.9, np.float32)
+    washed[8:24, 8:24] = 1.0  # a bright disc on a bright background, as behind a narrow window
+    by_max = normalize_crop(washed)
+    assert by_max.min() == pytest.approx(0.9)  # the paper's max scaling keeps the low contrast
+    stretched = normalize_crop(washed, "minmax")
+    assert stretched.min() == 0.0 and stretched.max() == 1.0
+    assert np.all(normalize_crop(np.full((8, 8), 0.5, np.float32), "minmax") == 0)
+    with pytest.raises(ValueError):
+        normalize_crop(washed, "zscore")

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(8, "--batch-size", min=1),
         lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate (warm-up + cosine decay)."),
         input_size: int = typer.Option(256, "--input-size", help="Crop side in pixels (the paper: 512)."),
+        input_norm: str = typer.Option("max", "--input-norm", help="Crop intensities: max (the paper) or minmax (robust stretch)."),
         encoder: str = typer.Option("tu-resnet10t", "--encoder", help="smp encoder (e.g. tu-resnet10t, vgg16)."),
         encoder_depth: int = typer.Option(4, "--encoder-depth", min=1, max=5),
         decoder_channels: Optional[str] = typer.Option(
@@ -85,7 +86,7 @@ def register(app: typer.Typer) -> None:
             return
 
         cfg = ModelConfig(joint=joint, encoder=encoder, encoder_depth=encoder_depth, decoder_channels=dec,
-                          input_size=input_size)
+                          input_size=input_size, input_norm=input_norm)
         tdata = TrainData(data_dir=data, phantom=phantom, phantom_seed=phantom_seed,
                           pixel_spacing=None if pixel_spacing is None else (float(pixel_spacing[0]), float(pixel_spacing[1])))
         opts = TrainOptions(

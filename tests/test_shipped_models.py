@@ -1,0 +1,57 @@
+"""The shipped weights on the bundled phantom samples (slow: loads the real models)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cpak_cli.models import list_models, weights_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted((ROOT / "sample_data").glob("case*.dcm"))
+
+pytestmark = pytest.mark.slow
+
+
+def _have_weights():
+    names = {m["name"] for m in list_models() if m["valid"]}
+    return {"hip", "knee", "ankle", "detector"} <= names
+
+
+@pytest.mark.skipif(not _have_weights(), reason="no shipped weights in weights/")
+def test_shipped_weights_are_within_budget_and_valid():
+    entries = list_models(check_shapes=True)
+    assert all(e["valid"] for e in entries), [e["error"] for e in entries if not e["valid"]]
+    total = sum(p.stat().st_size for p in weights_dir().iterdir())
+    assert total <= 48 * 2**20 and all(e["size_bytes"] <= 16 * 2**20 for e in entries)
+    for e in entries:
+        card = json.loads(Path(e["card"]).read_text())
+        assert card["accuracy"], f"{e['name']}: model card has no measured accuracy"
+
+
+@pytest.mark.skipif(not _have_weights(), reason="no shipped weights in weights/")
+@pytest.mark.parametrize("use_boxes", [True, False])
+def test_samples_measured_close_to_truth(use_boxes):
+    from cpak_cli.boxes import read_boxes
+    from cpak_cli.dicom_io import load_image
+    from cpak_cli.landmarks import LANDMARKS, read_landmarks
+    from cpak_cli.pipeline import Measurer
+
+    measurer = Measurer(device="cpu", need_detector=not use_boxes)
+    images = [load_image(p) for p in SAMPLES]
+    boxes = [read_boxes(p.with_name(p.stem + ".boxes.json")) for p in SAMPLES] if use_boxes else None
+    errors, types_ok, legs = [], 0, 0
+    for p, res in zip(SAMPLES, measurer.measure_images(images, boxes)):
+        truth = read_landmarks(p.with_name(p.stem + ".landmarks.json"))
+        for side, leg in res.legs.items():
+            legs += 1
+            assert leg.measured, f"{p.name} {side}: {leg.error}"
+            row_mm, col_mm = res.image.spacing_mm
+            for n in LANDMARKS:
+                pred, true = res.landmarks[side][n], truth.legs[side][n]
+                errors.append(np.hypot((pred.x - true[0]) * col_mm, (pred.y - true[1]) * row_mm))
+            types_ok += leg.cpak == truth.extra["truth"][side]["cpak"]
+    assert legs == 2 * len(SAMPLES)
+    assert np.median(errors) < 1.5, np.median(errors)
+    assert types_ok >= legs - 1

@@ -20,7 +20,6 @@ import numpy as np
 
 from cpak_cli.boxes import BOX_SIDE_MM, Box, square_box
 from cpak_cli.crops import crop_to_image, frame_matrix, image_to_crop, normalize_crop, sample_crop
-from cpak_cli.extraction import extract_points
 from cpak_cli.landmarks import JOINTS, SIDES
 
 DETECTOR_CHANNELS: Final[tuple[str, ...]] = tuple(f"{s}_{j}" for s in SIDES for j in JOINTS)
@@ -102,22 +101,71 @@ class DetectedJoint:
     box: Box
 
 
+def _blobs(prob: np.ndarray, min_peak: float) -> list[tuple[float, float, float, np.ndarray]]:
+    """Connected blobs of a map above half its maximum: (peak, u, v, mask), strongest first."""
+    from scipy import ndimage
+
+    peak = float(prob.max())
+    if peak < min_peak:
+        return []
+    thr = max(peak / 2.0, min_peak / 2.0)
+    labels, n = ndimage.label(prob > thr, structure=np.ones((3, 3), bool))
+    out = []
+    for k in range(1, n + 1):
+        mask = labels == k
+        w = prob * mask
+        p = float(prob[mask].max())
+        if p < min_peak:
+            continue
+        mass = float(w.sum())
+        vv, uu = np.nonzero(mask)
+        u = float((w[vv, uu] * uu).sum() / mass)
+        v = float((w[vv, uu] * vv).sum() / mass)
+        out.append((p, u, v, mask))
+    out.sort(key=lambda b: -float((prob * b[3]).sum()))
+    return out
+
+
 def decode_detections(
     probs: np.ndarray,
     frame: DetectorFrame,
     spacing_mm: tuple[float, float],
     min_peak: float = 0.3,
     box_side_mm: Mapping[str, float] = BOX_SIDE_MM,
+    min_separation_mm: float = 40.0,
 ) -> dict[str, dict[str, DetectedJoint]]:
-    """Detector probabilities ``(6, H, W)`` -> joints found per patient side, with crop boxes."""
+    """Detector probabilities ``(6, H, W)`` -> joints found per patient side, with crop boxes.
+
+    The two side channels of a joint are read together: the strongest blobs of their maximum
+    (at most two, at least ``min_separation_mm`` apart) are the joints found; with two, the one on
+    the input's left is the patient's right (the frame is displayed that way), with one, the
+    channel holding more of its probability names the side. This keeps a knee that both channels
+    see from being given to the wrong leg. A blob's centre is its probability-weighted centroid
+    (Method 3 on the joint map), its confidence the blob's peak.
+    """
     out: dict[str, dict[str, DetectedJoint]] = {}
-    for ch, est in zip(DETECTOR_CHANNELS, extract_points(probs, method=3, min_peak=min_peak)):
-        if not est.found:
+    index = {ch: k for k, ch in enumerate(DETECTOR_CHANNELS)}
+    for joint in JOINTS:
+        pr, pl = probs[index[f"right_{joint}"]], probs[index[f"left_{joint}"]]
+        both = np.maximum(pr, pl)
+        blobs = _blobs(both, min_peak)[:4]
+        chosen = blobs[:1]
+        for b in blobs[1:]:
+            if abs(b[1] - chosen[0][1]) * frame.mm_per_px >= min_separation_mm:
+                chosen.append(b)
+                break
+        if len(chosen) == 2:
+            chosen.sort(key=lambda b: b[1])
+            sides = ["right", "left"]
+        elif len(chosen) == 1:
+            mask = chosen[0][3]
+            sides = ["right" if float((pr * mask).sum()) >= float((pl * mask).sum()) else "left"]
+        else:
             continue
-        side, joint = ch.split("_", 1)
-        x, y = crop_to_image(np.array([[est.x, est.y]]), frame.matrix)[0]
-        box = square_box((float(x), float(y)), box_side_mm[joint], spacing_mm)
-        out.setdefault(side, {})[joint] = DetectedJoint(side, joint, (float(x), float(y)), float(est.confidence), box)
+        for side, (peak, u, v, _) in zip(sides, chosen):
+            x, y = crop_to_image(np.array([[u, v]]), frame.matrix)[0]
+            box = square_box((float(x), float(y)), box_side_mm[joint], spacing_mm)
+            out.setdefault(side, {})[joint] = DetectedJoint(side, joint, (float(x), float(y)), float(peak), box)
     return out
 
 

@@ -100,8 +100,9 @@ def training_pair(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions) 
 
 
 def evaluate_detector(model: Any, samples: list[FilmSample], cfg: ModelConfig, device: str) -> dict[str, Any]:
-    """Centre error (mm) of found joints, joints missed, and false joints (found but absent)."""
-    from cpak_cli.extraction import extract_points
+    """Centre error (mm) of found joints, joints missed, and false joints (found but absent),
+    decoded exactly as at inference (:func:`cpak_cli.detector.decode_detections`)."""
+    from cpak_cli.detector import decode_detections
     from cpak_cli.models import predict
 
     if not samples:
@@ -109,13 +110,18 @@ def evaluate_detector(model: Any, samples: list[FilmSample], cfg: ModelConfig, d
     probs = predict(model, np.stack([s.frame.astype(np.float32) for s in samples]), device=device, batch_size=8)
     errs, missed, false = [], 0, 0
     for s, p in zip(samples, probs):
-        for k, est in enumerate(extract_points(p, method=3, min_peak=0.3)):
+        # decode in frame pixels: identity frame, isotropic "spacing" of one frame pixel
+        frame = DetectorFrame(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), cfg.input_width, cfg.input_size, s.mm_per_px)
+        dets = decode_detections(p, frame, (s.mm_per_px, s.mm_per_px))
+        for k, ch in enumerate(DETECTOR_CHANNELS):
+            side, joint = ch.split("_", 1)
             present = bool(np.isfinite(s.centres[k]).all())
-            if present and est.found:
-                errs.append(float(np.hypot(est.x - s.centres[k, 0], est.y - s.centres[k, 1]) * s.mm_per_px))
+            d = dets.get(side, {}).get(joint)
+            if present and d is not None:
+                errs.append(float(np.hypot(d.center[0] - s.centres[k, 0], d.center[1] - s.centres[k, 1]) * s.mm_per_px))
             elif present:
                 missed += 1
-            elif est.found:
+            elif d is not None:
                 false += 1
     med = float(np.median(errs)) if errs else float("inf")
     return {"median_mm": med, "p95_mm": float(np.percentile(errs, 95)) if errs else None,

@@ -51,3 +51,20 @@ def test_detector_input_is_normalised_and_shaped():
     f = detector_frame(img.shape, (0.2, 0.2), True, width=64, height=128)
     x = detector_input(img, f)
     assert x.shape == (128, 64) and x.max() == pytest.approx(1.0) and x.min() >= 0
+
+
+def test_a_joint_both_channels_see_goes_to_the_right_leg():
+    """Both knee channels fire on both knees (the network confuses sides): positions decide."""
+    spacing = (0.15, 0.15)
+    f = detector_frame((4000, 1600), spacing, True, width=96, height=256)
+    centres = {"right": {"knee": (450.0, 2000.0)}, "left": {"knee": (1150.0, 2010.0)}}
+    t = detector_targets(centres, f)
+    k_r, k_l = DETECTOR_CHANNELS.index("right_knee"), DETECTOR_CHANNELS.index("left_knee")
+    both = np.maximum(t[k_r], t[k_l])
+    t[k_r], t[k_l] = both * 0.6, both  # the left channel is stronger on BOTH knees
+    dets = decode_detections(t, f, spacing)
+    assert dets["right"]["knee"].center[0] == pytest.approx(450.0, abs=20)
+    assert dets["left"]["knee"].center[0] == pytest.approx(1150.0, abs=20)
+    # a single knee (single-leg film) is named by the channel that holds more of it
+    t1 = detector_targets({"left": {"knee": (800.0, 2000.0)}}, f)
+    assert set(decode_detections(t1, f, spacing)) == {"left"}

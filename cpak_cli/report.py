@@ -17,7 +17,10 @@ def print_legs(legs: Mapping[str, LegMeasurement], title: str | None = None) -> 
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False)
+    console = Console(soft_wrap=False, width=140)
+    if title:
+        console.print(title, highlight=False)
+    table = Table(show_lines=False)
     for col in ("Leg", "LDFA", "MPTA", "aHKA", "JLO", "CPAK", "Flags"):
         table.add_column(col, justify="right" if col in ("LDFA", "MPTA", "aHKA", "JLO") else "left")
     for side in SIDES:
@@ -31,4 +34,4 @@ def print_legs(legs: Mapping[str, LegMeasurement], title: str | None = None) -> 
                 side, _fmt(leg.ldfa), _fmt(leg.mpta), _fmt(leg.ahka), _fmt(leg.jlo), leg.cpak or "-",
                 ", ".join(leg.flags) or "",
             )
-    Console(soft_wrap=False, width=140).print(table)
+    console.print(table)

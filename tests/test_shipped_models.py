@@ -1,4 +1,4 @@
-"""The shipped weights on the bundled phantom samples (slow: loads the real models)."""
+"""The shipped weights on the bundled phantom samples (about 15 s: loads the real models)."""
 
 import json
 from pathlib import Path
@@ -10,8 +10,6 @@ from cpak_cli.models import list_models, weights_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "sample_data").glob("case*.dcm"))
-
-pytestmark = pytest.mark.slow
 
 
 def _have_weights():

@@ -40,9 +40,8 @@ def angles_from_file(path: str | Path, pixel_spacing: tuple[float, float] | None
         raise CpakInputError(path, f"pixel spacing must be > 0, got {spacing}")
     if not lf.legs:
         raise CpakInputError(path, "the file has no legs")
-    orientation = lf.extra.get("patient_right_on_image_left", True)
     legs = {
-        side: measure_leg(side, lf.legs[side], spacing, patient_right_on_image_left=bool(orientation))
+        side: measure_leg(side, lf.legs[side], spacing, patient_right_on_image_left=lf.patient_right_on_image_left)
         for side in SIDES
         if side in lf.legs
     }

@@ -11,12 +11,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from cpak_cli import __version__
+from cpak_cli.atomic import atomic_write_text
 from cpak_cli.errors import CpakError, CpakInputError
 from cpak_cli.landmarks import LANDMARKS, SIDES
 
@@ -67,7 +69,8 @@ class Decoded:
 
 
 def decode_one(args: tuple[str, tuple[float, float] | None]) -> Decoded:
-    """Worker: hash and load one file (never raises for bad input)."""
+    """Worker: hash and load one file (never raises for bad input). ``spacing`` is only used
+    for files that have no spacing of their own."""
     path, spacing = args
     from cpak_cli.dicom_io import load_image
     from cpak_cli.pipeline import file_sha256
@@ -77,7 +80,7 @@ def decode_one(args: tuple[str, tuple[float, float] | None]) -> Decoded:
     except OSError as exc:
         return Decoded(path, "", None, f"{path}: cannot read file ({exc.__class__.__name__})")
     try:
-        return Decoded(path, sha, load_image(path, pixel_spacing=spacing), None)
+        return Decoded(path, sha, load_image(path, fallback_spacing=spacing), None)
     except CpakError as exc:
         return Decoded(path, sha, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch
@@ -106,6 +109,8 @@ def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt
     if anonymize_salt is not None:
         base["input"] = salted_hash(dec.path, anonymize_salt)
         base["sop_instance_uid"] = salted_hash(base["sop_instance_uid"], anonymize_salt)
+        if error is not None:
+            error = error.replace(dec.path, base["input"])
     if error is not None or result is None or not result.legs:
         row = {c: "" for c in COLUMNS}
         row.update(base)
@@ -145,19 +150,65 @@ def _csv_text(rows: Iterable[dict[str, str]], header: bool) -> str:
 
 
 def done_inputs(csv_path: Path) -> set[str]:
-    """Inputs already in a CSV (after cutting a torn last line). Raises on a foreign CSV."""
-    data = csv_path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with open(csv_path, "r+b") as fh:
-            fh.truncate(cut)
-        data = data[:cut]
-    if not data:
+    """Inputs finished in a CSV being resumed. A torn last line (kill during a write) and every
+    row of the last input are cut off, so that input is measured again and none of its legs is
+    lost. Raises on a CSV with other columns or that is not UTF-8."""
+    try:
+        data = csv_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            data = data[: data.rfind(b"\n") + 1]
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CpakInputError(csv_path, f"cannot read the CSV to resume ({exc.__class__.__name__})") from None
+    if not text:
+        _truncate(csv_path, 0)
         return set()
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
+    lines = text.splitlines(keepends=True)
+    reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) != COLUMNS:
         raise CpakInputError(csv_path, "existing CSV has different columns; cannot resume into it")
-    return {row["input"] for row in reader}
+    rows = list(reader)
+    if len(rows) != len(lines) - 1:  # a field with a line break would break the line bookkeeping
+        raise CpakInputError(csv_path, "existing CSV has multi-line fields; cannot resume into it")
+    keep = len(rows)
+    while keep and rows[keep - 1]["input"] == rows[-1]["input"]:
+        keep -= 1
+    _truncate(csv_path, len("".join(lines[: keep + 1]).encode("utf-8")))
+    return {row["input"] for row in rows[:keep]}
+
+
+def _truncate(path: Path, size: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _run_meta(anonymize_salt: str | None) -> dict[str, Any]:
+    return {"anonymized": anonymize_salt is not None,
+            "salt_sha256": None if anonymize_salt is None else hashlib.sha256(anonymize_salt.encode()).hexdigest(),
+            "columns": len(COLUMNS)}
+
+
+def meta_path(csv_path: Path) -> Path:
+    """Sidecar that records how a CSV was made, so --resume cannot mix modes or salts."""
+    return csv_path.with_name(csv_path.name + ".run.json")
+
+
+def check_output(csv_path: Path, resume: bool, overwrite: bool, anonymize_salt: str | None = None) -> None:
+    """Fail early (before any model is loaded) when the output cannot be written as asked."""
+    if csv_path.is_dir():
+        raise CpakInputError(csv_path, "is a directory; --csv needs a file name")
+    if csv_path.exists() and not (resume or overwrite):
+        raise CpakInputError(csv_path, "CSV exists; pass --resume to continue it or --overwrite to replace it")
+    if resume and csv_path.exists():
+        mp = meta_path(csv_path)
+        try:
+            meta = json.loads(mp.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise CpakInputError(csv_path, f"cannot resume: {mp.name} (how the CSV was made) is missing or unreadable") from None
+        if meta != _run_meta(anonymize_salt):
+            raise CpakInputError(csv_path, "cannot resume: the CSV was made with a different --anonymize/--salt setting")
 
 
 @dataclass
@@ -185,13 +236,14 @@ def run_batch(
     """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees."""
     summary = BatchSummary()
     done: set[str] = set()
+    check_output(csv_path, resume, overwrite, anonymize_salt)
     if csv_path.exists():
         if resume:
             done = done_inputs(csv_path)
-        elif not overwrite:
-            raise CpakInputError(csv_path, "CSV exists; pass --resume to continue it or --overwrite to replace it")
         else:
             csv_path.unlink()
+    if not csv_path.exists() or csv_path.stat().st_size == 0:
+        atomic_write_text(meta_path(csv_path), json.dumps(_run_meta(anonymize_salt)) + "\n")
     key = (lambda p: salted_hash(str(p), anonymize_salt)) if anonymize_salt is not None else str
     todo = []
     for p in inputs:
@@ -225,7 +277,11 @@ def run_batch(
                 err = d.error or errors.get(d.path)
                 rows = rows_for(d, res, err, anonymize_salt)
                 if overlays is not None and res is not None and res.legs:
-                    _write_overlay(overlays, d, res)
+                    try:
+                        _write_overlay(overlays, d, res, anonymize_salt)
+                    except Exception:  # noqa: BLE001 - an overlay problem must not cost the rows
+                        for row in rows:
+                            row["flags"] = ";".join(f for f in (row["flags"], "overlay_not_written") if f)
                 fh.write(_csv_text(rows, header=False))
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -239,24 +295,50 @@ def run_batch(
     return summary
 
 
-def _write_overlay(folder: Path, dec: Decoded, res: Any) -> None:
+def _write_overlay(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) -> None:
     from cpak_cli.overlay import overlay_for_result, write_png
 
     name = (dec.sha256[:16] or Path(dec.path).name) + ".png"
-    write_png(folder / name, overlay_for_result(res))
+    title = dec.path if anonymize_salt is None else salted_hash(dec.path, anonymize_salt)
+    write_png(folder / name, overlay_for_result(res, title=title))
 
 
 def _decoded(paths: Sequence[Path], workers: int, spacing: tuple[float, float] | None) -> Iterator[Decoded]:
+    """Decoded inputs in input order. With workers > 1 at most ``2 * workers`` files are in
+    flight (memory stays bounded); a worker that dies (a crash in a decoder, out of memory)
+    turns its file into an error row and the pool is restarted."""
     args = [(str(p), spacing) for p in paths]
     if workers <= 1 or len(args) <= 1:
         for a in args:
             yield decode_one(a)
         return
     import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers) as pool:
-        yield from pool.imap(decode_one, args, chunksize=1)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    pending: deque = deque()
+    nxt = 0
+    try:
+        while nxt < len(args) or pending:
+            while nxt < len(args) and len(pending) < 2 * workers:
+                pending.append((args[nxt], pool.submit(decode_one, args[nxt])))
+                nxt += 1
+            a, fut = pending.popleft()
+            try:
+                yield fut.result()
+            except BrokenProcessPool:
+                yield Decoded(a[0], "", None, f"{a[0]}: the decoder crashed on this file (worker process died)")
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = ProcessPoolExecutor(workers, mp_context=ctx)
+                redo = [x for x, _ in pending]
+                pending.clear()
+                for x in redo:
+                    pending.append((x, pool.submit(decode_one, x)))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _chunks(it: Iterable[Decoded], n: int) -> Iterator[list[Decoded]]:

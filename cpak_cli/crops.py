@@ -135,18 +135,21 @@ def normalize_crop(crop: np.ndarray, mode: str = "max") -> np.ndarray:
     return crop / peak if peak > 0 else crop
 
 
-def disc_masks(points_uv: np.ndarray, size: int, radius: float) -> np.ndarray:
-    """One binary disc per point, shape ``(C, size, size)`` float32; NaN points give empty masks.
+def disc_masks(points_uv: np.ndarray, size: int | tuple[int, int], radius: float) -> np.ndarray:
+    """One binary disc per point, shape ``(C, height, width)`` float32 (``size`` is the side of a
+    square crop or ``(width, height)``); NaN points give empty masks.
 
     A crop pixel is foreground when its centre lies within ``radius`` of the point.
     """
     pts = np.asarray(points_uv, dtype=np.float64).reshape(-1, 2)
-    grid = np.arange(size, dtype=np.float64)
-    out = np.zeros((len(pts), size, size), dtype=np.float32)
+    width, height = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    gx = np.arange(width, dtype=np.float64)
+    gy = np.arange(height, dtype=np.float64)
+    out = np.zeros((len(pts), height, width), dtype=np.float32)
     for i, (u, v) in enumerate(pts):
         if not (np.isfinite(u) and np.isfinite(v)):
             continue
-        d2 = (grid[None, :] - u) ** 2 + (grid[:, None] - v) ** 2
+        d2 = (gx[None, :] - u) ** 2 + (gy[:, None] - v) ** 2
         out[i] = d2 <= radius * radius
     return out
 

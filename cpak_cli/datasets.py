@@ -232,24 +232,36 @@ def find_training_files(data_dir: str | Path) -> list[tuple[Path, Path, Path]]:
     return triples
 
 
+def load_annotated(image: str | Path, lf: Any, spacing: tuple[float, float] | None = None) -> tuple[Any, bool]:
+    """Load an annotated training image: ``(LoadedImage, patient_right_on_image_left)``.
+
+    A DICOM's own spacing is used unless ``spacing`` overrides it; a PNG/TIFF takes the
+    landmark file's spacing. When the image does not state its orientation, the landmark file's
+    ``patient_right_on_image_left`` decides. Both training loaders (landmarks, detector) use this.
+    """
+    from cpak_cli.dicom_io import is_probably_dicom, load_image
+
+    if spacing is None and not is_probably_dicom(image):
+        spacing = lf.spacing_mm
+    loaded = load_image(image, pixel_spacing=spacing)
+    prl = loaded.patient_right_on_image_left
+    if loaded.assumed_orientation and lf.extra.get("patient_right_on_image_left") is not None:
+        prl = lf.patient_right_on_image_left
+    return loaded, prl
+
+
 def file_samples(
     args: tuple[str, str, str, str, str, tuple[str, ...], int, float, tuple[float, float] | None],
 ) -> tuple[list[LegSample], int]:
     """Worker: the samples of one image file (``args`` = image, landmarks, boxes, image_id, joint,
     names, input_size, context, pixel_spacing override)."""
     from cpak_cli.boxes import read_boxes
-    from cpak_cli.dicom_io import is_probably_dicom, load_image
     from cpak_cli.landmarks import read_landmarks
 
     image, lm_path, bx_path, image_id, joint, names, input_size, context, spacing = args
     lf = read_landmarks(lm_path)
     bf = read_boxes(bx_path)
-    if spacing is None and not is_probably_dicom(image):
-        spacing = lf.spacing_mm
-    loaded = load_image(image, pixel_spacing=spacing)
-    prl = loaded.patient_right_on_image_left
-    if loaded.assumed_orientation and "patient_right_on_image_left" in lf.extra:
-        prl = bool(lf.extra["patient_right_on_image_left"])
+    loaded, prl = load_annotated(image, lf, spacing)
     return leg_samples(
         array_reader(loaded.pixels), image_id, lf.legs, bf.boxes, joint, names, loaded.spacing_mm, prl,
         input_size, context,
@@ -473,7 +485,7 @@ def make_batch(
 
 __all__ = [
     "DEFAULT_CONTEXT", "LegSample", "AugmentOptions", "NO_AUGMENT", "array_reader", "make_leg_sample", "leg_samples",
-    "find_training_files", "file_samples", "phantom_samples", "run_jobs", "fold_of", "split_ids", "random_affine",
+    "find_training_files", "load_annotated", "file_samples", "phantom_samples", "run_jobs", "fold_of", "split_ids", "random_affine",
     "jittered_box", "intensity_augment", "TrainingCrop", "training_crop", "validation_crop", "sample_rng",
     "BatchOrder", "make_batch",
 ]

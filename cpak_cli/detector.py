@@ -19,7 +19,7 @@ from typing import Any, Final, Mapping, Sequence
 import numpy as np
 
 from cpak_cli.boxes import BOX_SIDE_MM, Box, square_box
-from cpak_cli.crops import crop_to_image, frame_matrix, image_to_crop, normalize_crop, sample_crop
+from cpak_cli.crops import crop_to_image, disc_masks, frame_matrix, image_to_crop, normalize_crop, sample_crop
 from cpak_cli.landmarks import JOINTS, SIDES
 
 DETECTOR_CHANNELS: Final[tuple[str, ...]] = tuple(f"{s}_{j}" for s in SIDES for j in JOINTS)
@@ -79,17 +79,13 @@ def detector_input(image: np.ndarray, frame: DetectorFrame) -> np.ndarray:
 def detector_targets(centres: Mapping[str, Mapping[str, tuple[float, float]]], frame: DetectorFrame,
                      radius_mm: float = TARGET_RADIUS_MM) -> np.ndarray:
     """Training masks ``(6, height, width)``: a disc per joint centre present (patient sides)."""
-    yy, xx = np.mgrid[0 : frame.height, 0 : frame.width].astype(np.float64)
-    r = radius_mm / frame.mm_per_px
-    out = np.zeros((len(DETECTOR_CHANNELS), frame.height, frame.width), np.float32)
+    pts = np.full((len(DETECTOR_CHANNELS), 2), np.nan)
     for k, ch in enumerate(DETECTOR_CHANNELS):
         side, joint = ch.split("_", 1)
         c = centres.get(side, {}).get(joint)
-        if c is None:
-            continue
-        u, v = image_to_crop(np.array([c]), frame.matrix)[0]
-        out[k] = ((xx - u) ** 2 + (yy - v) ** 2) <= r * r
-    return out
+        if c is not None:
+            pts[k] = image_to_crop(np.array([c]), frame.matrix)[0]
+    return disc_masks(pts, (frame.width, frame.height), radius_mm / frame.mm_per_px)
 
 
 @dataclass
@@ -133,6 +129,8 @@ def decode_detections(
     min_peak: float = 0.3,
     box_side_mm: Mapping[str, float] = BOX_SIDE_MM,
     min_separation_mm: float = 40.0,
+    second_blob_fraction: float = 0.25,
+    single_side: str | None = None,
 ) -> dict[str, dict[str, DetectedJoint]]:
     """Detector probabilities ``(6, H, W)`` -> joints found per patient side, with crop boxes.
 
@@ -140,29 +138,46 @@ def decode_detections(
     (at most two, at least ``min_separation_mm`` apart) are the joints found; with two, the one on
     the input's left is the patient's right (the frame is displayed that way), with one, the
     channel holding more of its probability names the side. This keeps a knee that both channels
-    see from being given to the wrong leg. A blob's centre is its probability-weighted centroid
-    (Method 3 on the joint map), its confidence the blob's peak.
+    see from being given to the wrong leg. A second blob counts only with a peak of at least 0.5
+    and ``second_blob_fraction`` of the first blob's probability mass. When no joint has two
+    blobs (a single-leg film) all joints go to ONE side, the side that holds more of the
+    probability over all of them, so a leg is never split between two sides. ``single_side``
+    ("right"/"left", from the film's ImageLaterality) says the film shows that one leg only: the
+    strongest blob of each joint is taken, on that side. A blob's centre is
+    its probability-weighted centroid (Method 3 on the joint map), its confidence the blob's peak. (Like Method 3, but per blob and with the threshold at half the
+    peak, since one map may hold two joints.)
     """
-    out: dict[str, dict[str, DetectedJoint]] = {}
     index = {ch: k for k, ch in enumerate(DETECTOR_CHANNELS)}
+    found: dict[str, list[tuple[float, float, float, float, float]]] = {}  # joint -> (peak, u, v, mass_r, mass_l)
     for joint in JOINTS:
         pr, pl = probs[index[f"right_{joint}"]], probs[index[f"left_{joint}"]]
         both = np.maximum(pr, pl)
         blobs = _blobs(both, min_peak)[:4]
         chosen = blobs[:1]
-        for b in blobs[1:]:
-            if abs(b[1] - chosen[0][1]) * frame.mm_per_px >= min_separation_mm:
-                chosen.append(b)
-                break
+        if blobs and single_side is None:
+            first_mass = float((both * blobs[0][3]).sum())
+            for b in blobs[1:]:
+                far = abs(b[1] - blobs[0][1]) * frame.mm_per_px >= min_separation_mm
+                strong = b[0] >= 0.5 and float((both * b[3]).sum()) >= second_blob_fraction * first_mass
+                if far and strong:
+                    chosen.append(b)
+                    break
+        found[joint] = [(b[0], b[1], b[2], float((pr * b[3]).sum()), float((pl * b[3]).sum())) for b in chosen]
+    two_legs = any(len(v) == 2 for v in found.values())
+    if single_side is None and not two_legs:
+        mass_r = sum(b[3] for v in found.values() for b in v)
+        mass_l = sum(b[4] for v in found.values() for b in v)
+        single_side = "right" if mass_r >= mass_l else "left"
+    out: dict[str, dict[str, DetectedJoint]] = {}
+    for joint, chosen in found.items():
         if len(chosen) == 2:
-            chosen.sort(key=lambda b: b[1])
-            sides = ["right", "left"]
-        elif len(chosen) == 1:
-            mask = chosen[0][3]
-            sides = ["right" if float((pr * mask).sum()) >= float((pl * mask).sum()) else "left"]
+            pairs = list(zip(["right", "left"], sorted(chosen, key=lambda b: b[1])))
+        elif len(chosen) == 1 and two_legs:
+            b = chosen[0]
+            pairs = [("right" if b[3] >= b[4] else "left", b)]
         else:
-            continue
-        for side, (peak, u, v, _) in zip(sides, chosen):
+            pairs = [(single_side, b) for b in chosen]
+        for side, (peak, u, v, _, _) in pairs:
             x, y = crop_to_image(np.array([[u, v]]), frame.matrix)[0]
             box = square_box((float(x), float(y)), box_side_mm[joint], spacing_mm)
             out.setdefault(side, {})[joint] = DetectedJoint(side, joint, (float(x), float(y)), float(peak), box)

@@ -20,6 +20,7 @@ import numpy as np
 
 from cpak_cli import __version__
 from cpak_cli.atomic import atomic_write_text
+from cpak_cli.crops import disc_masks
 from cpak_cli.datasets import AugmentOptions, find_training_files, intensity_augment, run_jobs, sample_rng, split_ids
 from cpak_cli.detector import (
     DEFAULT_HEIGHT, DEFAULT_WIDTH, DETECTOR_CHANNELS, TARGET_RADIUS_MM, DetectorFrame, detector_frame, detector_input, joint_centres,
@@ -51,13 +52,12 @@ class FilmSample:
 def film_sample(args: tuple[str, str, str, int, int]) -> FilmSample:
     """Worker: load one image + landmark file and reduce it to the detector frame."""
     from cpak_cli.crops import image_to_crop
-    from cpak_cli.dicom_io import load_image
+    from cpak_cli.datasets import load_annotated
     from cpak_cli.landmarks import read_landmarks
 
     image, lm_path, image_id, height, width = args
     lf = read_landmarks(lm_path)
-    loaded = load_image(image, pixel_spacing=None if str(image).lower().endswith(".dcm") else lf.spacing_mm)
-    prl = loaded.patient_right_on_image_left
+    loaded, prl = load_annotated(image, lf)
     fr = detector_frame(loaded.pixels.shape, loaded.spacing_mm, prl, width, height)
     centres = np.full((len(DETECTOR_CHANNELS), 2), np.nan)
     jc = joint_centres(lf.legs)
@@ -66,15 +66,6 @@ def film_sample(args: tuple[str, str, str, int, int]) -> FilmSample:
         if joint in jc.get(side, {}):
             centres[k] = image_to_crop(np.array([jc[side][joint]]), fr.matrix)[0]
     return FilmSample(image_id, detector_input(loaded.pixels, fr).astype(np.float16), centres, fr.mm_per_px)
-
-
-def _discs(centres: np.ndarray, height: int, width: int, radius_px: float) -> np.ndarray:
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    out = np.zeros((len(centres), height, width), np.float32)
-    for k, (u, v) in enumerate(centres):
-        if np.isfinite(u) and np.isfinite(v):
-            out[k] = ((xx - u) ** 2 + (yy - v) ** 2) <= radius_px * radius_px
-    return out
 
 
 def training_pair(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +87,7 @@ def training_pair(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions) 
         off = (pts[:, 0] < 0) | (pts[:, 0] > w - 1) | (pts[:, 1] < 0) | (pts[:, 1] > h - 1)
         pts[off] = np.nan
     img = intensity_augment(img, rng, aug)
-    return img, _discs(pts, h, w, TARGET_RADIUS_MM / s.mm_per_px)
+    return img, disc_masks(pts, (w, h), TARGET_RADIUS_MM / s.mm_per_px)
 
 
 def evaluate_detector(model: Any, samples: list[FilmSample], cfg: ModelConfig, device: str) -> dict[str, Any]:

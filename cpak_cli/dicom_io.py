@@ -450,7 +450,8 @@ def _ts_label(uid: Any) -> str:
 
 
 def _load_dicom(
-    path: Path, spath: str, pixel_spacing: tuple[float, float] | None, has_dicm: bool
+    path: Path, spath: str, pixel_spacing: tuple[float, float] | None, has_dicm: bool,
+    fallback_spacing: tuple[float, float] | None = None,
 ) -> LoadedImage:
     import pydicom
     from pydicom.pixels import apply_modality_lut, get_decoder
@@ -575,6 +576,8 @@ def _load_dicom(
     # ---- spacing and orientation
     if pixel_spacing is not None:
         spacing, source = _check_spacing(spath, pixel_spacing, "--pixel-spacing"), "user"
+    elif fallback_spacing is not None and "PixelSpacing" not in ds and "ImagerPixelSpacing" not in ds:
+        spacing, source = _check_spacing(spath, fallback_spacing, "--pixel-spacing"), "user"
     else:
         spacing, source = _spacing_from_dicom(spath, ds)
     right_on_left, assumed, raw_orient = _orientation(ds)
@@ -680,7 +683,8 @@ def _load_raster(
 
 
 def load_image(
-    path: str | Path, pixel_spacing: tuple[float, float] | None = None
+    path: str | Path, pixel_spacing: tuple[float, float] | None = None,
+    fallback_spacing: tuple[float, float] | None = None,
 ) -> LoadedImage:
     """Load a DICOM radiograph (or a PNG/TIFF with ``pixel_spacing``) as a :class:`LoadedImage`.
 
@@ -690,6 +694,8 @@ def load_image(
             Opened read-only; never modified.
         pixel_spacing: optional ``(row_mm, col_mm)``; overrides the file's spacing (source
             ``"user"``). Required for PNG/TIFF.
+        fallback_spacing: optional ``(row_mm, col_mm)`` used only when the file has no spacing
+            tag at all (and for PNG/TIFF); source ``"user"``. A file's own spacing always wins.
 
     Returns:
         The image (float32 in [0, 1], bone bright), its spacing in mm ``(row_mm, col_mm)`` and
@@ -724,12 +730,12 @@ def load_image(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if fmt is not None:
-                return _load_raster(p, spath, fmt, pixel_spacing)
+                return _load_raster(p, spath, fmt, pixel_spacing or fallback_spacing)
             if not _looks_like_dicom(head):
                 raise CpakInputError(
                     spath, "not a DICOM file (no 'DICM' marker and no DICOM header), nor PNG/TIFF"
                 )
-            return _load_dicom(p, spath, pixel_spacing, has_dicm)
+            return _load_dicom(p, spath, pixel_spacing, has_dicm, fallback_spacing)
     except CpakInputError:
         raise
     except MemoryError:

@@ -81,7 +81,7 @@ def evaluate_pairs(pairs: Sequence[Pair]) -> dict[str, Any]:
         spacing = pair.truth.spacing_mm
         if spacing is None:
             raise CpakInputError(pair.name, "truth file has no pixel_spacing_mm")
-        orient = bool(pair.truth.extra.get("patient_right_on_image_left", True))
+        orient = pair.truth.patient_right_on_image_left
         for side in SIDES:
             t_leg = pair.truth.legs.get(side)
             if not t_leg or any(t_leg.get(n) is None for n in LANDMARKS):

@@ -63,28 +63,47 @@ class LegAngles:
         return self.mpta + self.ldfa
 
 
-def leg_angles(landmarks_px: Mapping[str, Point], spacing_mm: tuple[float, float]) -> LegAngles:
-    """LDFA and MPTA of one leg from its 8 landmarks in pixels.
+LDFA_LANDMARKS: tuple[str, ...] = ("femoral_head", "knee_center", "femoral_condyle_lateral", "femoral_condyle_medial")
+MPTA_LANDMARKS: tuple[str, ...] = (
+    "knee_center", "tibial_plateau_lateral", "tibial_plateau_medial", "ankle_lateral", "ankle_medial",
+)
 
-    LDFA = angle between (femoral_head - knee_center) and
-    (femoral_condyle_lateral - femoral_condyle_medial).
-    MPTA = angle between (ankle_center - knee_center) and
-    (tibial_plateau_medial - tibial_plateau_lateral), ankle_center the mid-point of
-    ankle_lateral and ankle_medial. Both are computed in mm space and lie in [0, 180].
-    Works the same for a right or a left leg and for any image side, since medial/lateral are
-    named anatomically. Raises KeyError naming the missing landmarks.
+
+def _mm_points(landmarks_px: Mapping[str, Point], names: tuple[str, ...], spacing_mm: tuple[float, float]) -> dict[str, np.ndarray]:
+    missing = [n for n in names if landmarks_px.get(n) is None]
+    if missing:
+        raise KeyError(", ".join(missing))
+    return {n: to_mm(np.asarray(landmarks_px[n], dtype=np.float64), spacing_mm) for n in names}
+
+
+def ldfa_deg(landmarks_px: Mapping[str, Point], spacing_mm: tuple[float, float]) -> float:
+    """LDFA: angle between (femoral_head - knee_center) and (condyle_lateral - condyle_medial), mm space."""
+    mm = _mm_points(landmarks_px, LDFA_LANDMARKS, spacing_mm)
+    return angle_between(
+        mm["femoral_head"] - mm["knee_center"],
+        mm["femoral_condyle_lateral"] - mm["femoral_condyle_medial"],
+    )
+
+
+def mpta_deg(landmarks_px: Mapping[str, Point], spacing_mm: tuple[float, float]) -> float:
+    """MPTA: angle between (ankle_center - knee_center) and (plateau_medial - plateau_lateral), mm
+    space; ankle_center is the mid-point of ankle_lateral and ankle_medial."""
+    mm = _mm_points(landmarks_px, MPTA_LANDMARKS, spacing_mm)
+    ankle_center = (mm["ankle_lateral"] + mm["ankle_medial"]) / 2.0
+    return angle_between(
+        ankle_center - mm["knee_center"],
+        mm["tibial_plateau_medial"] - mm["tibial_plateau_lateral"],
+    )
+
+
+def leg_angles(landmarks_px: Mapping[str, Point], spacing_mm: tuple[float, float]) -> LegAngles:
+    """LDFA and MPTA of one leg from its 8 landmarks in pixels (see :func:`ldfa_deg`, :func:`mpta_deg`).
+
+    Both are computed in mm space and lie in [0, 180]. Works the same for a right or a left leg
+    and for any image side, since medial/lateral are named anatomically. Raises KeyError naming
+    the missing landmarks.
     """
     missing = [n for n in LEG_ANGLE_LANDMARKS if landmarks_px.get(n) is None]
     if missing:
         raise KeyError(", ".join(missing))
-    mm = {n: to_mm(np.asarray(landmarks_px[n], dtype=np.float64), spacing_mm) for n in LEG_ANGLE_LANDMARKS}
-    ankle_center = (mm["ankle_lateral"] + mm["ankle_medial"]) / 2.0
-    ldfa = angle_between(
-        mm["femoral_head"] - mm["knee_center"],
-        mm["femoral_condyle_lateral"] - mm["femoral_condyle_medial"],
-    )
-    mpta = angle_between(
-        ankle_center - mm["knee_center"],
-        mm["tibial_plateau_medial"] - mm["tibial_plateau_lateral"],
-    )
-    return LegAngles(ldfa=ldfa, mpta=mpta)
+    return LegAngles(ldfa=ldfa_deg(landmarks_px, spacing_mm), mpta=mpta_deg(landmarks_px, spacing_mm))

@@ -59,6 +59,12 @@ class LandmarkFile:
     legs: dict[str, Leg]
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def patient_right_on_image_left(self) -> bool:
+        """Display orientation of the image (default True, the standard AP display)."""
+        value = self.extra.get("patient_right_on_image_left")
+        return True if value is None else bool(value)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"image": self.image}
         out["pixel_spacing_mm"] = None if self.spacing_mm is None else list(self.spacing_mm)
@@ -118,6 +124,9 @@ def parse_landmarks(data: Any, path: str | Path = "<landmarks>") -> LandmarkFile
             raise CpakInputError(path, f"pixel_spacing_mm must be [row_mm, col_mm] > 0, got {spacing!r}")
         spacing_mm = (float(spacing[0]), float(spacing[1]))
     extra = {k: v for k, v in data.items() if k not in ("image", "pixel_spacing_mm", "legs")}
+    orient = extra.get("patient_right_on_image_left")
+    if orient is not None and not isinstance(orient, bool):
+        raise CpakInputError(path, f"patient_right_on_image_left must be true or false, got {orient!r}")
     image = data.get("image")
     return LandmarkFile(image=None if image is None else str(image), spacing_mm=spacing_mm, legs=legs, extra=extra)
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cpak_cli.cpak import cpak_type, is_borderline
-from cpak_cli.geometry import leg_angles, to_mm
+from cpak_cli.geometry import LDFA_LANDMARKS, MPTA_LANDMARKS, ldfa_deg, leg_angles, mpta_deg, to_mm
 from cpak_cli.landmarks import LANDMARKS
 
 #: Flags a measured leg can carry (README documents each).
@@ -105,13 +105,19 @@ def measure_leg(
 ) -> LegMeasurement:
     """Angles, CPAK type and flags for one leg from pixel landmarks.
 
-    A leg with missing landmarks is not measured: ``error`` names them. A measured leg always
-    reports its numbers; doubts go into ``flags`` (with a human-readable ``notes`` entry).
+    A leg with missing landmarks is not measured (``error`` names them, no CPAK type), but the
+    angle that its landmarks allow is still given (LDFA without an ankle, MPTA without a hip). A
+    measured leg always reports its numbers; doubts go into ``flags`` (with ``notes``).
     """
     result = LegMeasurement(side=side)
     missing = [n for n in LANDMARKS if landmarks_px.get(n) is None]
     if missing:
+        # measure what is there: LDFA needs only the femur, MPTA only the tibia and ankle
         result.error = "missing landmark(s): " + ", ".join(missing)
+        if all(landmarks_px.get(n) is not None for n in LDFA_LANDMARKS):
+            result.ldfa = ldfa_deg(landmarks_px, spacing_mm)  # type: ignore[arg-type]
+        if all(landmarks_px.get(n) is not None for n in MPTA_LANDMARKS):
+            result.mpta = mpta_deg(landmarks_px, spacing_mm)  # type: ignore[arg-type]
         return result
     pts = {n: landmarks_px[n] for n in LANDMARKS}
     angles = leg_angles(pts, spacing_mm)  # type: ignore[arg-type]

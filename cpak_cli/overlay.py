@@ -162,7 +162,7 @@ def write_overlay(path: str | Path, bgr: np.ndarray, source_uid: str | None = No
     return write_png(path, bgr)
 
 
-def overlay_for_result(result: "ScanResult", max_height: int = 2000) -> np.ndarray:  # noqa: F821
+def overlay_for_result(result: "ScanResult", max_height: int = 2000, title: str | None = None) -> np.ndarray:  # noqa: F821
     """The overlay of a measured scan: found landmarks, axes, and per-leg angle labels."""
     legs = {side: {n: p.xy for n, p in preds.items()} for side, preds in result.landmarks.items()}
     labels = {}
@@ -176,5 +176,5 @@ def overlay_for_result(result: "ScanResult", max_height: int = 2000) -> np.ndarr
         else:
             labels[side] = [f"{side.upper()}: not measured"]
     assert result.image is not None
-    return render_overlay(result.image.pixels, legs, labels, max_height=max_height, title=result.path,
+    return render_overlay(result.image.pixels, legs, labels, max_height=max_height, title=title or result.path,
                           spacing_mm=result.image.spacing_mm)

@@ -131,12 +131,19 @@ def assemble_leg(
     missing_joints: Sequence[str],
     min_confidence: float,
 ) -> LegMeasurement:
-    """Measure one leg from predictions and attach confidence / scan flags. Pure."""
-    if missing_joints:
-        return LegMeasurement(side=side, error="joint(s) not found on the film: " + ", ".join(missing_joints))
+    """Measure one leg from predictions and attach confidence / scan flags. Pure.
+
+    A leg with a joint off the film or a landmark not found gets ``error`` saying which, and
+    whatever angle the found landmarks still allow (e.g. LDFA when the ankle is cut off)."""
     not_found = [n for n in LANDMARKS if n not in preds or not preds[n].found]
-    if not_found:
-        return LegMeasurement(side=side, error="landmark(s) not found: " + ", ".join(not_found))
+    if missing_joints or not_found:
+        partial = measure_leg(side, {n: (preds[n].xy if n in preds else None) for n in LANDMARKS}, image.spacing_mm,
+                              image.patient_right_on_image_left)
+        if missing_joints:
+            partial.error = "joint(s) not found on the film: " + ", ".join(missing_joints)
+        else:
+            partial.error = "landmark(s) not found: " + ", ".join(not_found)
+        return partial
     leg = measure_leg(side, {n: preds[n].xy for n in LANDMARKS}, image.spacing_mm, image.patient_right_on_image_left)
     low = [n for n in LANDMARKS if preds[n].confidence < min_confidence]
     if low:
@@ -227,8 +234,9 @@ class Measurer:
         probs = predict(det.module, inputs, device=self.device, batch_size=self.batch_size)
         out = []
         for im, f, p in zip(images, frames, probs):
-            boxes = boxes_from_detections(decode_detections(p, f, im.spacing_mm))
-            out.append(_apply_laterality(boxes, im))
+            lat = (im.laterality or "").upper()
+            single = {"R": "right", "L": "left"}.get(lat)
+            out.append(boxes_from_detections(decode_detections(p, f, im.spacing_mm, single_side=single)))
         return out
 
     def measure_images(
@@ -271,16 +279,6 @@ class Measurer:
 
     def measure(self, image: LoadedImage, boxes: BoxFile | None = None) -> ScanResult:
         return self.measure_images([image], [boxes])[0]
-
-
-def _apply_laterality(boxes: dict[str, dict[str, Box]], image: LoadedImage) -> dict[str, dict[str, Box]]:
-    """On a film whose ImageLaterality says one leg (R/L), keep a single detected leg on that side."""
-    lat = (image.laterality or "").upper()
-    if lat not in ("R", "L") or len(boxes) != 1:
-        return boxes
-    want = "right" if lat == "R" else "left"
-    (only_side, joints), = boxes.items()
-    return {want: joints}
 
 
 def load_for_measure(path: str | Path, pixel_spacing: tuple[float, float] | None = None) -> LoadedImage:

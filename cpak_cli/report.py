@@ -28,7 +28,7 @@ def print_legs(legs: Mapping[str, LegMeasurement], title: str | None = None) -> 
         if leg is None:
             table.add_row(f"{side}", "-", "-", "-", "-", "-", "not in the image")
         elif leg.error:
-            table.add_row(f"{side}", "-", "-", "-", "-", "-", f"not measured: {leg.error}")
+            table.add_row(side, _fmt(leg.ldfa), _fmt(leg.mpta), "-", "-", "-", f"not measured: {leg.error}")
         else:
             table.add_row(
                 side, _fmt(leg.ldfa), _fmt(leg.mpta), _fmt(leg.ahka), _fmt(leg.jlo), leg.cpak or "-",

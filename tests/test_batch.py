@@ -96,11 +96,28 @@ def test_kill_and_resume_gives_identical_csv(folder, tmp_path):
     # simulate a torn last line from a hard kill
     with open(part, "a") as fh:
         fh.write("/half/written,row")
-    assert len(done_inputs(part)) == 3  # the torn line is cut off
     with pytest.raises(Exception, match="--resume"):
         run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1)
     s = run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, chunk=2, resume=True)
-    assert s.skipped == 3 and s.files == 5
+    # the torn line is cut and the last finished input is measured again (it may be incomplete)
+    assert s.skipped == 2 and s.files == 6
+    assert part.read_bytes() == full.read_bytes()
+
+
+def test_resume_after_a_kill_between_the_two_legs_of_a_film(folder, tmp_path):
+    full = tmp_path / "full.csv"
+    run_batch(find_inputs(folder), full, FakeMeasurer(), workers=1)
+    lines = full.read_bytes().splitlines(keepends=True)
+    legs_of = [ln for ln in lines if b",right," in ln or b",left," in ln]
+    cut = lines.index(legs_of[2]) + 1  # header + first film's two legs + the right leg of the second
+    part = tmp_path / "part.csv"
+    part.write_bytes(b"".join(lines[:cut]))
+    (tmp_path / "part.csv.run.json").write_bytes((tmp_path / "full.csv.run.json").read_bytes())
+    split_film = legs_of[2].split(b",")[0].decode()
+    done = done_inputs(part)
+    assert split_film not in done and split_film.encode() not in part.read_bytes()
+    assert part.read_bytes() == b"".join(lines[: cut - 1])
+    run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, resume=True)
     assert part.read_bytes() == full.read_bytes()
 
 
@@ -118,5 +135,20 @@ def test_anonymize_hashes_identifiers(folder, tmp_path):
     assert all(str(folder) not in r["input"] for r in rows)
     first = sorted(find_inputs(folder))[0]
     assert rows[0]["input"] == salted_hash(str(first), "s3cret") and len(rows[0]["input"]) == 24
+    text = out.read_text()
+    assert str(folder) not in text and "nospacing.dcm" not in text  # no path in any cell, errors included
     s = run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="s3cret", resume=True)
-    assert s.files == 0 and s.skipped == 8
+    assert s.files == 1 and s.skipped == 7
+    with pytest.raises(Exception, match="different --anonymize"):
+        run_batch(find_inputs(folder), out, FakeMeasurer(), resume=True)
+    with pytest.raises(Exception, match="different --anonymize"):
+        run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="other", resume=True)
+
+
+def test_fallback_spacing_fills_only_files_without_spacing(folder, tmp_path):
+    out = tmp_path / "fb.csv"
+    run_batch(find_inputs(folder), out, FakeMeasurer(), pixel_spacing=(0.3, 0.3))
+    rows = _read(out)
+    by = {Path(r["input"]).name: r for r in rows}
+    assert by["nospacing.dcm"]["spacing_source"] == "user" and by["nospacing.dcm"]["spacing_row_mm"] == "0.3000"
+    assert by["ok0.dcm"]["spacing_source"] == "PixelSpacing" and by["ok0.dcm"]["spacing_row_mm"] == "0.1500"

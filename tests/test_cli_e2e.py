@@ -78,8 +78,8 @@ def test_measure_json_landmarks_out_overlay_and_angles(tiny_weights, tiny_cases,
             for k in ("ldfa", "mpta", "ahka", "jlo"):
                 assert again[side][k] == pytest.approx(leg[k], abs=1e-9)
             assert again[side]["cpak"] == leg["cpak"]
-    else:
-        assert res2.exit_code == 2 or "not measured" in res2.stdout
+    else:  # random tiny models: nothing measurable, and `angles` must say so the same way
+        assert res2.exit_code == 2 and "no leg could be measured" in res2.output
 
 
 def test_measure_bad_inputs_one_line(tiny_weights, tmp_path):
@@ -127,7 +127,7 @@ def test_batch_rows_errors_and_resume(tiny_weights, tiny_cases, tmp_path):
         assert all(r["sha256"] and r["tool_version"] for r in by_file[name])
     before = csv_path.read_bytes()
     res = runner.invoke(app, args + ["--resume"])
-    assert res.exit_code == 0 and "4 skipped" in res.output
+    assert res.exit_code == 0 and "3 skipped" in res.output  # the last input is measured again
     assert csv_path.read_bytes() == before
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "--resume" in res.output

@@ -68,3 +68,14 @@ def test_a_joint_both_channels_see_goes_to_the_right_leg():
     # a single knee (single-leg film) is named by the channel that holds more of it
     t1 = detector_targets({"left": {"knee": (800.0, 2000.0)}}, f)
     assert set(decode_detections(t1, f, spacing)) == {"left"}
+
+
+def test_single_leg_film_by_laterality_keeps_one_side():
+    spacing = (0.15, 0.15)
+    f = detector_frame((4000, 1000), spacing, True, width=64, height=256)
+    t = detector_targets({"right": {"hip": (500.0, 600.0), "knee": (520.0, 2000.0), "ankle": (530.0, 3600.0)}}, f)
+    # the network also fires, weaker, for the other side's ankle at a different place
+    t[DETECTOR_CHANNELS.index("left_ankle")] = np.roll(t[DETECTOR_CHANNELS.index("right_ankle")], 20, axis=1) * 0.9
+    dets = decode_detections(t, f, spacing, single_side="right")
+    assert set(dets) == {"right"} and set(dets["right"]) == {"hip", "knee", "ankle"}
+    assert dets["right"]["ankle"].center[0] == pytest.approx(530.0, abs=30)

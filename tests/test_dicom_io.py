@@ -835,3 +835,12 @@ def test_is_probably_dicom(tmp_path: Path) -> None:
     assert not is_probably_dicom(empty)
     assert not is_probably_dicom(tmp_path / "missing")
     assert not is_probably_dicom(tmp_path)
+
+
+def test_fallback_spacing_only_fills_a_missing_spacing(tmp_path: Path) -> None:
+    with_spacing = write_dx(tmp_path, "a.dcm", pixel_spacing=(0.2, 0.1))
+    without = write_dx(tmp_path, "b.dcm", pixel_spacing=None)
+    a = load_image(with_spacing, fallback_spacing=(0.15, 0.15))
+    assert a.spacing_mm == (0.2, 0.1) and a.spacing_source == "PixelSpacing"
+    b = load_image(without, fallback_spacing=(0.15, 0.15))
+    assert b.spacing_mm == (0.15, 0.15) and b.spacing_source == "user"

@@ -38,7 +38,9 @@ def test_evaluate_known_answers(tmp_path):
     # leg b cannot be measured (missing ankle), so it is 'not measured' in CPAK
     assert rep["cpak"]["not_measured"] == 1
     assert rep["cpak"]["accuracy"] == pytest.approx(2 / 3)
-    assert rep["angles"]["ldfa"]["medae"] == pytest.approx(0.0, abs=1e-9) and rep["angles"]["ldfa"]["n"] == 2
+    # leg b has no ankle_medial: no MPTA or CPAK, but its LDFA (femur complete) still counts
+    assert rep["angles"]["ldfa"]["medae"] == pytest.approx(0.0, abs=1e-9) and rep["angles"]["ldfa"]["n"] == 3
+    assert rep["angles"]["mpta"]["n"] == 2
     rows = (tmp_path / "r.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0].startswith("case,side,")
 

@@ -99,3 +99,14 @@ def test_measure_leg_flags_and_errors():
     partial["ankle_medial"] = None
     m = measure_leg("right", partial, (0.15, 0.15))
     assert not m.measured and "ankle_medial" in m.error and m.cpak is None
+
+
+def test_partial_leg_reports_the_angle_its_landmarks_allow():
+    leg = build_leg(86.0, 88.0)
+    no_ankle = {**leg, "ankle_lateral": None, "ankle_medial": None}
+    m = measure_leg("right", no_ankle, (0.15, 0.15))
+    assert not m.measured and m.cpak is None and m.mpta is None and m.ahka is None
+    assert m.ldfa == pytest.approx(86.0, abs=0.01)
+    no_hip = {**leg, "femoral_head": None}
+    m = measure_leg("right", no_hip, (0.15, 0.15))
+    assert m.ldfa is None and m.mpta == pytest.approx(88.0, abs=0.01) and "femoral_head" in m.error

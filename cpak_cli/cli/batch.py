@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
         salt = salt or os.environ.get("CPAK_ANON_SALT")
         if anonymize and not salt:
             fail("--anonymize needs --salt TEXT (or CPAK_ANON_SALT) so that hashes are reproducible")
+        from cpak_cli.batch import check_output
+
+        check_output(csv_out, resume, overwrite, salt if anonymize else None)
         inputs = find_inputs(folder, recursive)
         if not inputs:
             fail(f"{folder}: no DICOM files found" + ("" if recursive else " (try --recursive)"))

@@ -59,11 +59,16 @@ def register(app: typer.Typer) -> None:
                 progress.update(task, completed=s.files + s.skipped,
                                 status=f"failed {s.failed}  legs {s.legs}  {rate:.2f} files/s")
 
-            summary = run_batch(
-                inputs, csv_out, measurer, resume=resume, overwrite=overwrite, workers=workers, chunk=chunk,
-                pixel_spacing=pixel_spacing, anonymize_salt=salt if anonymize else None, overlays=overlays,
-                on_file=on_file,
-            )
+            try:
+                summary = run_batch(
+                    inputs, csv_out, measurer, resume=resume, overwrite=overwrite, workers=workers, chunk=chunk,
+                    pixel_spacing=pixel_spacing, anonymize_salt=salt if anonymize else None, overlays=overlays,
+                    on_file=on_file,
+                )
+            except KeyboardInterrupt:
+                progress.stop()
+                typer.echo(f"interrupted: the finished rows are in {csv_out}; continue with --resume", err=True)
+                raise typer.Exit(130) from None
             progress.update(task, completed=summary.files + summary.skipped)
         typer.echo(
             f"{summary.files} files measured ({summary.legs} leg rows, {summary.failed} error rows), "

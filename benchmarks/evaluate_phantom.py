@@ -12,7 +12,6 @@ many wrongly typed legs carry a borderline / low-confidence flag.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

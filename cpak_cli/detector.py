@@ -14,7 +14,7 @@ knee = mean of the five knee landmarks; ankle = mid-point of ankle_lateral and a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, Mapping, Sequence
+from typing import Final, Mapping, Sequence
 
 import numpy as np
 
@@ -186,13 +186,3 @@ def decode_detections(
 
 def boxes_from_detections(dets: Mapping[str, Mapping[str, DetectedJoint]]) -> dict[str, dict[str, Box]]:
     return {side: {j: d.box for j, d in joints.items()} for side, joints in dets.items()}
-
-
-def describe(dets: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Human-readable list of joints that were not found."""
-    missing = []
-    for side in SIDES:
-        for joint in JOINTS:
-            if joint not in dets.get(side, {}):
-                missing.append(f"{side} {joint}")
-    return missing

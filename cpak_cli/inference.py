@@ -16,7 +16,6 @@ import numpy as np
 from cpak_cli.crops import crop_matrix, crop_to_image, needs_mirror, normalize_crop, sample_crop
 from cpak_cli.extraction import PointEstimate, extract_points
 from cpak_cli.geometry import to_mm
-from cpak_cli.landmarks import JOINTS
 from cpak_cli.models import predict
 
 
@@ -142,8 +141,3 @@ def detect_landmarks(
             for pred in preds:
                 leg[pred.name] = pred
     return results
-
-
-def expected_landmarks(joint: str) -> tuple[str, ...]:
-    """The channel order of a joint's model."""
-    return JOINTS[joint]

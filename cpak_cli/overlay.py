@@ -7,12 +7,15 @@ Used by ``cpak measure --overlay`` and the phantom preview. Input points are ima
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from cpak_cli.atomic import atomic_write_bytes
 from cpak_cli.errors import CpakInputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cpak_cli.pipeline import ScanResult
 
 # BGR colours
 _COL = {
@@ -162,7 +165,7 @@ def write_overlay(path: str | Path, bgr: np.ndarray, source_uid: str | None = No
     return write_png(path, bgr)
 
 
-def overlay_for_result(result: "ScanResult", max_height: int = 2000, title: str | None = None) -> np.ndarray:  # noqa: F821
+def overlay_for_result(result: "ScanResult", max_height: int = 2000, title: str | None = None) -> np.ndarray:
     """The overlay of a measured scan: found landmarks, axes, and per-leg angle labels."""
     legs = {side: {n: p.xy for n, p in preds.items()} for side, preds in result.landmarks.items()}
     labels = {}

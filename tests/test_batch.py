@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cpak_cli.batch import COLUMNS, done_inputs, find_inputs, run_batch, salted_hash

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from typing import Any, Callable, TypeVar
 
 import typer
@@ -44,7 +43,3 @@ def guarded(fn: F) -> F:
             fail(f"internal error: {exc.__class__.__name__}: {exc} (set CPAK_DEBUG=1 for details)", EXIT_INTERNAL_ERROR)
 
     return wrapper  # type: ignore[return-value]
-
-
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()

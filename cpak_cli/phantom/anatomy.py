@@ -313,7 +313,6 @@ def build_leg(lp: LegParams) -> Leg:
     J = H + s_n * e  # neck/shaft junction on the anatomical axis
     R = lp.head_r
     shaft_r = 13.5 * s
-    top = J + 25 * s * d_a  # top of the greater trochanter region
     fem_outer: list[Prim] = [
         Ellipsoid(float(H[0]), float(H[1]), R, R, R),  # head
         _tube(H + 0.35 * R * e, J + 6 * s * e, 0.66 * R, 0.78 * R, 0.62 * R, 0.7 * R),  # neck

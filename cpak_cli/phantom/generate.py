@@ -9,7 +9,6 @@ landmark JSON, boxes JSON and optionally a preview PNG.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

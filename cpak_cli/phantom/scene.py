@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .anatomy import (MU_CORTEX, MU_LEAD, MU_METAL, MU_TRAB, Body, Ellipsoid, Leg, Prim, Tube,
-                      _bone, _ell, _tube, soft_tissue)
+                      _bone, _tube, soft_tissue)
 
 
 @dataclass

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from cpak_cli.cpak import CPAK_TYPES  # noqa: E402,F401
 # aHKA classes (varus, neutral, valgus) x JLO classes (apex distal, neutral, apex proximal)
 AHKA_RANGES = ((-9.0, -2.0), (-2.0, 2.0), (2.0, 9.0))
 JLO_RANGES = ((166.0, 177.0), (177.0, 183.0), (183.0, 192.0))

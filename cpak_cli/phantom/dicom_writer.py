@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from cpak_cli.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .generate import PhantomCase
@@ -99,5 +102,7 @@ def write_dicom(case: "PhantomCase", img: np.ndarray, path: Path) -> None:
         ds.compress(RLELossless, px, generate_instance_uid=False)
     elif case.compression == "jpeg2000":
         ds.compress(JPEG2000Lossless, px, generate_instance_uid=False)
-    ds.save_as(path, enforce_file_format=True)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    atomic_write_bytes(path, buf.getvalue())
     _ = pydicom

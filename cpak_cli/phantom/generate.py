@@ -18,6 +18,7 @@ import numpy as np
 from ..landmarks import JOINTS, LANDMARKS, SIDES
 from .anatomy import LegParams, build_leg
 from .scene import (Scene, Xform, distractor_bodies, hemipelvis, leg_soft, pelvis_soft, sacrum)
+from ..atomic import atomic_write_text
 from ..cpak import CPAK_TYPES, cpak_type
 from ..geometry import leg_angles
 from .spec import (SPACINGS, PhantomOptions, quantize_spacing, rng_for,
@@ -338,9 +339,9 @@ def write_case(case: PhantomCase, out_dir: Path, preview: bool = False) -> dict[
     dcm = out_dir / f"{case.name}.dcm"
     write_dicom(case, img, dcm)
     lm = out_dir / f"{case.name}.landmarks.json"
-    lm.write_text(json.dumps(landmarks_json(case, dcm.name), indent=1))
+    atomic_write_text(lm, json.dumps(landmarks_json(case, dcm.name), indent=1))
     bx = out_dir / f"{case.name}.boxes.json"
-    bx.write_text(json.dumps({"image": dcm.name, "boxes": case.boxes}, indent=1))
+    atomic_write_text(bx, json.dumps({"image": dcm.name, "boxes": case.boxes}, indent=1))
     paths = {"dicom": dcm, "landmarks": lm, "boxes": bx}
     if preview:
         from .preview import write_preview

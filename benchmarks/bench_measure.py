@@ -1,0 +1,73 @@
+"""Speed of `cpak measure` on phantom films: cold start, and per-film stages when warm.
+
+    python benchmarks/bench_measure.py --data DIR [--limit 12] [--chunk 4] [--device cpu]
+
+DIR holds caseNNNN.dcm films (e.g. `cpak phantom --out DIR --count 12 --seed 5`). Prints the
+cold `cpak measure` wall time (process start, torch import, model loading, one film), then per
+film: decode (dicom_io), joint detector, landmark networks + extraction, and films/s of the
+batched Measurer with CHUNK films per forward pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--limit", type=int, default=12)
+    ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    films = sorted(args.data.glob("case*.dcm"))[: args.limit]
+    if not films:
+        print(f"no case*.dcm in {args.data}", file=sys.stderr)
+        return 2
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "cpak_cli", "measure", str(films[0]), "--device", args.device],
+                   check=True, capture_output=True)
+    cold = time.perf_counter() - t0
+
+    from cpak_cli.dicom_io import load_image
+    from cpak_cli.pipeline import Measurer
+
+    t0 = time.perf_counter()
+    measurer = Measurer(device=args.device)
+    t_models = time.perf_counter() - t0
+    measurer.measure(load_image(films[0]))  # warm-up
+
+    t_load = t_det = t_lm = 0.0
+    for p in films:
+        t0 = time.perf_counter()
+        im = load_image(p)
+        t1 = time.perf_counter()
+        boxes = measurer.detect_boxes([im])
+        t2 = time.perf_counter()
+        from cpak_cli.boxes import BoxFile
+
+        measurer.measure_images([im], [BoxFile(image=None, boxes=boxes[0])])
+        t3 = time.perf_counter()
+        t_load, t_det, t_lm = t_load + t1 - t0, t_det + t2 - t1, t_lm + t3 - t2
+    n = len(films)
+    t0 = time.perf_counter()
+    for start in range(0, n, args.chunk):
+        group = films[start : start + args.chunk]
+        measurer.measure_images([load_image(p) for p in group])
+    t_batched = time.perf_counter() - t0
+    print(f"device {measurer.device}, {n} films")
+    print(f"cold `cpak measure` (start + imports + models + 1 film): {cold:.2f} s")
+    print(f"model loading (warm process): {t_models:.2f} s")
+    print(f"per film: decode {t_load / n:.3f} s, detector {t_det / n:.3f} s, landmarks {t_lm / n:.3f} s, "
+          f"total {(t_load + t_det + t_lm) / n:.3f} s")
+    print(f"batched (chunk {args.chunk}, decode in the same process): {n / t_batched:.2f} films/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                    check=True, capture_output=True)
     cold = time.perf_counter() - t0
 
+    from cpak_cli.boxes import BoxFile
     from cpak_cli.dicom_io import load_image
     from cpak_cli.pipeline import Measurer
 
@@ -49,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         boxes = measurer.detect_boxes([im])
         t2 = time.perf_counter()
-        from cpak_cli.boxes import BoxFile
-
         measurer.measure_images([im], [BoxFile(image=None, boxes=boxes[0])])
         t3 = time.perf_counter()
         t_load, t_det, t_lm = t_load + t1 - t0, t_det + t2 - t1, t_lm + t3 - t2

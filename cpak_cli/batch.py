@@ -73,7 +73,6 @@ def decode_one(args: tuple[str, tuple[float, float] | None]) -> Decoded:
     for files that have no spacing of their own."""
     path, spacing = args
     from cpak_cli.dicom_io import load_image
-    from cpak_cli.pipeline import file_sha256
 
     try:
         sha = file_sha256(path)
@@ -85,6 +84,15 @@ def decode_one(args: tuple[str, tuple[float, float] | None]) -> Decoded:
         return Decoded(path, sha, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch
         return Decoded(path, sha, None, f"{path}: unexpected error {exc.__class__.__name__}: {exc}")
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (the CSV's audit column)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _fmt(v: Any, digits: int = 4) -> str:

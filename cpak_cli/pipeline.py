@@ -7,7 +7,6 @@ docs/conventions.md (pixel ``(x, y)``, spacing ``(row_mm, col_mm)``, patient sid
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -17,7 +16,7 @@ import numpy as np
 from cpak_cli import __version__
 from cpak_cli.boxes import Box, BoxFile
 from cpak_cli.dicom_io import LoadedImage
-from cpak_cli.errors import CpakInputError, CpakModelError
+from cpak_cli.errors import CpakModelError
 from cpak_cli.inference import JointModel, LandmarkPrediction, detect_landmarks
 from cpak_cli.landmarks import JOINTS, LANDMARKS, SIDES, LandmarkFile
 from cpak_cli.measurement import (
@@ -155,14 +154,6 @@ def assemble_leg(
     return leg
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Measurer:
     """Loads the landmark models (and the joint detector) once; measures images.
 
@@ -279,13 +270,3 @@ class Measurer:
 
     def measure(self, image: LoadedImage, boxes: BoxFile | None = None) -> ScanResult:
         return self.measure_images([image], [boxes])[0]
-
-
-def load_for_measure(path: str | Path, pixel_spacing: tuple[float, float] | None = None) -> LoadedImage:
-    """Load an input image for measuring (one-line CpakInputError on any problem)."""
-    from cpak_cli.dicom_io import load_image
-
-    p = Path(path)
-    if not p.exists():
-        raise CpakInputError(p, "file not found")
-    return load_image(p, pixel_spacing=pixel_spacing)

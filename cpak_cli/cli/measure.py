@@ -32,10 +32,11 @@ def register(app: typer.Typer) -> None:
         import json
 
         from cpak_cli.boxes import read_boxes
+        from cpak_cli.dicom_io import load_image
         from cpak_cli.landmarks import write_landmarks
-        from cpak_cli.pipeline import Measurer, load_for_measure
+        from cpak_cli.pipeline import Measurer
 
-        image = load_for_measure(scan, pixel_spacing)
+        image = load_image(scan, pixel_spacing=pixel_spacing)
         box_file = read_boxes(boxes) if boxes is not None else None
         measurer = Measurer(weights_dir=weights_dir, device=device, method=method, need_detector=box_file is None)
         result = measurer.measure(image, box_file)

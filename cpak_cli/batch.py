@@ -26,7 +26,7 @@ DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
 
 COLUMNS: tuple[str, ...] = (
     "input", "sha256", "sop_instance_uid", "study_date", "side",
-    "ldfa", "mpta", "ahka", "jlo", "cpak", "flags",
+    "ldfa", "mpta", "ahka", "jlo", "mhka", "cpak", "flags",
     "spacing_row_mm", "spacing_col_mm", "spacing_source", "box_source",
     *[f"{n}_{k}" for n in LANDMARKS for k in ("x", "y", "x_mm", "y_mm", "confidence")],
     "models", "tool_version", "error",
@@ -133,7 +133,7 @@ def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt
         row.update(base)
         row.update(
             side=side, ldfa=_fmt(leg.ldfa), mpta=_fmt(leg.mpta), ahka=_fmt(leg.ahka), jlo=_fmt(leg.jlo),
-            cpak=leg.cpak or "", flags=";".join(leg.flags),
+            mhka=_fmt(leg.mhka), cpak=leg.cpak or "", flags=";".join(leg.flags),
             spacing_row_mm=_fmt(img.spacing_mm[0]), spacing_col_mm=_fmt(img.spacing_mm[1]),
             spacing_source=img.spacing_source, box_source=result.box_source,
             models=";".join(f"{k}={v}" for k, v in sorted(result.models.items())),

@@ -12,7 +12,18 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cpak_cli.cpak import cpak_type, is_borderline
-from cpak_cli.geometry import LDFA_LANDMARKS, MPTA_LANDMARKS, ldfa_deg, leg_angles, mpta_deg, to_mm
+from cpak_cli.geometry import (
+    LDFA_LANDMARKS,
+    MHKA_LANDMARKS,
+    MPTA_LANDMARKS,
+    ankle_center,
+    lateral_sign,
+    ldfa_deg,
+    leg_angles,
+    mhka_deg,
+    mpta_deg,
+    to_mm,
+)
 from cpak_cli.landmarks import LANDMARKS
 
 #: Flags a measured leg can carry (README documents each).
@@ -29,13 +40,19 @@ PLAUSIBLE_ANGLE_DEG = (60.0, 120.0)
 
 @dataclass
 class LegMeasurement:
-    """Result for one leg. Angles in degrees; None when the leg could not be measured (``error``)."""
+    """Result for one leg. Angles in degrees; None when the leg could not be measured (``error``).
+
+    ``mhka`` is the mechanical HKA (hip-knee-ankle centres, valgus positive, 0 = straight; see
+    :func:`cpak_cli.geometry.mhka_from_centres`); it is given whenever the hip, knee centre and
+    both ankle points exist, even on a leg that is otherwise not measured.
+    """
 
     side: str
     ldfa: float | None = None
     mpta: float | None = None
     ahka: float | None = None
     jlo: float | None = None
+    mhka: float | None = None
     cpak: str | None = None
     flags: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -51,6 +68,7 @@ class LegMeasurement:
             "mpta": self.mpta,
             "ahka": self.ahka,
             "jlo": self.jlo,
+            "mhka": self.mhka,
             "cpak": self.cpak,
             "flags": list(self.flags),
             "notes": list(self.notes),
@@ -74,14 +92,12 @@ def geometry_problems(
     p = {n: to_mm(np.asarray(landmarks_px[n], dtype=np.float64), spacing_mm) for n in LANDMARKS}
     problems: list[str] = []
     knee = p["knee_center"]
-    ankle = (p["ankle_lateral"] + p["ankle_medial"]) / 2
+    ankle = ankle_center(p["ankle_lateral"], p["ankle_medial"])
     if not p["femoral_head"][1] < knee[1]:
         problems.append("femoral head not above the knee")
     if not ankle[1] > knee[1]:
         problems.append("ankle not below the knee")
-    # +1 when lateral means larger image x.
-    right_on_left = patient_right_on_image_left
-    lateral_dir = -1.0 if (side == "right") == right_on_left else 1.0
+    lateral_dir = lateral_sign(side, patient_right_on_image_left)  # +1 when lateral means larger image x
     for lat, med, what in (
         ("femoral_condyle_lateral", "femoral_condyle_medial", "femoral condyles"),
         ("tibial_plateau_lateral", "tibial_plateau_medial", "tibial plateau margins"),
@@ -106,10 +122,15 @@ def measure_leg(
     """Angles, CPAK type and flags for one leg from pixel landmarks.
 
     A leg with missing landmarks is not measured (``error`` names them, no CPAK type), but the
-    angle that its landmarks allow is still given (LDFA without an ankle, MPTA without a hip). A
-    measured leg always reports its numbers; doubts go into ``flags`` (with ``notes``).
+    angle that its landmarks allow is still given (LDFA without an ankle, MPTA without a hip,
+    mHKA without condyles or plateau). A measured leg always reports its numbers; doubts go into
+    ``flags`` (with ``notes``). ``side`` is the patient's; ``patient_right_on_image_left`` sets
+    which image side is lateral for the geometry checks and the sign of mHKA.
     """
     result = LegMeasurement(side=side)
+    if all(landmarks_px.get(n) is not None for n in MHKA_LANDMARKS):
+        mhka = mhka_deg(landmarks_px, spacing_mm, side, patient_right_on_image_left)  # type: ignore[arg-type]
+        result.mhka = mhka if math.isfinite(mhka) else None
     missing = [n for n in LANDMARKS if landmarks_px.get(n) is None]
     if missing:
         # measure what is there: LDFA needs only the femur, MPTA only the tibia and ankle

@@ -13,7 +13,10 @@ def _fmt(v: float | None) -> str:
 
 
 def print_legs(legs: Mapping[str, LegMeasurement], title: str | None = None) -> None:
-    """Print one table row per leg (patient's right first): angles to 0.1 degree, CPAK, flags."""
+    """Print one table row per leg (patient's right first): angles to 0.1 degree, CPAK, flags.
+
+    Columns: LDFA, MPTA, aHKA, JLO, mHKA (mechanical HKA, valgus positive), all in degrees. A leg
+    that is not measured still shows the angles its landmarks allow (LDFA, MPTA, mHKA)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -21,17 +24,19 @@ def print_legs(legs: Mapping[str, LegMeasurement], title: str | None = None) -> 
     if title:
         console.print(title, highlight=False)
     table = Table(show_lines=False)
-    for col in ("Leg", "LDFA", "MPTA", "aHKA", "JLO", "CPAK", "Flags"):
-        table.add_column(col, justify="right" if col in ("LDFA", "MPTA", "aHKA", "JLO") else "left")
+    angle_cols = ("LDFA", "MPTA", "aHKA", "JLO", "mHKA")
+    for col in ("Leg", *angle_cols, "CPAK", "Flags"):
+        table.add_column(col, justify="right" if col in angle_cols else "left")
     for side in SIDES:
         leg = legs.get(side)
         if leg is None:
-            table.add_row(f"{side}", "-", "-", "-", "-", "-", "not in the image")
+            table.add_row(f"{side}", "-", "-", "-", "-", "-", "-", "not in the image")
         elif leg.error:
-            table.add_row(side, _fmt(leg.ldfa), _fmt(leg.mpta), "-", "-", "-", f"not measured: {leg.error}")
+            table.add_row(side, _fmt(leg.ldfa), _fmt(leg.mpta), "-", "-", _fmt(leg.mhka), "-",
+                          f"not measured: {leg.error}")
         else:
             table.add_row(
-                side, _fmt(leg.ldfa), _fmt(leg.mpta), _fmt(leg.ahka), _fmt(leg.jlo), leg.cpak or "-",
+                side, _fmt(leg.ldfa), _fmt(leg.mpta), _fmt(leg.ahka), _fmt(leg.jlo), _fmt(leg.mhka), leg.cpak or "-",
                 ", ".join(leg.flags) or "",
             )
     console.print(table)

@@ -16,11 +16,16 @@ def build_leg(
     rotation_deg: float = 0.0,
     origin_mm: tuple[float, float] = (150.0, 100.0),
     patient_right_on_image_left: bool = True,
+    mhka: float | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Eight pixel landmarks of a leg whose LDFA/MPTA are exactly ``ldfa``/``mpta`` (degrees).
 
     Built in mm (x right, y down), then rotated in-plane by ``rotation_deg`` about the hip and
     converted to pixels with ``spacing_mm = (row, col)``. Independent of cpak_cli.geometry.
+    The femoral mechanical axis is vertical; the ankle centre lies 380 mm from the knee centre.
+    With ``mhka`` (degrees, valgus positive) the tibial axis is turned by exactly that angle
+    from the femoral axis' extension, towards lateral for valgus (knee medial of the hip-ankle
+    line); without it the ankle centre is 12 mm lateral, i.e. mHKA = +atan(12/380) (valgus).
     """
     lateral = -1.0 if (side == "right") == patient_right_on_image_left else 1.0
     hip = np.array([0.0, 0.0])
@@ -40,7 +45,11 @@ def build_leg(
     cond_lat = knee + med_to_lat_f * 38.0 + np.array([0.0, 6.0])
     cond_med = knee - med_to_lat_f * 38.0 + np.array([0.0, 6.0])
     # Tibia: ankle 380 mm below the knee with a slight lateral offset.
-    ankle_center = knee + np.array([12.0 * lateral, 380.0])
+    if mhka is None:
+        ankle_center = knee + np.array([12.0 * lateral, 380.0])
+    else:
+        t = math.radians(mhka)
+        ankle_center = knee + 380.0 * np.array([lateral * math.sin(t), math.cos(t)])
     down = (ankle_center - knee) / np.linalg.norm(ankle_center - knee)
     cand = rot(down, mpta)
     if np.sign(cand[0]) != -lateral:

@@ -13,21 +13,27 @@ from tests.test_dicom_io import make_dx, write
 
 
 class FakeMeasurer:
-    """Measures every image as the same two known legs; counts calls."""
+    """Measures every image as the same two known legs (LDFA, MPTA, mHKA); counts calls.
+    Landmarks named in ``drop`` are not found (a partly measured leg)."""
 
-    def __init__(self):
+    LEGS = {"right": (87.0, 84.0, -3.25), "left": (90.0, 91.0, 2.5)}  # right: aHKA -3, JLO 171 -> I
+
+    def __init__(self, drop=()):
         self.calls = 0
+        self.drop = set(drop)
 
     def measure_images(self, images, boxes=None):
         self.calls += 1
         out = []
         for im in images:
             res = ScanResult(path=im.path, image=im, box_source="detector", models={"knee": "fake@0"})
-            for side, (ldfa, mpta) in {"right": (87.0, 85.0), "left": (90.0, 91.0)}.items():
-                leg = build_leg(ldfa, mpta, side=side, spacing_mm=im.spacing_mm)
+            for side, (ldfa, mpta, mhka) in self.LEGS.items():
+                leg = build_leg(ldfa, mpta, side=side, spacing_mm=im.spacing_mm, mhka=mhka)
+                leg = {n: (None if n in self.drop else p) for n, p in leg.items()}
                 res.landmarks[side] = {
-                    n: LandmarkPrediction(n, x, y, x * im.spacing_mm[1], y * im.spacing_mm[0], True, 0.9, 0.95, 300)
-                    for n, (x, y) in leg.items()
+                    n: LandmarkPrediction(n, p[0], p[1], p[0] * im.spacing_mm[1], p[1] * im.spacing_mm[0], True,
+                                          0.9, 0.95, 300)
+                    for n, p in leg.items() if p is not None
                 }
                 res.legs[side] = measure_leg(side, leg, im.spacing_mm)
             out.append(res)
@@ -79,6 +85,23 @@ def test_rows_and_error_rows(folder, tmp_path):
     assert float(r0["ldfa"]) == pytest.approx(87.0, abs=1e-4) and r0["cpak"] == "I"
     assert len(r0["sha256"]) == 64 and r0["sop_instance_uid"] and r0["femoral_head_x_mm"]
     assert list(rows[0].keys()) == list(COLUMNS)
+    assert COLUMNS.index("mhka") == COLUMNS.index("jlo") + 1
+    for r in legs:  # mHKA as constructed, 4 decimals like the other angles
+        want = FakeMeasurer.LEGS[r["side"]][2]
+        assert float(r["mhka"]) == pytest.approx(want, abs=0.01) and len(r["mhka"].split(".")[1]) == 4
+    assert all(r["mhka"] == "" for r in rows if r["error"])
+
+
+def test_partial_leg_row_keeps_mhka(folder, tmp_path):
+    out = tmp_path / "partial.csv"
+    drop = ("femoral_condyle_lateral", "femoral_condyle_medial")
+    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=drop), workers=1)
+    rows = _read(out)
+    assert [r["side"] for r in rows] == ["right", "left"]
+    for r in rows:
+        assert "femoral_condyle_lateral" in r["error"] and r["ldfa"] == "" and r["cpak"] == ""
+        assert float(r["mhka"]) == pytest.approx(FakeMeasurer.LEGS[r["side"]][2], abs=0.01)
+        assert float(r["mpta"]) == pytest.approx(FakeMeasurer.LEGS[r["side"]][1], abs=0.01)
 
 
 def test_kill_and_resume_gives_identical_csv(folder, tmp_path):

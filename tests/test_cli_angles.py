@@ -46,6 +46,44 @@ def test_angles_table_and_partial_leg(tmp_path):
     assert "not measured" in res.stdout and "ankle_lateral" in res.stdout
 
 
+@pytest.mark.parametrize("right_on_left", [True, False])
+def test_angles_json_and_table_carry_mhka(tmp_path, right_on_left):
+    spacing = (0.2, 0.12)
+    legs = {
+        "right": build_leg(87.0, 86.0, side="right", spacing_mm=spacing, rotation_deg=-6.0, mhka=-4.4,
+                           patient_right_on_image_left=right_on_left),
+        "left": build_leg(88.0, 91.0, side="left", spacing_mm=spacing, origin_mm=(400.0, 100.0), mhka=3.7,
+                          patient_right_on_image_left=right_on_left),
+    }
+    p = tmp_path / "lm.json"
+    p.write_text(json.dumps({"image": "scan.dcm", "pixel_spacing_mm": list(spacing), "legs": legs,
+                             "patient_right_on_image_left": right_on_left}))
+    res = runner.invoke(app, ["angles", str(p), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)["legs"]
+    assert out["right"]["mhka"] == pytest.approx(-4.4, abs=0.01)  # varus
+    assert out["left"]["mhka"] == pytest.approx(3.7, abs=0.01)  # valgus
+    res = runner.invoke(app, ["angles", str(p)])
+    assert res.exit_code == 0
+    header = next(ln for ln in res.stdout.splitlines() if "LDFA" in ln)
+    cells = [c.strip() for c in header.strip("┃│ ").split("┃")]
+    assert cells[cells.index("JLO") + 1] == "mHKA"
+    right = next(ln for ln in res.stdout.splitlines() if "right" in ln)
+    assert "-4.4" in right and "3.7" in next(ln for ln in res.stdout.splitlines() if " left " in ln)
+
+
+def test_angles_partial_leg_still_reports_mhka(tmp_path):
+    right = build_leg(87.0, 87.0, mhka=2.2)
+    right["femoral_condyle_lateral"] = None
+    p = _write(tmp_path, (0.15, 0.15), {"right": right})
+    res = runner.invoke(app, ["angles", str(p), "--json"])
+    leg = json.loads(res.stdout)["legs"]["right"]
+    assert leg["error"] and "femoral_condyle_lateral" in leg["error"] and leg["cpak"] is None
+    assert leg["mhka"] == pytest.approx(2.2, abs=0.01)
+    res = runner.invoke(app, ["angles", str(p)])
+    assert "2.2" in res.stdout and "not measured" in res.stdout
+
+
 def test_angles_pixel_spacing_override_and_missing_spacing(tmp_path):
     legs = {"right": build_leg(85.0, 89.0, spacing_mm=(0.1, 0.2))}
     p = tmp_path / "nospacing.json"

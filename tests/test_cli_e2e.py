@@ -67,6 +67,7 @@ def test_measure_json_landmarks_out_overlay_and_angles(tiny_weights, tiny_cases,
             assert set(leg["landmarks"]) == {
                 "femoral_head", "femoral_condyle_lateral", "femoral_condyle_medial", "tibial_plateau_lateral",
                 "tibial_plateau_medial", "knee_center", "ankle_lateral", "ankle_medial"}
+    assert all("mhka" in leg for leg in out["legs"].values())
     assert overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the landmark file measure wrote re-measures to the same angles through `cpak angles`
     res2 = runner.invoke(app, ["angles", str(lm_out), "--json"])
@@ -75,7 +76,7 @@ def test_measure_json_landmarks_out_overlay_and_angles(tiny_weights, tiny_cases,
         assert res2.exit_code == 0, res2.output
         again = json.loads(res2.stdout)["legs"]
         for side, leg in measured.items():
-            for k in ("ldfa", "mpta", "ahka", "jlo"):
+            for k in ("ldfa", "mpta", "ahka", "jlo", "mhka"):
                 assert again[side][k] == pytest.approx(leg[k], abs=1e-9)
             assert again[side]["cpak"] == leg["cpak"]
     else:  # random tiny models: nothing measurable, and `angles` must say so the same way
@@ -118,6 +119,7 @@ def test_batch_rows_errors_and_resume(tiny_weights, tiny_cases, tmp_path):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(open(csv_path)))
+    assert "mhka" in rows[0]
     by_file = {}
     for r in rows:
         by_file.setdefault(r["input"].rsplit("/", 1)[-1], []).append(r)

@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 
 from cpak_cli.cpak import cpak_type, is_borderline
-from cpak_cli.geometry import angle_between, leg_angles, to_mm, to_px
-from cpak_cli.measurement import FLAG_BORDERLINE, FLAG_GEOMETRY, measure_leg
+from cpak_cli.geometry import (
+    angle_between,
+    lateral_sign,
+    leg_angles,
+    mhka_deg,
+    mhka_from_centres,
+    signed_angle_between,
+    to_mm,
+    to_px,
+)
+from cpak_cli.measurement import FLAG_BORDERLINE, FLAG_GEOMETRY, geometry_problems, measure_leg
 from tests.conftest import build_leg
 
 
@@ -110,3 +119,105 @@ def test_partial_leg_reports_the_angle_its_landmarks_allow():
     no_hip = {**leg, "femoral_head": None}
     m = measure_leg("right", no_hip, (0.15, 0.15))
     assert m.ldfa is None and m.mpta == pytest.approx(88.0, abs=0.01) and "femoral_head" in m.error
+
+
+# --- mechanical HKA -------------------------------------------------------------------------
+
+
+def test_signed_angle_between_sign_and_range():
+    # +x turned towards +y (downwards on the image) is positive
+    assert signed_angle_between(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(90.0)
+    assert signed_angle_between(np.array([1.0, 0.0]), np.array([0.0, -1.0])) == pytest.approx(-90.0)
+    assert signed_angle_between(np.array([1.0, 0.0]), np.array([-1.0, 0.0])) == pytest.approx(180.0)
+    assert math.isnan(signed_angle_between(np.array([0.0, 0.0]), np.array([1.0, 0.0])))
+
+
+def test_lateral_sign_follows_side_and_display():
+    assert lateral_sign("right", True) == -1.0  # standard AP: right leg's lateral is the image left
+    assert lateral_sign("left", True) == 1.0
+    assert lateral_sign("right", False) == 1.0  # mirrored film
+    assert lateral_sign("left", False) == -1.0
+    with pytest.raises(ValueError):
+        lateral_sign("image_left")
+
+
+def _hand_leg(ankle_x_px, spacing=(0.1, 0.1)):
+    """Hip (500, 0), knee (500, 4000) px; ankle centre (ankle_x_px, 7000) px from two points."""
+    return {
+        "femoral_head": (500.0, 0.0), "knee_center": (500.0, 4000.0),
+        "ankle_lateral": (ankle_x_px - 30.0, 7000.0), "ankle_medial": (ankle_x_px + 30.0, 7000.0),
+    }
+
+
+def test_mhka_hand_computed_both_sides_and_flipped_film():
+    # ankle centre 300 px = 30 mm towards smaller x over 300 mm below the knee
+    expected = math.degrees(math.atan(30.0 / 300.0))  # 5.7106 deg
+    leg = _hand_leg(200.0)
+    # right leg, standard display: smaller x is lateral -> ankle lateral -> knee medial -> valgus
+    assert mhka_deg(leg, (0.1, 0.1), "right") == pytest.approx(expected, abs=1e-9)
+    # the same points as a left leg (smaller x is medial there): varus
+    assert mhka_deg(leg, (0.1, 0.1), "left") == pytest.approx(-expected, abs=1e-9)
+    # mirrored film swaps medial and lateral
+    assert mhka_deg(leg, (0.1, 0.1), "right", patient_right_on_image_left=False) == pytest.approx(-expected, abs=1e-9)
+    assert mhka_deg(leg, (0.1, 0.1), "left", patient_right_on_image_left=False) == pytest.approx(expected, abs=1e-9)
+    # straight leg
+    assert mhka_deg(_hand_leg(500.0), (0.1, 0.1), "right") == pytest.approx(0.0, abs=1e-12)
+    assert mhka_from_centres((500, 0), (500, 4000), (500, 7000), (0.1, 0.1), "left") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mhka_uses_mm_space_with_anisotropic_spacing():
+    spacing = (0.2, 0.1)  # row 0.2 mm, col 0.1 mm
+    # hip (500, 0), knee (500, 2000) px; ankle (200, 3500) px: 30 mm lateral over 300 mm
+    got = mhka_from_centres((500.0, 0.0), (500.0, 2000.0), (200.0, 3500.0), spacing, "right")
+    assert got == pytest.approx(math.degrees(math.atan(30.0 / 300.0)), abs=1e-9)
+    # treating the pixels as square would give atan(300/1500) = 11.3 deg
+    assert abs(mhka_from_centres((500.0, 0.0), (500.0, 2000.0), (200.0, 3500.0), (0.1, 0.1), "right") - got) > 5
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("right_on_left", [True, False])
+@pytest.mark.parametrize("spacing", [(0.15, 0.15), (0.2, 0.12)])
+@pytest.mark.parametrize("rotation", [0.0, 9.0, -14.0])
+@pytest.mark.parametrize("mhka", [0.0, 4.5, -6.2])
+def test_mhka_matches_construction(side, right_on_left, spacing, rotation, mhka):
+    leg = build_leg(87.0, 85.5, side=side, spacing_mm=spacing, rotation_deg=rotation,
+                    patient_right_on_image_left=right_on_left, mhka=mhka)
+    assert mhka_deg(leg, spacing, side, right_on_left) == pytest.approx(mhka, abs=0.01)
+    m = measure_leg(side, leg, spacing, patient_right_on_image_left=right_on_left)
+    assert m.measured and m.mhka == pytest.approx(mhka, abs=0.01)
+    assert m.to_json()["mhka"] == m.mhka
+    # mHKA does not disturb the other angles of the constructed leg
+    assert (m.ldfa, m.mpta) == pytest.approx((87.0, 85.5), abs=0.01)
+    assert FLAG_GEOMETRY not in m.flags
+
+
+def test_mhka_default_factory_leg_is_slightly_valgus():
+    # build_leg without mhka puts the ankle centre 12 mm lateral, 380 mm below the knee
+    for side in ("right", "left"):
+        m = measure_leg(side, build_leg(88.0, 88.0, side=side), (0.15, 0.15))
+        assert m.mhka == pytest.approx(math.degrees(math.atan(12.0 / 380.0)), abs=0.01)
+
+
+def test_mhka_on_partial_legs_and_degenerate_input():
+    leg = build_leg(86.0, 88.0, mhka=-3.0)
+    no_condyles = {**leg, "femoral_condyle_lateral": None, "femoral_condyle_medial": None}
+    m = measure_leg("right", no_condyles, (0.15, 0.15))
+    assert not m.measured and m.ldfa is None and m.cpak is None
+    assert m.mhka == pytest.approx(-3.0, abs=0.01) and m.to_json()["mhka"] == m.mhka
+    no_plateau = {**leg, "tibial_plateau_lateral": None}
+    assert measure_leg("right", no_plateau, (0.15, 0.15)).mhka == pytest.approx(-3.0, abs=0.01)
+    no_ankle = {**leg, "ankle_medial": None}
+    assert measure_leg("right", no_ankle, (0.15, 0.15)).mhka is None
+    with pytest.raises(KeyError, match="femoral_head"):
+        mhka_deg({**leg, "femoral_head": None}, (0.15, 0.15), "right")
+    assert math.isnan(mhka_from_centres((10, 10), (10, 10), (10, 900), (0.1, 0.1), "right"))
+    coincident = {**leg, "knee_center": leg["femoral_head"]}
+    m = measure_leg("right", coincident, (0.15, 0.15))
+    assert m.mhka is None and m.to_json()["mhka"] is None
+
+
+def test_geometry_problems_uses_the_same_lateral_side_on_a_mirrored_film():
+    leg = build_leg(87.0, 87.0, side="right", patient_right_on_image_left=False)
+    assert geometry_problems(leg, (0.15, 0.15), "right", patient_right_on_image_left=False) == []
+    wrong = geometry_problems(leg, (0.15, 0.15), "right", patient_right_on_image_left=True)
+    assert any("medial/lateral order" in p for p in wrong)

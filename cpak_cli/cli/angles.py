@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
             None, "--pixel-spacing", metavar="ROW COL", help="Pixel spacing in mm (overrides the file's)."
         ),
     ) -> None:
-        """Compute LDFA, MPTA, aHKA, JLO and CPAK type per leg from landmark coordinates."""
+        """Compute LDFA, MPTA, aHKA, JLO, mHKA and CPAK type per leg from landmark coordinates."""
         import json
 
         from cpak_cli.api import angles_from_file

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         method: int = typer.Option(3, "--method", min=1, max=5, help="Landmark extraction method of the paper (1-5)."),
         weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Folder of model weights (default: shipped)."),
     ) -> None:
-        """Measure LDFA, MPTA, aHKA, JLO and CPAK type of each leg on a full-leg radiograph."""
+        """Measure LDFA, MPTA, aHKA, JLO, mHKA and CPAK type of each leg on a full-leg radiograph."""
         import json
 
         from cpak_cli.boxes import read_boxes

@@ -248,3 +248,139 @@ def test_cli_writes_files(tmp_path: Path) -> None:
             assert (tmp_path / f"case{i:04d}{suffix}").is_file()
     res = CliRunner().invoke(app, ["phantom", "--out", str(tmp_path), "--compression", "zip"])
     assert res.exit_code == 2
+
+
+# ---------------------------------------------------------------------------------- variety
+def test_variety_off_is_unchanged() -> None:
+    for seed, i, kw in ((3, 0, dict(max_size=500)), (7, 5, dict(max_size=400, tka_fraction=1.0, plate_fraction=1.0))):
+        a, b = make_case(seed, i, **kw), make_case(seed, i, variety=False, **kw)
+        assert a.landmarks == b.landmarks and a.params == b.params and a.options == b.options
+        assert "variety" not in a.options and "variety" not in a.params
+        assert np.array_equal(render(a), render(b))
+    # variety on shares the base draws (CPAK targets) but is a different film
+    a = make_case(3, 0, max_size=500)
+    c = make_case(3, 0, variety=True, max_size=500)
+    assert c.options["variety"] is True and "variety" in c.params
+    for s in SIDES:
+        assert c.params["legs"][s]["target_cpak"] == a.params["legs"][s]["target_cpak"]
+        assert c.angles[s]["cpak"] == a.angles[s]["cpak"]
+
+
+def test_variety_truth_exact_and_fractions() -> None:
+    ped = oa = flex = shield = 0
+    for i in range(90):
+        case = make_case(21, i, variety=True)
+        ped += case.params["variety"]["pediatric"]
+        shield += "shield" in case.params["variety"]
+        rows, cols = case.shape
+        for side in SIDES:
+            leg = case.params["legs"][side]
+            oa += "oa" in leg
+            flex += "flexion_deg" in leg
+            ldfa, mpta = _angles(case.landmarks[side], case.spacing_mm)
+            assert abs(ldfa - leg["ldfa"]) < 0.05 and abs(mpta - leg["mpta"]) < 0.05
+            assert abs(ldfa - case.angles[side]["ldfa"]) < 1e-6
+            assert abs(mpta - case.angles[side]["mpta"]) < 1e-6
+            assert case.angles[side]["cpak"] == leg["target_cpak"]
+            assert set(case.landmarks[side]) == set(LANDMARKS)
+            for x, y in case.landmarks[side].values():
+                assert 0 <= x <= cols - 1 and 0 <= y <= rows - 1
+            if "oa" in leg:  # narrowed compartment
+                assert 0.0 <= leg["oa"]["gap_mm"] <= 1.8
+    assert 20 <= ped <= 55 and 10 <= oa <= 50 and 25 <= flex <= 70 and 20 <= shield <= 55
+
+
+def test_variety_oa_gap_geometry() -> None:
+    from cpak_cli.phantom.anatomy import knee_gaps
+    from cpak_cli.phantom.generate import _leg_params
+    from cpak_cli.phantom.spec import PhantomOptions
+    from cpak_cli.phantom.variety import _solve_oa
+
+    lp, _ = _leg_params(1, 1, "right", 1.0, PhantomOptions())
+    for side, gn, go in (("medial", 0.0, 5.0), ("lateral", 1.2, 4.0)):
+        js, jlca = _solve_oa(lp, side, gn, go)
+        lat, med = knee_gaps(lp)
+        assert (med, lat) == pytest.approx((gn, go) if side == "medial" else (go, gn), abs=0.02)
+
+
+def _physis_contrast(case, side: str) -> float:
+    """Darkening of the distal femoral physis band vs 2.5 mm beyond its edges (fraction of range)."""
+    img = render(case).astype(np.float64)
+    lm = case.landmarks[side]
+    sp = np.array([case.spacing_mm[1], case.spacing_mm[0]])
+    lat, med = np.array(lm["femoral_condyle_lateral"]) * sp, np.array(lm["femoral_condyle_medial"]) * sp
+    head = np.array(lm["femoral_head"]) * sp
+    u = (lat - med) / np.hypot(*(lat - med))
+    n = np.array([-u[1], u[0]])
+    if n @ (head - (lat + med) / 2) > 0:
+        n = -n  # distal
+    ph = case.params["legs"][side]["physes"]
+    c = (lat + med) / 2 + 15.0 * case.params["size"] * u  # through the lateral condyle, off the notch
+
+    def val(t: float) -> float:
+        return float(np.mean([img[int(round(q[1])), int(round(q[0]))]
+                              for o in np.linspace(-4, 4, 9) for q in [(c - t * n + o * u) / sp]]))
+
+    off = ph["w"] / 2 + 2.5
+    return (0.5 * (val(ph["df"] - off) + val(ph["df"] + off)) - val(ph["df"])) / ((1 << case.bits_stored) - 1)
+
+
+def test_variety_pediatric_physes_visible() -> None:
+    seen = 0
+    for i in range(16):
+        case = make_case(5, i, variety=True, noise=False, distractors=False, spacing_mm=(0.4, 0.4))
+        if not case.params["variety"]["pediatric"]:
+            assert case.params["legs"]["right"]["physes"] is None
+            continue
+        seen += 1
+        for side in SIDES:
+            assert _physis_contrast(case, side) > 0.03
+        assert case.params["size"] < 0.9 + 1e-9
+    assert seen >= 3
+
+
+def test_variety_deterministic_roi_and_dicom(tmp_path: Path) -> None:
+    import pydicom
+
+    from cpak_cli.dicom_io import load_image
+
+    for i in range(4):
+        a = make_case(9, i, variety=True, max_size=600)
+        b = make_case(9, i, variety=True, max_size=600)
+        assert a.landmarks == b.landmarks and a.params == b.params
+        ia = render(a)
+        assert np.array_equal(ia, render(b))
+        assert ia.max() <= (1 << a.bits_stored) - 1
+        paths = write_case(a, tmp_path / str(i), preview=True)
+        ds = pydicom.dcmread(paths["dicom"])
+        assert ds.BitsStored == a.bits_stored
+        im = load_image(paths["dicom"])
+        assert im.spacing_mm == pytest.approx(a.spacing_mm, rel=1e-9)
+        assert tuple(np.asarray(im.pixels).shape[:2]) == a.shape
+    # a window renders like the same part of the full film (crops for training)
+    case = make_case(9, 1, variety=True, max_size=1400, noise=False)
+    full = render(case).astype(np.float64)
+    kx, ky = (int(v) for v in case.landmarks["left"]["knee_center"])
+    roi = (kx - 100, ky - 120, kx + 140, ky + 90)
+    part = render(case, roi).astype(np.float64)
+    maxv = (1 << case.bits_stored) - 1
+    assert np.abs(part - full[roi[1]:roi[3], roi[0]:roi[2]]).mean() < 0.01 * maxv
+
+
+def test_variety_cli_flag(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from cpak_cli.cli.phantom import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop")
+    def _noop() -> None:
+        pass
+
+    res = CliRunner().invoke(app, ["phantom", "--out", str(tmp_path), "--count", "1", "--seed", "3", "--small", "--variety"])
+    assert res.exit_code == 0, res.output
+    lm = json.loads((tmp_path / "case0000.landmarks.json").read_text())
+    assert lm["phantom"]["options"]["variety"] is True

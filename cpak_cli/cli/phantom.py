@@ -30,6 +30,9 @@ def register(app: "typer.Typer") -> None:
         tka_fraction: float = typer.Option(0.06, "--tka-fraction", min=0.0, max=1.0),
         plate_fraction: float = typer.Option(0.03, "--plate-fraction", min=0.0, max=1.0),
         no_distractors: bool = typer.Option(False, "--no-distractors", help="No ball, marker, ruler, text, seams."),
+        variety: bool = typer.Option(False, "--variety", help="Wide variety towards real films: children with open "
+                                     "physes, osteoarthritis, thin..obese soft tissue, flexion, gonad shields, "
+                                     "collimation, EOS / DR looks, 8..16 bits."),
     ) -> None:
         """Generate phantom standing AP long-leg radiographs with exact landmarks."""
         import sys
@@ -48,6 +51,8 @@ def register(app: "typer.Typer") -> None:
                         missing_ankle_fraction=missing_ankle_fraction, flipped_fraction=flipped_fraction,
                         monochrome1_fraction=monochrome1_fraction, tka_fraction=tka_fraction,
                         plate_fraction=plate_fraction, distractors=not no_distractors)
+            if variety:
+                opts["variety"] = True
             paths = generate(out, count, seed, start=start, progress=count > 1, preview=preview, **opts)
         except (CpakError, ValueError, OSError) as err:
             print(" ".join(f"phantom: {err}".split()), file=sys.stderr)

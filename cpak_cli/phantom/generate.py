@@ -115,12 +115,22 @@ def make_case(seed: int, index: int, **options: Any) -> "PhantomCase":
     if opts.bits_stored is not None:
         bits = int(opts.bits_stored)
     comp = opts.compression if opts.compression != "mixed" else str(g.choice(["none", "rle", "jpeg2000"]))
+    vc = None
+    if opts.variety:  # own stream: the draws above are consumed exactly as without variety
+        from .variety import case_variety
+
+        vc = case_variety(seed, index, opts.bits_stored)
+        size, girth, fat, hip_half, bits = vc["size"], vc["girth"], vc["fat"], vc["hip_half"], vc["bits"]
 
     # ---------------------------------------------------------------- legs in the world frame
     pelvis_xf = Xform.make(tilt)
     legs, metas, xfs, lps = {}, {}, {}, {}
     for side in SIDES:
         lp, meta = _leg_params(seed, index, side, size, opts)
+        if vc is not None:
+            from .variety import vary_leg
+
+            vary_leg(lp, meta, seed, index, side, vc["ped"])
         lps[side], metas[side] = lp, meta
         legs[side] = build_leg(lp)
     # stance: keep knees and ankles apart (abduct both legs symmetrically if needed)
@@ -161,6 +171,12 @@ def make_case(seed: int, index: int, **options: Any) -> "PhantomCase":
         bottom = top + 900.0
     if bottom - top > 1300.0:
         top = max(bottom - 1300.0, hip_top - 45.0)
+    if vc is not None and not single:  # film sized to the (possibly small) patient
+        top = hip_top - vc["fov_top"] * size
+        bottom = ank_y + vc["fov_bottom"] * size
+        cx = vc["fov_cx"] * size
+        span = max(abs(world_lm[s][n][0] - cx) for s in SIDES for n in world_lm[s])
+        W = max(vc["fov_ratio"] * (bottom - top), 2.0 * (span + 70.0 * girth))
     if no_ankle:
         bottom = ank_top - float(g.uniform(15.0, 120.0))
     Hmm = bottom - top
@@ -237,6 +253,14 @@ def make_case(seed: int, index: int, **options: Any) -> "PhantomCase":
                                     "h": float(d.uniform(1.0, 4.0)), "dl": float(d.uniform(0.02, 0.12)),
                                     "gain": float(d.uniform(0.93, 1.07))})
 
+    if vc is not None:
+        from .variety import shields_and_collimation
+
+        xs_all = [film_lm_mm[s][n][0] for s in SIDES for n in film_lm_mm[s]]
+        vc["extras"] = shields_and_collimation(
+            seed, index, scene, [film_lm_mm[s]["femoral_head"] for s in SIDES],
+            max(lps[s].head_r for s in SIDES), hip_half, size, (min(xs_all), max(xs_all)))
+
     # ---------------------------------------------------------------- landmarks / truth / boxes
     rowmm, colmm = spacing
     all_px = {s: {n: (float(p[0] / colmm), float(p[1] / rowmm)) for n, p in film_lm_mm[s].items()} for s in SIDES}
@@ -282,6 +306,11 @@ def make_case(seed: int, index: int, **options: Any) -> "PhantomCase":
         "p_lo": -0.25 - 0.2 * (1 - eq), "p_hi": 0.5 + 4.2 * (1 - eq) + 0.6,
     }
 
+    if vc is not None:
+        from .variety import look_params
+
+        render_params = look_params(seed, index, girth, vc["ped"])
+
     params = {
         "size": size, "girth": girth, "fat_mm": fat, "hip_half_mm": hip_half, "pelvic_tilt_deg": tilt,
         "single_leg": single, "single_side": single_side if single else None, "missing_ankle": no_ankle,
@@ -291,6 +320,9 @@ def make_case(seed: int, index: int, **options: Any) -> "PhantomCase":
                      "rotation": lps[s].rotation, **metas[s]} for s in SIDES},
         "render": render_params,
     }
+    if vc is not None:
+        params["variety"] = {"pediatric": vc["ped"], "bits_stored": bits, **vc.get("extras", {}),
+                             "look": "eos" if render_params["look"]["eos"] else "dr"}
     laterality = single_side[0].upper() if single else "B"
     return PhantomCase(
         index=index, seed=seed, shape=(rows, cols), spacing_mm=spacing,

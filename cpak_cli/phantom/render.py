@@ -97,12 +97,15 @@ def line_integral(case: "PhantomCase", region: tuple[int, int, int, int]) -> np.
     L = np.zeros(shape, np.float32)
 
     # soft tissue: skin envelope (fat) and muscle core, each a max-union
+    look = case.params["render"].get("look")
     env = _union([p for p, _ in scene.soft], region, case.spacing_mm, xs, ys, shape)
     if env is not None:
         L += MU_FAT * env
         core = _union([_shrunk(p, f, f) for p, f in scene.soft], region, case.spacing_mm, xs, ys, shape)
         if core is not None:
             L += (MU_MUSCLE - MU_FAT) * core
+        if look is not None:
+            L *= look["soft_gain"]
 
     tex = None
     for b in scene.bodies:
@@ -127,7 +130,10 @@ def line_integral(case: "PhantomCase", region: tuple[int, int, int, int]) -> np.
                 if b.texture > 0:
                     if tex is None:
                         tex = texture_field(case, region)
-                    innerL *= 1.0 + b.texture * 1.2 * tex[j0:j1, i0:i1]
+                    if look is None:
+                        innerL *= 1.0 + b.texture * 1.2 * tex[j0:j1, i0:i1]
+                    else:
+                        innerL *= 1.0 + b.texture * (1.2 * look["texture_gain"]) * tex[j0:j1, i0:i1]
                 Lb += innerL
         for hp, hm in b.holes:
             hr = _index_range(hp.bbox(), sub_region, case.spacing_mm)
@@ -136,8 +142,40 @@ def line_integral(case: "PhantomCase", region: tuple[int, int, int, int]) -> np.
             h0, h1, k0, k1 = hr
             Lb[k0:k1, h0:h1] -= hm * hp.chord(sxs[h0:h1], sys_[k0:k1])
         np.maximum(Lb, 0.0, out=Lb)
+        if look is not None and not b.metal:
+            Lb *= look["bone_gain"]
         L[j0:j1, i0:i1] += Lb
     return L
+
+
+def _shield_mask(shape: tuple[int, int], shields: list[dict], region: tuple[int, int, int, int],
+                 spacing: tuple[float, float]) -> list[tuple[np.ndarray, float]]:
+    """Anti-aliased masks (float32 0..1) of lead shield polygons (film mm) over ``region``."""
+    import cv2
+
+    out = []
+    x0, y0 = region[0], region[1]
+    row_mm, col_mm = spacing
+    for sh in shields:
+        P = np.array(sh["pts"], np.float64)
+        px = np.stack([P[:, 0] / col_mm - x0, P[:, 1] / row_mm - y0], axis=1)
+        if px[:, 0].max() < 0 or px[:, 1].max() < 0 or px[:, 0].min() > shape[1] or px[:, 1].min() > shape[0]:
+            continue
+        m = np.zeros(shape, np.uint8)
+        cv2.fillPoly(m, [np.rint(px * 16).astype(np.int32).reshape(-1, 1, 2)], 255, cv2.LINE_AA, shift=4)
+        out.append((m.astype(np.float32) * (1.0 / 255.0), float(sh["mu"])))
+    return out
+
+
+def _collimation_mask(shape: tuple[int, int], col: dict, region: tuple[int, int, int, int],
+                      spacing: tuple[float, float]) -> np.ndarray:
+    """1 outside the open field (x0..x1 + slope * y, film mm), 0 inside; float32."""
+    x0, y0, x1, y1 = region
+    row_mm, col_mm = spacing
+    xs = (np.arange(x0, x1, dtype=np.float32) * col_mm)[None, :]
+    ys = (np.arange(y0, y1, dtype=np.float32) * row_mm)[:, None]
+    shift = col["slope"] * ys
+    return ((xs < col["x0"] + shift) | (xs > col["x1"] + shift)).astype(np.float32)
 
 
 def _lowpass(img: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -179,6 +217,24 @@ def _draw_text_mask(shape: tuple[int, int], items: list[dict], region: tuple[int
     return None if mask is None else mask.astype(np.float32) * (1.0 / 255.0)
 
 
+def _look(P: np.ndarray, look: dict, lo: float, hi: float, pix_mm: float, maxv: int) -> np.ndarray:
+    """Variety film look: CLAHE-like local contrast normalisation, clipping VOI window, gamma."""
+    if look["lcn"] > 0:
+        sig = look["lcn_sigma_mm"] / pix_mm
+        m = _lowpass(P, sig)
+        d = P - m
+        sd = np.sqrt(np.maximum(_lowpass(d * d, sig), 0.0))
+        gain = (look["lcn_target"] / (sd + 0.1 * look["lcn_target"])) ** look["lcn"]
+        np.clip(gain, 0.6, 3.0, out=gain)  # clip limit
+        P = m + d * gain
+    V = (P - lo) * (1.0 / (hi - lo))
+    np.clip(V, 0.0, 1.0, out=V)
+    if look["gamma"] != 1.0:
+        V **= look["gamma"]
+    V *= maxv * look["top"]
+    return V.astype(np.float32)
+
+
 def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Render ``roi = (x0, y0, x1, y1)`` (x1, y1 exclusive; default the whole film) to uint16
     stored values in MONOCHROME2 sense (bone bright), before MONOCHROME1 inversion."""
@@ -194,7 +250,12 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
     row_mm, col_mm = case.spacing_mm
     pix_mm = math.sqrt(row_mm * col_mm)
     sig_big_mm = q["eq_sigma_mm"]
-    margin = int(math.ceil(3.0 * sig_big_mm / pix_mm)) + 8
+    look = q.get("look")
+    if look is None:
+        margin = int(math.ceil(3.0 * sig_big_mm / pix_mm)) + 8
+    else:
+        margin = int(math.ceil(3.0 * max(sig_big_mm, look["lcn_sigma_mm"] if look["lcn"] else 0.0,
+                                         q["scatter_sigma_mm"]) / pix_mm)) + 8
     # padded work region, clipped to the film (outside the film there is no detector)
     wx0, wy0 = max(0, rx0 - margin), max(0, ry0 - margin)
     wx1, wy1 = min(cols, rx1 + margin), min(rows, ry1 + margin)
@@ -211,9 +272,20 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
         if m is not None:
             L += 4.0 * m
 
+    coll = None
+    if look is not None:
+        for m, mu in _shield_mask(L.shape, case.scene.shields, region, case.spacing_mm):
+            L += mu * m
+        if case.scene.collimation is not None:
+            coll = _collimation_mask(L.shape, case.scene.collimation, region, case.spacing_mm)
+            L += case.scene.collimation["mu"] * coll
+
     # seams: overlap band of two cassettes (extra attenuation) + gain step below
     ys_mm = np.arange(wy0, wy1, dtype=np.float32) * row_mm
     gain_col = np.ones(wy1 - wy0, np.float32)
+    if look is not None and look["rowband"] > 0:  # slot-scanner line artefacts (per film row)
+        rb = rng_for(case.seed, case.index, 78).standard_normal(rows).astype(np.float32)
+        gain_col *= 1.0 + look["rowband"] * rb[wy0:wy1]
     for sm in case.scene.seams:
         band = (ys_mm >= sm["y"]) & (ys_mm < sm["y"] + sm["h"])
         L[band, :] += sm["dl"]
@@ -235,7 +307,10 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
     sig = q["blur_px"]
     N = cv2.GaussianBlur(N, (0, 0), sig, borderType=cv2.BORDER_REFLECT)
     np.maximum(N, 0.3, out=N)
-    P = np.log(n0 / N)  # ~ L, in attenuation units
+    if look is not None and look["k"] > 0:  # power-law (towards linear) response
+        P = (1.0 - (N / n0) ** look["k"]) / look["k"]
+    else:
+        P = np.log(n0 / N)  # ~ L, in attenuation units
 
     # multi-scale processing: equalise large-scale range, boost detail
     low = _lowpass(P, sig_big_mm / pix_mm)
@@ -244,9 +319,15 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
 
     maxv = (1 << case.bits_stored) - 1
     lo, hi = q["p_lo"], q["p_hi"]
-    V = (P - lo) * (maxv * 0.97 / (hi - lo))
-    V = V[oy0 - wy0:oy1 - wy0, ox0 - wx0:ox1 - wx0]
-    np.clip(V, 0, maxv, out=V)
+    if look is None:
+        V = (P - lo) * (maxv * 0.97 / (hi - lo))
+        V = V[oy0 - wy0:oy1 - wy0, ox0 - wx0:ox1 - wx0]
+        np.clip(V, 0, maxv, out=V)
+    else:
+        V = _look(P, look, lo, hi, pix_mm, maxv)
+        if coll is not None and case.scene.collimation["shutter"]:
+            V *= 1.0 - coll  # electronic shutter: collimated area black
+        V = V[oy0 - wy0:oy1 - wy0, ox0 - wx0:ox1 - wx0]
 
     # burned-in annotation (display overlay: maximum value)
     tm = _draw_text_mask(V.shape, case.scene.text, (ox0, oy0, ox1, oy1), case.spacing_mm)

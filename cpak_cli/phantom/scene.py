@@ -64,6 +64,8 @@ class Scene:
     marker: dict | None = None  # lead side marker {"text", "x", "y", "h"} (mm)
     text: list[dict] = field(default_factory=list)  # burned-in annotations
     seams: list[dict] = field(default_factory=list)  # stitching seams {"y", "h", "dl", "gain"}
+    shields: list[dict] = field(default_factory=list)  # lead polygons {"pts": [(x, y) mm], "mu"}
+    collimation: dict | None = None  # {"x0", "x1", "slope", "mu", "shutter"}: open field x0..x1
 
 
 def hemipelvis(hip_half: float, s: float, head_r: float) -> list[Body]:

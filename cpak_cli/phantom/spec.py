@@ -39,7 +39,13 @@ class PhantomOptions:
     distractors: enable calibration ball, L/R marker, ruler, burned-in text, stitching seam.
     borderline_fraction: per-leg probability of aHKA or JLO within 0.5 deg of a CPAK boundary.
     noise: quantum noise on/off (off gives a noise-free render, useful for tests).
-    bits_stored: force BitsStored (12..16); default: drawn from 12, 14, 15, 16.
+    bits_stored: force BitsStored (8..16); default: drawn from 12, 14, 15, 16.
+    variety: widen the phantom towards real films (off: output byte-identical to before):
+        paediatric anatomy with open physes (~40 % of cases), adult osteoarthritis (~30 % of
+        adult legs), thin..obese soft tissue, knee flexion, wide limb rotation, extra hardware,
+        gonad shields, collimation, film-level look chains (log/linear-ish response, gamma,
+        unsharp masking, local contrast, clipping VOI windows, EOS look), 8..16 bits stored.
+        Every extra draw comes from its own rng stream (20..24), so the base draws are shared.
     """
 
     scale: float = 1.0
@@ -58,6 +64,7 @@ class PhantomOptions:
     borderline_fraction: float = 0.15
     noise: bool = True
     bits_stored: int | None = None
+    variety: bool = False
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> "PhantomOptions":
@@ -72,12 +79,15 @@ class PhantomOptions:
             raise ValueError(f"compression must be none|rle|jpeg2000|mixed, not {opt.compression!r}")
         if opt.bits_stored is not None and not 8 <= int(opt.bits_stored) <= 16:
             raise ValueError("bits_stored must be within 8..16")
+        opt.variety = bool(opt.variety)
         if not opt.scale > 0:
             raise ValueError("scale must be > 0")
         return opt
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if not d["variety"]:
+            del d["variety"]  # keep the JSON of variety-off cases exactly as before
         if d["spacing_mm"] is not None:
             d["spacing_mm"] = list(d["spacing_mm"])
         return d

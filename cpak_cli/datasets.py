@@ -43,6 +43,11 @@ class LegSample:
     ``box``: the joint box ``(x0, y0, x1, y1)`` in image pixels; ``points``: ``(C, 2)`` landmark
     image pixels in the model's channel order; ``spacing_mm``: ``(row_mm, col_mm)``;
     ``mirror``: ``crops.needs_mirror(side, patient_right_on_image_left)``.
+
+    Partly labelled legs (real films with three points per leg): a landmark without a label is a
+    NaN row of ``points`` (no disc target, no loss on that channel's mask) and ``constraints``
+    say what IS known about the unlabelled channels, e.g. "the mid-point of the two ankle
+    channels is the labelled ankle centre" (see :class:`Constraint`).
     """
 
     image_id: str
@@ -53,6 +58,7 @@ class LegSample:
     box: tuple[float, float, float, float]
     points: np.ndarray
     spacing_mm: tuple[float, float]
+    constraints: tuple["Constraint", ...] = ()
 
     @property
     def points_cache(self) -> np.ndarray:
@@ -60,12 +66,29 @@ class LegSample:
         return crops.image_to_crop(self.points, self.cache_matrix)
 
 
+@dataclass(frozen=True)
+class Constraint:
+    """A label on a combination of channels: the mean of the probability-weighted centroids of
+    ``channels`` (indices into the model's landmarks) should be ``xy`` (image pixels); the error
+    counts with ``weights = (w_x, w_y)`` along the crop's axes (0 ignores an axis)."""
+
+    channels: tuple[int, ...]
+    xy: tuple[float, float]
+    weights: tuple[float, float] = (1.0, 1.0)
+
+
+#: Most constraints one leg sample may carry (the batch arrays are padded to this).
+MAX_CONSTRAINTS = 3
+
+
 @dataclass
 class AugmentOptions:
     """Training augmentation. ``jitter``: box centre shift up to ``+-jitter * side`` and size
     ``x (1 +- jitter)`` (always on; 0 disables); ``affine_p``: probability of the paper's affine
     (rotation ``+-rotation_deg``, scale ``+-scale``, translation ``+-translate * S``);
-    ``intensity``: gamma / contrast / brightness / noise / blur (each with its own probability).
+    ``intensity``: gamma / contrast / brightness / noise / blur (each with its own probability);
+    ``domain``: strength of :func:`cpak_cli.augment.domain_randomize` (film resolution, tone curve,
+    processing, noise, JPEG; 0 = off, 1 = its default probabilities).
     """
 
     jitter: float = 0.1
@@ -79,6 +102,7 @@ class AugmentOptions:
     brightness: float = 0.1
     noise_max: float = 0.03
     blur_max: float = 1.0
+    domain: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -388,11 +412,17 @@ def jittered_box(box: Sequence[float], rng: np.random.Generator, jitter: float) 
     return (cx - f * w / 2, cy - f * h / 2, cx + f * w / 2, cy + f * h / 2)
 
 
-def intensity_augment(img: np.ndarray, rng: np.random.Generator, aug: AugmentOptions, norm: str = "max") -> np.ndarray:
-    """Gamma, contrast/brightness, slight blur, Gaussian noise on a ``[0, 1]`` crop (float32 out)."""
+def intensity_augment(img: np.ndarray, rng: np.random.Generator, aug: AugmentOptions, norm: str = "max",
+                      mm_per_px: float | None = None) -> np.ndarray:
+    """Domain randomisation (``aug.domain``; ``mm_per_px`` = the crop's scale), then gamma,
+    contrast/brightness, slight blur, Gaussian noise on a ``[0, 1]`` crop (float32 out)."""
     import cv2
 
     x = crops.normalize_crop(img, norm)
+    if aug.domain > 0:
+        from cpak_cli.augment import domain_randomize
+
+        x = crops.normalize_crop(domain_randomize(x, rng, mm_per_px, aug.domain), norm)
     if rng.random() < 0.5:
         lo, hi = aug.gamma
         x = np.power(x, float(math.exp(rng.uniform(math.log(lo), math.log(hi))))).astype(np.float32)
@@ -433,8 +463,16 @@ def training_crop(
     img = crops.sample_crop(sample.cache, m_cache, size)
     pts_uv = crops.image_to_crop(sample.points, m_img)
     masks = crops.disc_masks(pts_uv, size, radius)
-    img = intensity_augment(img, rng, aug, norm) if aug.intensity else img
-    return TrainingCrop(image=crops.normalize_crop(img, norm), masks=masks, points_uv=pts_uv, matrix=m_img)
+    img = intensity_augment(img, rng, aug, norm, crop_mm_per_px(m_img, sample.spacing_mm)) if aug.intensity else img
+    cons = [(c, crops.image_to_crop(np.array([c.xy], dtype=np.float64), m_img)[0]) for c in sample.constraints]
+    return TrainingCrop(image=crops.normalize_crop(img, norm), masks=masks, points_uv=pts_uv, matrix=m_img,
+                        extra={"constraints": cons})
+
+
+def crop_mm_per_px(matrix: np.ndarray, spacing_mm: tuple[float, float]) -> float:
+    """Millimetres per crop pixel of a crop -> image affine (the mean of its two axes)."""
+    lin = np.asarray(matrix, dtype=np.float64)[:, :2] * np.array([[spacing_mm[1]], [spacing_mm[0]]])
+    return float(np.mean(np.hypot(lin[0], lin[1])))
 
 
 def validation_crop(sample: LegSample, size: int, norm: str = "max") -> tuple[np.ndarray, np.ndarray]:
@@ -483,8 +521,49 @@ def make_batch(
     return np.ascontiguousarray(x, dtype=np.float32), np.stack(ys).astype(np.float32)
 
 
+@dataclass
+class PartialBatch:
+    """One step's batch for (partly) labelled samples; the disc masks are drawn on the device.
+
+    ``x`` (B, S, S) float16 crops; ``points_uv`` (B, C, 2) landmark crop pixels, NaN where not
+    labelled; ``cons_mix`` (B, K, C) channel weights of each constraint (rows sum to 1, zero rows
+    unused), ``cons_uv`` (B, K, 2) its target in crop pixels, ``cons_w`` (B, K, 2) axis weights."""
+
+    x: np.ndarray
+    points_uv: np.ndarray
+    cons_mix: np.ndarray
+    cons_uv: np.ndarray
+    cons_w: np.ndarray
+
+
+def make_partial_batch(
+    samples: Sequence[LegSample], indices: Sequence[int], size: int, aug: AugmentOptions, seed: int, step: int,
+    norm: str = "max",
+) -> PartialBatch:
+    """The step's crops exactly as :func:`make_batch` draws them (same RNG per sample), with
+    labels as points and constraints instead of masks (works for fully labelled samples too)."""
+    xs, pts, mix, cuv, cw = [], [], [], [], []
+    for k, i in enumerate(indices):
+        s = samples[i]
+        tc = training_crop(s, size, 1.0, aug, sample_rng(seed, step, k), norm)
+        c = len(s.points)
+        m = np.zeros((MAX_CONSTRAINTS, c), np.float32)
+        uv = np.zeros((MAX_CONSTRAINTS, 2), np.float32)
+        w = np.zeros((MAX_CONSTRAINTS, 2), np.float32)
+        for j, (con, target_uv) in enumerate(tc.extra["constraints"][:MAX_CONSTRAINTS]):
+            m[j, list(con.channels)] = 1.0 / len(con.channels)
+            uv[j] = target_uv
+            w[j] = con.weights
+        xs.append(tc.image.astype(np.float16))
+        pts.append(tc.points_uv.astype(np.float32))
+        mix.append(m)
+        cuv.append(uv)
+        cw.append(w)
+    return PartialBatch(np.stack(xs), np.stack(pts), np.stack(mix), np.stack(cuv), np.stack(cw))
+
+
 __all__ = [
-    "DEFAULT_CONTEXT", "LegSample", "AugmentOptions", "NO_AUGMENT", "array_reader", "make_leg_sample", "leg_samples",
+    "DEFAULT_CONTEXT", "LegSample", "Constraint", "MAX_CONSTRAINTS", "PartialBatch", "make_partial_batch", "crop_mm_per_px", "AugmentOptions", "NO_AUGMENT", "array_reader", "make_leg_sample", "leg_samples",
     "find_training_files", "load_annotated", "file_samples", "phantom_samples", "run_jobs", "fold_of", "split_ids", "random_affine",
     "jittered_box", "intensity_augment", "TrainingCrop", "training_crop", "validation_crop", "sample_rng",
     "BatchOrder", "make_batch",

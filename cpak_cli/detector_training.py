@@ -68,9 +68,33 @@ def film_sample(args: tuple[str, str, str, int, int]) -> FilmSample:
     return FilmSample(image_id, detector_input(loaded.pixels, fr).astype(np.float16), centres, fr.mm_per_px)
 
 
-def training_pair(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions) -> tuple[np.ndarray, np.ndarray]:
-    """(input (H, W), target (6, H, W)) with a random affine (rotation +-5 deg, scale +-10 %,
-    shift +-5 %) applied to the frame and the centres together, plus intensity augmentation."""
+def phantom_film_sample(args: tuple[int, int, dict[str, Any], int, int]) -> FilmSample:
+    """Worker: one phantom case rendered straight at a coarse spacing (about half the detector
+    frame's mm per pixel, so rendering takes a fraction of a second) and reduced to the frame."""
+    from cpak_cli.crops import image_to_crop
+    from cpak_cli.phantom.generate import make_case, render
+
+    seed, index, options, height, width = args
+    probe = make_case(seed, index, **options)
+    rows, cols = probe.shape
+    sp = probe.spacing_mm
+    target = max(rows * sp[0] / height, cols * sp[1] / width) / 2.0  # mm per rendered pixel
+    case = make_case(seed, index, **{**options, "scale": float(min(1.0, max(sp) / target))})
+    img = np.asarray(render(case), dtype=np.float32)
+    fr = detector_frame(img.shape, tuple(case.spacing_mm), bool(case.patient_right_on_image_left), width, height)  # type: ignore[arg-type]
+    centres = np.full((len(DETECTOR_CHANNELS), 2), np.nan)
+    jc = joint_centres(case.landmarks)
+    for k, ch in enumerate(DETECTOR_CHANNELS):
+        side, joint = ch.split("_", 1)
+        if joint in jc.get(side, {}):
+            centres[k] = image_to_crop(np.array([jc[side][joint]]), fr.matrix)[0]
+    return FilmSample(f"phantom-{seed}-{index:05d}", detector_input(img, fr).astype(np.float16), centres, fr.mm_per_px)
+
+
+def augmented_film(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(input (H, W), centres (6, 2) frame pixels, NaN = absent) with a random affine (rotation
+    +-5 deg, scale +-10 %, shift +-5 %) applied to the frame and the centres together, plus
+    intensity augmentation (and domain randomisation when ``aug.domain`` > 0)."""
     import cv2
 
     h, w = s.frame.shape
@@ -87,7 +111,39 @@ def training_pair(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions) 
         off = (pts[:, 0] < 0) | (pts[:, 0] > w - 1) | (pts[:, 1] < 0) | (pts[:, 1] > h - 1)
         pts[off] = np.nan
     img = intensity_augment(img, rng, aug)
+    return img, pts
+
+
+def training_pair(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(input (H, W), target (6, H, W)): :func:`augmented_film` with the target discs drawn."""
+    img, pts = augmented_film(s, rng, aug)
+    h, w = img.shape
     return img, disc_masks(pts, (w, h), TARGET_RADIUS_MM / s.mm_per_px)
+
+
+@dataclass
+class DetectorBatches:
+    """What a batch worker needs for detector batches (picklable)."""
+
+    samples: list[FilmSample]
+    seed: int
+    batch_size: int
+    aug: AugmentOptions
+
+
+def detector_batch(state: DetectorBatches, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step ``step``'s batch: ``x`` (B, H, W) float16, ``centres`` (B, 6, 2) frame pixels (NaN =
+    absent), ``radius`` (B,) target disc radius in frame pixels. A pure function of seed and step."""
+    rng = np.random.default_rng([state.seed, step])
+    idx = rng.choice(len(state.samples), size=min(state.batch_size, len(state.samples)), replace=False)
+    xs, cs, rs = [], [], []
+    for k, i in enumerate(idx):
+        s = state.samples[int(i)]
+        img, pts = augmented_film(s, sample_rng(state.seed, step, k), state.aug)
+        xs.append(img.astype(np.float16))
+        cs.append(pts.astype(np.float32))
+        rs.append(TARGET_RADIUS_MM / s.mm_per_px)
+    return np.stack(xs), np.stack(cs), np.asarray(rs, dtype=np.float32)
 
 
 def evaluate_detector(model: Any, samples: list[FilmSample], cfg: ModelConfig, device: str) -> dict[str, Any]:
@@ -120,12 +176,48 @@ def evaluate_detector(model: Any, samples: list[FilmSample], cfg: ModelConfig, d
             "found_rate": len(errs) / max(1, len(errs) + missed)}
 
 
-def train_detector(data_dir: Path, opts: TrainOptions, cfg: ModelConfig | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train the joint detector on a folder of images + landmark files; writes ``last.pt``/``best.pt``
-    in ``opts.out_dir`` (same format as landmark training) and exports when ``opts.export``."""
+def load_film_samples(data_dir: Path | None, cfg: ModelConfig, workers: int, phantom: int = 0, phantom_seed: int = 0,
+                      phantom_options: dict[str, Any] | None = None, real_dir: Path | None = None) -> tuple[list[FilmSample], dict[str, Any]]:
+    """Films reduced to the detector frame from any combination of a folder of annotated files,
+    ``phantom`` in-memory cases and a folder with three-point labels (held-out part excluded)."""
+    samples: list[FilmSample] = []
+    desc: dict[str, Any] = {}
+    kinds = []
+    if data_dir is not None:
+        triples = find_training_files(data_dir)
+        jobs = [(str(img), str(lm), lm.name[: -len(".landmarks.json")], cfg.input_size, cfg.input_width)
+                for img, lm, _ in triples]
+        samples += run_jobs(film_sample, jobs, workers)
+        kinds.append("files")
+        desc.update(data_dir=str(data_dir), files=len(jobs))
+    if phantom:
+        opts = dict(phantom_options or {})
+        samples += run_jobs(phantom_film_sample, [(phantom_seed, i, opts, cfg.input_size, cfg.input_width)
+                                                  for i in range(phantom)], workers)
+        kinds.append("phantom")
+        desc.update(cases=phantom, phantom_seed=phantom_seed, options=opts)
+    if real_dir is not None:
+        from cpak_cli.real_training import real_film_sample, training_labels
+
+        labels = training_labels(real_dir)
+        samples += run_jobs(real_film_sample, [(lab, cfg.input_size, cfg.input_width) for lab in labels], workers)
+        kinds.append("point-labels")
+        desc.update(real_dir=str(real_dir), real_films=len(labels))
+    desc["kind"] = "+".join(kinds) or "none"
+    desc["films"] = len(samples)
+    return samples, desc
+
+
+def train_detector(data_dir: Path | None, opts: TrainOptions, cfg: ModelConfig | None = None, progress: bool = True,
+                   phantom: int = 0, phantom_seed: int = 0, phantom_options: dict[str, Any] | None = None,
+                   real_dir: Path | None = None) -> dict[str, Any]:
+    """Train the joint detector on whole films (see :func:`load_film_samples` for the sources);
+    writes ``last.pt``/``best.pt`` in ``opts.out_dir`` (same format as landmark training) and
+    exports when ``opts.export``. Augmentation: ``opts.augment`` (its ``domain`` strength too)."""
     import torch
 
     from cpak_cli.models import build_model, resolve_device
+    from cpak_cli.supervision import BatchSource, disc_targets
     from cpak_cli.training import export_checkpoint
 
     cfg = cfg or detector_config()
@@ -135,10 +227,7 @@ def train_detector(data_dir: Path, opts: TrainOptions, cfg: ModelConfig | None =
     dev = torch.device(device)
     if opts.threads:
         torch.set_num_threads(int(opts.threads))
-    triples = find_training_files(data_dir)
-    jobs = [(str(img), str(lm), lm.name[: -len(".landmarks.json")], cfg.input_size, cfg.input_width)
-            for img, lm, _ in triples]
-    samples: list[FilmSample] = run_jobs(film_sample, jobs, opts.workers)
+    samples, desc = load_film_samples(data_dir, cfg, opts.workers, phantom, phantom_seed, phantom_options, real_dir)
     if not samples:
         raise CpakInputError(data_dir, "no training films")
     train_ids, val_ids = split_ids([s.image_id for s in samples], opts.val_fraction, opts.folds, opts.fold,
@@ -146,11 +235,11 @@ def train_detector(data_dir: Path, opts: TrainOptions, cfg: ModelConfig | None =
     tid = set(train_ids)
     train_s = [s for s in samples if s.image_id in tid]
     val_s = [s for s in samples if s.image_id not in tid]
-    desc = {"kind": "files", "data_dir": str(data_dir), "films": len(samples)}
     training_card = {"seed": opts.seed, "steps": opts.steps, "batch_size": opts.batch_size, "lr": opts.lr,
                      "optimizer": "Adam", "loss": "dice+bce", "data": desc, "n_train_images": len(train_s),
                      "n_val_images": len(val_s), "target_radius_mm": TARGET_RADIUS_MM, "device": device,
-                     "encoder_weights": None}
+                     "encoder_weights": None, "augment": opts.augment.to_dict(), "val_fraction": opts.val_fraction,
+                     "split_seed": opts.split_seed}
     torch.manual_seed(opts.seed)
     model = build_model(cfg).to(dev)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
@@ -169,40 +258,44 @@ def train_detector(data_dir: Path, opts: TrainOptions, cfg: ModelConfig | None =
             p.update(optimizer=optim.state_dict(), best_metric=best, history=history)
         return p
 
-    aug = AugmentOptions()
     t0 = time.perf_counter()
     model.train()
-    while step < opts.steps:
-        for g in optim.param_groups:
-            g["lr"] = lr_at(step, opts)
-        rng = np.random.default_rng([opts.seed, step])
-        idx = rng.choice(len(train_s), size=min(opts.batch_size, len(train_s)), replace=False)
-        pairs = [training_pair(train_s[i], sample_rng(opts.seed, step, k), aug) for k, i in enumerate(idx)]
-        x = torch.from_numpy(np.stack([np.repeat(p[0][None], 3, 0) for p in pairs])).to(dev)
-        y = torch.from_numpy(np.stack([p[1] for p in pairs])).to(dev)
-        optim.zero_grad(set_to_none=True)
-        loss = dice_bce_loss(model(x), y)
-        loss.backward()
-        optim.step()
-        step += 1
-        lv = float(loss.detach())
-        if not math.isfinite(lv):
-            raise CpakInputError(None, f"detector training diverged at step {step}; lower --lr")
-        if step % opts.eval_every == 0 or step == opts.steps:
-            m = evaluate_detector(model, val_s, cfg, device)
-            model.train()
-            rec = {"step": step, "loss": lv, "val": m, "elapsed_s": time.perf_counter() - t0}
-            history.append(rec)
-            with open(out / "history.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec) + "\n")
-            key = (m.get("missed", 0) + m.get("false", 0), m.get("median_mm", float("inf")))
-            if best is None or key < (best.get("missed", 0) + best.get("false", 0), best.get("median_mm", float("inf"))):
-                best = m
-                save_checkpoint(best_path, payload("best", m))
-            if progress:
-                print(f"step {step}: loss {lv:.4f}, val {m}", flush=True)
-        if step % opts.checkpoint_every == 0 or step == opts.steps:
-            save_checkpoint(last_path, payload("last"))
+    use_amp = bool(opts.amp) and dev.type == "cuda"
+    source = BatchSource(detector_batch, DetectorBatches(train_s, opts.seed, opts.batch_size, opts.augment),
+                         opts.batch_workers)
+    with source:
+        batches = source.batches(step, opts.steps)
+        while step < opts.steps:
+            for g in optim.param_groups:
+                g["lr"] = lr_at(step, opts)
+            xb, cb, rb = next(batches)
+            x = torch.from_numpy(xb).to(dev).float().unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+            y = disc_targets(torch.from_numpy(cb).to(dev), x.shape[2], x.shape[3], torch.from_numpy(rb).to(dev))
+            optim.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+            loss = dice_bce_loss(logits, y)
+            loss.backward()
+            optim.step()
+            step += 1
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise CpakInputError(None, f"detector training diverged at step {step}; lower --lr")
+            if step % opts.eval_every == 0 or step == opts.steps:
+                m = evaluate_detector(model, val_s, cfg, device)
+                model.train()
+                rec = {"step": step, "loss": lv, "val": m, "elapsed_s": time.perf_counter() - t0}
+                history.append(rec)
+                with open(out / "history.jsonl", "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+                key = (m.get("missed", 0) + m.get("false", 0), m.get("median_mm", float("inf")))
+                if best is None or key < (best.get("missed", 0) + best.get("false", 0), best.get("median_mm", float("inf"))):
+                    best = m
+                    save_checkpoint(best_path, payload("best", m))
+                if progress:
+                    print(f"step {step}: loss {lv:.4f}, val {m}", flush=True)
+            if step % opts.checkpoint_every == 0 or step == opts.steps:
+                save_checkpoint(last_path, payload("last"))
     atomic_write_text(out / "config.json", json.dumps({"config": cfg.to_dict(), "options": opts.to_dict(),
                                                       "data": desc}, indent=2, default=str) + "\n")
     exported = str(export_checkpoint(best_path, opts.export, name="detector")) if opts.export else None

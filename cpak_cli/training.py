@@ -34,11 +34,9 @@ from cpak_cli.atomic import atomic_write_bytes, atomic_write_text
 from cpak_cli.datasets import (
     DEFAULT_CONTEXT,
     AugmentOptions,
-    BatchOrder,
     LegSample,
     file_samples,
     find_training_files,
-    make_batch,
     phantom_samples,
     run_jobs,
     split_ids,
@@ -46,6 +44,7 @@ from cpak_cli.datasets import (
 )
 from cpak_cli.errors import CpakInputError, CpakModelError
 from cpak_cli.models import ModelConfig
+from cpak_cli.supervision import BatchSource, LandmarkBatches, batch_tensors, landmark_batch, partial_loss
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -55,10 +54,12 @@ CHECKPOINT_FORMAT = "cpak-train-1"
 
 @dataclass
 class TrainData:
-    """Where the training images come from: a folder of image + ``.landmarks.json`` +
-    ``.boxes.json`` files, ``phantom`` cases generated in memory (seed ``phantom_seed``, indices
-    ``0..phantom-1``), or pre-built ``samples`` (notebooks, tests). ``pixel_spacing`` (row, col mm)
-    overrides the spacing of every file (PNG/TIFF otherwise use the landmark file's)."""
+    """Where the training images come from, any combination of: a folder of image +
+    ``.landmarks.json`` + ``.boxes.json`` files, ``phantom`` cases generated in memory (seed
+    ``phantom_seed``, indices ``0..phantom-1``), a folder of films with three-point labels
+    (``real_dir``, :mod:`cpak_cli.pointlabels`; partial supervision, its held-out part never
+    used), or pre-built ``samples`` (notebooks, tests; then nothing else). ``pixel_spacing``
+    (row, col mm) overrides the spacing of every file (PNG/TIFF otherwise use the landmark file's)."""
 
     data_dir: Path | None = None
     phantom: int = 0
@@ -66,21 +67,33 @@ class TrainData:
     phantom_options: dict[str, Any] = field(default_factory=dict)
     pixel_spacing: tuple[float, float] | None = None
     samples: list[LegSample] | None = None
+    real_dir: Path | None = None
 
     def describe(self) -> dict[str, Any]:
         if self.samples is not None:
             return {"kind": "samples", "legs": len(self.samples), "images": len({s.image_id for s in self.samples})}
+        kinds = []
+        d: dict[str, Any] = {}
         if self.phantom:
-            return {"kind": "phantom", "cases": int(self.phantom), "phantom_seed": int(self.phantom_seed),
-                    "options": dict(self.phantom_options)}
-        return {"kind": "files", "data_dir": str(self.data_dir), "pixel_spacing": self.pixel_spacing}
+            kinds.append("phantom")
+            d.update(cases=int(self.phantom), phantom_seed=int(self.phantom_seed), options=dict(self.phantom_options))
+        if self.data_dir is not None:
+            kinds.append("files")
+            d.update(data_dir=str(self.data_dir), pixel_spacing=self.pixel_spacing)
+        if self.real_dir is not None:
+            from cpak_cli.pointlabels import HOLDOUT_FRACTION, HOLDOUT_SEED
+
+            kinds.append("point-labels")
+            d.update(real_dir=str(self.real_dir), real_holdout={"fraction": HOLDOUT_FRACTION, "seed": HOLDOUT_SEED})
+        return {"kind": "+".join(kinds) or "none", **d}
 
 
 @dataclass
 class TrainOptions:
     """Training options (all JSON-able). ``steps`` is the total; ``stop_at`` stops early after that
     step (saving ``last.pt`` as on Ctrl-C, e.g. for a time-boxed session); ``threads`` calls
-    ``torch.set_num_threads`` (None leaves it alone); ``export`` (e.g. ``weights/knee``): after a
+    ``torch.set_num_threads`` (None leaves it alone); ``batch_workers`` > 1 builds the augmented
+    batches ahead in that many processes (same batches as 0, faster); ``export`` (e.g. ``weights/knee``): after a
     complete run write ``export.safetensors`` + ``export.json`` from ``best.pt``."""
 
     out_dir: str = "runs/train"
@@ -101,6 +114,7 @@ class TrainOptions:
     threads: int | None = None
     eval_every: int = 200
     checkpoint_every: int = 100
+    batch_workers: int = 0
     resume: bool = False
     stop_at: int | None = None
     context: float = DEFAULT_CONTEXT
@@ -149,33 +163,46 @@ def load_samples(
     if data.samples is not None:
         return list(data.samples), desc
     names = tuple(cfg.landmarks)
+    sources: list[tuple[str, Callable[[Any], Any], list[Any]]] = []
     if data.phantom:
-        jobs: list[Any] = [
+        sources.append(("phantom", phantom_samples, [
             (int(data.phantom_seed), i, dict(data.phantom_options), cfg.joint, names, cfg.input_size, context)
             for i in range(int(data.phantom))
-        ]
-        fn: Callable[[Any], Any] = phantom_samples
-    else:
-        if data.data_dir is None:
-            raise CpakInputError(None, "no training data: give --data DIR or --phantom N")
+        ]))
+    if data.data_dir is not None:
         root = Path(data.data_dir)
         triples = find_training_files(root)
-        jobs = [
+        sources.append(("files", file_samples, [
             (str(img), str(lm), str(bx), str(img.relative_to(root)), cfg.joint, names, cfg.input_size, context,
              data.pixel_spacing)
             for img, lm, bx in triples
-        ]
-        fn = file_samples
+        ]))
+    if data.real_dir is not None:
+        from cpak_cli.real_training import real_leg_samples, training_labels
+
+        sources.append(("real", real_leg_samples, [
+            (lab, cfg.joint, names, cfg.input_size, context) for lab in training_labels(data.real_dir)
+        ]))
+    if not sources:
+        raise CpakInputError(None, "no training data: give --data DIR, --phantom N or --real DIR")
+    total = sum(len(j) for _, _, j in sources)
     done = [0]
 
     def tick() -> None:
         done[0] += 1
         if on_progress:
-            on_progress(done[0], len(jobs))
+            on_progress(done[0], total)
 
-    results = run_jobs(fn, jobs, workers, tick)
-    samples = [s for legs, _ in results for s in legs]
-    desc.update(images=len(jobs), legs=len(samples), skipped_legs=int(sum(k for _, k in results)))
+    samples: list[LegSample] = []
+    skipped = 0
+    for kind, fn, jobs in sources:
+        results = run_jobs(fn, jobs, workers, tick)
+        legs = [s for found, _ in results for s in found]
+        desc[f"{kind}_images"] = len(jobs)
+        desc[f"{kind}_legs"] = len(legs)
+        samples.extend(legs)
+        skipped += int(sum(k for _, k in results))
+    desc.update(images=total, legs=len(samples), skipped_legs=skipped)
     return samples, desc
 
 
@@ -215,50 +242,70 @@ def evaluate_samples(
 ) -> dict[str, Any]:
     """Landmark errors on un-augmented crops through the real chain (Method 3, crop affine, spacing).
 
-    Returns median/mean/p95 error in mm and median in crop pixels over all landmarks (a landmark
-    not found counts as infinitely wrong for the median), ``found_rate``, ``n_points`` and
-    ``per_landmark_median_mm``. Infinite values are reported as None.
+    Returns median/mean/p95 error in mm and median in crop pixels over all labelled landmarks (a
+    landmark not found counts as infinitely wrong for the median), ``found_rate``, ``n_points`` and
+    ``per_landmark_median_mm``. Partly labelled samples (real films) add the errors of their
+    constraints (:func:`cpak_cli.supervision.constraint_errors_mm`) as ``real_median_mm``; with
+    both kinds, ``select_mm`` = fully labelled median + ``real_median_mm`` chooses ``best.pt``.
+    Infinite values are reported as None.
     """
     from cpak_cli import crops
     from cpak_cli.extraction import extract_points
     from cpak_cli.models import predict
+    from cpak_cli.supervision import constraint_errors_mm
 
     if not samples:
         return {}
     prepared = prepared or [validation_crop(s, cfg.input_size, cfg.input_norm) for s in samples]
     probs = predict(model, np.stack([c for c, _ in prepared]), device=device, batch_size=batch_size)
-    err_mm, err_px = [], []
+    err_mm, err_px, real_err = [], [], []
     for s, (_, m_img), pr in zip(samples, prepared, probs):
         est = extract_points(pr, method=3)
         uv = np.array([[e.x, e.y] for e in est], dtype=np.float64)
         xy = crops.crop_to_image(uv, m_img)
+        if s.constraints:
+            real_err.extend(constraint_errors_mm(xy, s))
         d = xy - s.points
         mm = np.hypot(d[:, 0] * s.spacing_mm[1], d[:, 1] * s.spacing_mm[0])
         px = np.hypot(*(uv - crops.image_to_crop(s.points, m_img)).T)
-        err_mm.append(np.where(np.isfinite(mm), mm, np.inf))
-        err_px.append(np.where(np.isfinite(px), px, np.inf))
+        labelled = np.isfinite(s.points).all(axis=1)
+        err_mm.append(np.where(labelled, np.where(np.isfinite(mm), mm, np.inf), np.nan))
+        err_px.append(np.where(labelled, np.where(np.isfinite(px), px, np.inf), np.nan))
     e_mm, e_px = np.stack(err_mm), np.stack(err_px)
+    lab = ~np.isnan(e_mm)
     found = np.isfinite(e_mm)
 
     def num(v: float) -> float | None:
         return float(v) if math.isfinite(v) else None
 
-    return {
-        "median_mm": num(float(np.median(e_mm))),
-        "median_px": num(float(np.median(e_px))),
+    def med(a: np.ndarray) -> float | None:
+        a = a[~np.isnan(a)]
+        return num(float(np.median(a))) if a.size else None
+
+    out: dict[str, Any] = {
+        "median_mm": med(e_mm),
+        "median_px": med(e_px),
         "mean_mm": num(float(e_mm[found].mean())) if found.any() else None,
-        "p95_mm": num(float(np.percentile(e_mm, 95))),
-        "found_rate": float(found.mean()),
-        "n_points": int(e_mm.size),
+        "p95_mm": num(float(np.percentile(e_mm[lab], 95))) if lab.any() else None,
+        "found_rate": float(found.sum() / max(1, lab.sum())),
+        "n_points": int(lab.sum()),
         "n_legs": len(samples),
-        "per_landmark_median_mm": {n: num(float(np.median(e_mm[:, i]))) for i, n in enumerate(cfg.landmarks)},
+        "per_landmark_median_mm": {n: med(e_mm[:, i]) for i, n in enumerate(cfg.landmarks)},
     }
+    if real_err:
+        r = np.asarray(real_err, dtype=np.float64)
+        out.update(real_median_mm=num(float(np.median(r))), real_p90_mm=num(float(np.percentile(r, 90))),
+                   real_found_rate=float(np.isfinite(r).mean()), real_n=int(r.size))
+        parts = [v for v in (out["median_mm"], out["real_median_mm"]) if v is not None] if lab.any() else [out["real_median_mm"]]
+        out["select_mm"] = None if any(v is None for v in parts) else float(sum(parts))  # type: ignore[arg-type]
+    return out
 
 
 def _metric_key(metric: dict[str, Any] | None) -> float:
-    if not metric or metric.get("median_mm") is None:
+    if not metric:
         return math.inf
-    return float(metric["median_mm"])
+    key = metric.get("select_mm", metric.get("median_mm"))
+    return math.inf if key is None else float(key)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -498,7 +545,6 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
         atomic_write_text(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         _set_rng_state(ck["rng"])
 
-    order = BatchOrder(len(train_s), opts.batch_size, opts.seed)
     val_prepared = [validation_crop(s, cfg.input_size, cfg.input_norm) for s in val_s]
 
     def payload(kind: str, metric: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -533,8 +579,11 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
     loss_ema: float | None = None
     seen, t_train = 0, 0.0
     model.train()
+    source = BatchSource(landmark_batch, LandmarkBatches(train_s, cfg.input_size, opts.augment, opts.seed,
+                                                         cfg.input_norm, opts.batch_size), opts.batch_workers)
     try:
-        with _Display(progress, opts.steps, step) as disp:
+        with _Display(progress, opts.steps, step) as disp, source:
+            batches = source.batches(step, end)
             while step < end:
                 if stop["flag"]:
                     interrupted = True
@@ -543,21 +592,19 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
                 lr = lr_at(step, opts)
                 for g in optim.param_groups:
                     g["lr"] = lr
-                x_np, y_np = make_batch(train_s, order.indices(step), cfg.input_size, cfg.mask_radius, opts.augment,
-                                        opts.seed, step, cfg.input_norm)
-                x = torch.from_numpy(x_np).to(dev, non_blocking=True)
-                y = torch.from_numpy(y_np).to(dev, non_blocking=True)
+                bt = batch_tensors(next(batches), dev)
+                x = bt["x"]
                 optim.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
                     logits = model(x)
-                loss = dice_bce_loss(logits, y)
+                loss = partial_loss(logits, bt["points_uv"], cfg.mask_radius, bt["cons_mix"], bt["cons_uv"], bt["cons_w"])
                 scaler.scale(loss).backward()
                 scaler.step(optim)
                 scaler.update()
                 lv = float(loss.detach())
                 step += 1
                 t_train += time.perf_counter() - t0
-                seen += len(x_np)
+                seen += int(x.shape[0])
                 loss_ema = lv if loss_ema is None else 0.9 * loss_ema + 0.1 * lv
                 sps = seen / t_train if t_train > 0 else 0.0
                 val_txt = "" if best_metric is None or best_metric.get("median_mm") is None else \

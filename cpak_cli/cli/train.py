@@ -20,6 +20,12 @@ def register(app: typer.Typer) -> None:
         ),
         phantom: int = typer.Option(0, "--phantom", metavar="N", help="Train on N phantom cases generated in memory."),
         phantom_seed: int = typer.Option(0, "--phantom-seed", help="Seed of the phantom cases."),
+        phantom_variety: bool = typer.Option(False, "--phantom-variety", help="Phantom cases with the wide anatomy/look range (pediatric, OA, shields, processing)."),
+        real: Optional[Path] = typer.Option(
+            None, "--real", help="Folder of real films with three-point labels (labels.csv + images/): partial supervision; its held-out part is never used."
+        ),
+        domain: float = typer.Option(0.0, "--domain", min=0.0, help="Strength of the domain randomisation (resolution, tone, processing, noise, JPEG); 0 = off, 1 = default."),
+        batch_workers: int = typer.Option(0, "--batch-workers", min=0, help="Processes that build augmented batches ahead (0 = in the training process)."),
         out: Path = typer.Option(..., "--out", help="Run folder (last.pt, best.pt, history.jsonl, config.json)."),
         steps: int = typer.Option(2000, "--steps", min=1, help="Total optimisation steps."),
         batch_size: int = typer.Option(8, "--batch-size", min=1),
@@ -56,8 +62,8 @@ def register(app: typer.Typer) -> None:
 
         if joint not in JOINTS and joint != "detector":
             raise CpakInputError(None, f"--joint must be one of {', '.join(JOINTS)}, detector; got {joint!r}")
-        if (data is None) == (not phantom):
-            raise CpakInputError(None, "give exactly one of --data DIR or --phantom N")
+        if data is None and not phantom and real is None:
+            raise CpakInputError(None, "give training data: --data DIR, --phantom N and/or --real DIR")
         if (folds is None) != (fold is None):
             raise CpakInputError(None, "--folds and --fold go together")
         dec = (128, 64, 32, 16)[:encoder_depth] if encoder_depth <= 4 else (256, 128, 64, 32, 16)
@@ -67,33 +73,39 @@ def register(app: typer.Typer) -> None:
             except ValueError:
                 raise CpakInputError(None, f"--decoder-channels must be integers like 128,64,32,16, got {decoder_channels!r}") from None
 
+        from cpak_cli.datasets import AugmentOptions
         from cpak_cli.models import ModelConfig
         from cpak_cli.training import TrainData, TrainOptions, train
+
+        augment = AugmentOptions(domain=domain)
+        phantom_options = {"variety": True} if phantom_variety else {}
 
         if joint == "detector":
             from cpak_cli.detector_training import detector_config, train_detector
 
-            if data is None:
-                raise CpakInputError(None, "the detector trains on whole films: give --data DIR")
             dopts = TrainOptions(out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
                                  folds=folds, fold=fold, seed=seed, device=device, workers=workers, threads=threads,
                                  eval_every=eval_every, checkpoint_every=checkpoint_every, resume=resume,
-                                 export=None if export is None else str(export))
+                                 export=None if export is None else str(export), augment=augment,
+                                 batch_workers=batch_workers, amp=not no_amp)
             r = train_detector(data, dopts, detector_config(encoder=encoder, encoder_depth=encoder_depth,
-                                                            decoder_channels=dec), progress=progress)
+                                                            decoder_channels=dec), progress=progress,
+                               phantom=phantom, phantom_seed=phantom_seed, phantom_options=phantom_options,
+                               real_dir=real)
             typer.echo(f"done: {r['steps']} steps, {r['n_train']} train / {r['n_val']} val films, best {r['best']}"
                        + (f"; exported {r['exported']}" if r["exported"] else ""))
             return
 
         cfg = ModelConfig(joint=joint, encoder=encoder, encoder_depth=encoder_depth, decoder_channels=dec,
                           input_size=input_size, input_norm=input_norm)
-        tdata = TrainData(data_dir=data, phantom=phantom, phantom_seed=phantom_seed,
+        tdata = TrainData(data_dir=data, phantom=phantom, phantom_seed=phantom_seed, phantom_options=phantom_options,
+                          real_dir=real,
                           pixel_spacing=None if pixel_spacing is None else (float(pixel_spacing[0]), float(pixel_spacing[1])))
         opts = TrainOptions(
             out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr, val_fraction=val_fraction, folds=folds,
             fold=fold, seed=seed, device=device, amp=not no_amp, workers=workers, threads=threads,
             eval_every=eval_every, checkpoint_every=checkpoint_every, resume=resume,
-            export=None if export is None else str(export),
+            export=None if export is None else str(export), augment=augment, batch_workers=batch_workers,
         )
         result = train(cfg, tdata, opts, progress=progress)
         m = result.best_metric or {}

@@ -467,6 +467,27 @@ def _slab(c: np.ndarray, u: np.ndarray, half_w: float, half_t: float, depth: flo
     return _ell(c, half_w, half_t, depth, u, p)
 
 
+def _wavy(c: np.ndarray, u: np.ndarray, half_w: float, hump: float) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """Segments (centre, half width, direction) of an undulating physis: a shallow "M" whose
+    central part is raised by ``hump`` mm (towards ``-n``; negative = the other way)."""
+    if abs(hump) < 0.05:
+        return [(c, half_w, u)]
+    n = np.array([-u[1], u[0]])
+    if n[1] < 0:
+        n = -n
+    # polyline x: -1, -0.45, 0, 0.45, 1 (of half_w); y: 0, -hump*0.3, -hump, -hump*0.3, 0
+    xs = np.array([-1.0, -0.5, 0.0, 0.5, 1.0]) * half_w
+    ys = np.array([0.0, -0.25, -1.0, -0.25, 0.0]) * hump
+    out = []
+    for k in range(4):
+        p0 = c + xs[k] * u + ys[k] * n
+        p1 = c + xs[k + 1] * u + ys[k + 1] * n
+        d = p1 - p0
+        ln = float(np.hypot(*d))
+        out.append(((p0 + p1) / 2, ln / 2 + 1.0, d / ln))
+    return out
+
+
 def _variety_bodies(lp: LegParams, s: float, femur: Body, tibia: Body, fib: Body, v: dict) -> list[Body]:
     """Open physes (lucent bands as holes), osteoarthritis (osteophytes, subchondral
     sclerosis), knee-flexion double plateau contour and paediatric hardware.
@@ -495,9 +516,11 @@ def _variety_bodies(lp: LegParams, s: float, femur: Body, tibia: Body, fib: Body
         gt = J + 8 * s * d_a + (9 + 3 * lp.rotation) * s * lat_a
         femur.holes.append((_slab(gt - 12 * s * d_a, _rot(lat_a, -25.0), 13 * s, w * 0.8, 16 * s, 3.0), mu))
         # distal femoral physis: ph["df"] mm proximal of the condylar line
-        femur.holes.append((_slab(F0 - ph["df"] * n_f, _rot(u_f, tl[1]), 44 * s, w, 34 * s), mu))
+        for c, hw, ang in _wavy(F0 - ph["df"] * n_f, _rot(u_f, tl[1]), 44 * s, ph.get("wave", 0.0) * s):
+            femur.holes.append((_slab(c, ang, hw, w, 34 * s), mu))
         # proximal tibial physis: ph["pt"] mm distal of the plateau line (+ fibular head)
-        tibia.holes.append((_slab(T0 + ph["pt"] * n_t, _rot(u_t, tl[2]), 42 * s, w, 30 * s), mu))
+        for c, hw, ang in _wavy(T0 + ph["pt"] * n_t, _rot(u_t, tl[2]), 42 * s, -ph.get("wave", 0.0) * s):
+            tibia.holes.append((_slab(c, ang, hw, w, 30 * s), mu))
         fib.holes.append((_slab(fhead - 3.0 * s * n_t, u_t, 12 * s, w * 0.8, 12 * s), mu))
         # distal tibial physis and distal fibular physis (about the plafond level)
         tibia.holes.append((_slab(A - ph["dt"] * n_a, _rot(u_a, tl[3]), 27 * s, w, 23 * s), mu))

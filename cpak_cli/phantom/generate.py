@@ -176,7 +176,7 @@ def make_case(seed: int, index: int, **options: Any) -> "PhantomCase":
         bottom = ank_y + vc["fov_bottom"] * size
         cx = vc["fov_cx"] * size
         span = max(abs(world_lm[s][n][0] - cx) for s in SIDES for n in world_lm[s])
-        W = max(vc["fov_ratio"] * (bottom - top), 2.0 * (span + 70.0 * girth))
+        W = max(vc["fov_ratio"] * (bottom - top), 2.0 * (span + 35.0 * girth))
     if no_ankle:
         bottom = ank_top - float(g.uniform(15.0, 120.0))
     Hmm = bottom - top

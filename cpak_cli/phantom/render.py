@@ -217,8 +217,12 @@ def _draw_text_mask(shape: tuple[int, int], items: list[dict], region: tuple[int
     return None if mask is None else mask.astype(np.float32) * (1.0 / 255.0)
 
 
-def _look(P: np.ndarray, look: dict, lo: float, hi: float, pix_mm: float, maxv: int) -> np.ndarray:
-    """Variety film look: CLAHE-like local contrast normalisation, clipping VOI window, gamma."""
+def _look(P: np.ndarray, look: dict, lo: float, hi: float, pix_mm: float, maxv: int,
+          crop: tuple[slice, slice]) -> np.ndarray:
+    """Variety film look: CLAHE-like local contrast normalisation (on the padded work region),
+    then on the output window a clipping VOI window and gamma."""
+    import cv2
+
     if look["lcn"] > 0:
         sig = look["lcn_sigma_mm"] / pix_mm
         m = _lowpass(P, sig)
@@ -227,12 +231,14 @@ def _look(P: np.ndarray, look: dict, lo: float, hi: float, pix_mm: float, maxv: 
         gain = (look["lcn_target"] / (sd + 0.1 * look["lcn_target"])) ** look["lcn"]
         np.clip(gain, 0.6, 3.0, out=gain)  # clip limit
         P = m + d * gain
+    P = P[crop]
     V = (P - lo) * (1.0 / (hi - lo))
     np.clip(V, 0.0, 1.0, out=V)
+    V = V.astype(np.float32, copy=False)
     if look["gamma"] != 1.0:
-        V **= look["gamma"]
+        V = cv2.pow(V, float(look["gamma"]))
     V *= maxv * look["top"]
-    return V.astype(np.float32)
+    return V
 
 
 def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
@@ -254,8 +260,8 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
     if look is None:
         margin = int(math.ceil(3.0 * sig_big_mm / pix_mm)) + 8
     else:
-        margin = int(math.ceil(3.0 * max(sig_big_mm, look["lcn_sigma_mm"] if look["lcn"] else 0.0,
-                                         q["scatter_sigma_mm"]) / pix_mm)) + 8
+        margin = int(math.ceil(3.0 * max(sig_big_mm, look["lcn_sigma_mm"] if look["lcn"] else 0.0)
+                               / pix_mm)) + 8
     # padded work region, clipped to the film (outside the film there is no detector)
     wx0, wy0 = max(0, rx0 - margin), max(0, ry0 - margin)
     wx1, wy1 = min(cols, rx1 + margin), min(rows, ry1 + margin)
@@ -324,10 +330,10 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
         V = V[oy0 - wy0:oy1 - wy0, ox0 - wx0:ox1 - wx0]
         np.clip(V, 0, maxv, out=V)
     else:
-        V = _look(P, look, lo, hi, pix_mm, maxv)
+        crop = (slice(oy0 - wy0, oy1 - wy0), slice(ox0 - wx0, ox1 - wx0))
+        V = _look(P, look, lo, hi, pix_mm, maxv, crop)
         if coll is not None and case.scene.collimation["shutter"]:
-            V *= 1.0 - coll  # electronic shutter: collimated area black
-        V = V[oy0 - wy0:oy1 - wy0, ox0 - wx0:ox1 - wx0]
+            V *= 1.0 - coll[crop]  # electronic shutter: collimated area black
 
     # burned-in annotation (display overlay: maximum value)
     tm = _draw_text_mask(V.shape, case.scene.text, (ox0, oy0, ox1, oy1), case.spacing_mm)

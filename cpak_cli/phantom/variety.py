@@ -57,7 +57,7 @@ def case_variety(seed: int, index: int, bits_forced: int | None) -> dict[str, An
         bits = int(bits_forced)
     return {"ped": ped, "size": size, "hip_half": hip_half, "girth": girth, "fat": fat, "bits": bits,
             "fov_top": float(r.uniform(40.0, 260.0)), "fov_bottom": float(r.uniform(30.0, 120.0)),
-            "fov_ratio": float(r.uniform(0.38, 0.62)), "fov_cx": float(r.uniform(-25.0, 25.0))}
+            "fov_ratio": float(r.uniform(0.36, 0.52)), "fov_cx": float(r.uniform(-25.0, 25.0))}
 
 
 def _solve_oa(lp: LegParams, side: str, g_n: float, g_o: float) -> tuple[float, float]:
@@ -111,7 +111,8 @@ def vary_leg(lp: LegParams, meta: dict, seed: int, index: int, side: str, ped: b
                      "mu": MU_TRAB * float(r.uniform(0.75, 1.25)),
                      "df": float(r.uniform(11.0, 24.0)) * s, "pt": float(r.uniform(10.0, 20.0)) * s,
                      "dt": float(r.uniform(12.0, 21.0)) * s,
-                     "tilt": tuple(float(v) for v in r.uniform(-4.0, 4.0, size=4))}
+                     "tilt": tuple(float(v) for v in r.uniform(-4.0, 4.0, size=4)),
+                     "wave": float(r.uniform(0.0, 6.0))}
         u = float(r.random())
         if u < 0.06:
             hw.append("eight_plate")
@@ -119,7 +120,7 @@ def vary_leg(lp: LegParams, meta: dict, seed: int, index: int, side: str, ped: b
             hw.append("hip_plate")
         if r.random() < 0.03:
             hw.append("ankle_screw")
-        meta["physes"] = {k: lp.physes[k] for k in ("w", "df", "pt", "dt")}
+        meta["physes"] = {k: lp.physes[k] for k in ("w", "df", "pt", "dt", "wave")}
     else:
         oa = (not lp.tka) and bool(r.random() < OA_FRACTION)
         side_oa = "medial" if r.random() < 0.75 else "lateral"
@@ -230,14 +231,14 @@ def look_params(seed: int, index: int, girth: float, ped: bool) -> dict[str, Any
         lcn = 0.0
         rowband = float(r.uniform(0.002, 0.012))
     else:
-        eq = float(r.uniform(0.2, 0.9))
+        eq = float(r.uniform(0.3, 0.92))
         q = {"n0": float(r.uniform(500.0, 6000.0)), "heel": float(r.uniform(-0.3, 0.3)),
-             "scatter": float(r.uniform(0.0, 0.3)), "scatter_sigma_mm": float(r.uniform(20.0, 45.0)),
+             "scatter": float(r.uniform(0.0, 0.3)), "scatter_sigma_mm": float(r.uniform(20.0, 32.0)),
              "blur_px": float(r.uniform(0.6, 1.8)), "eq": eq, "eq_sigma_mm": float(r.uniform(8.0, 32.0)),
-             "detail": float(r.uniform(0.0, 1.6)), "detail_sigma_mm": float(r.uniform(0.6, 4.0))}
+             "detail": float(r.uniform(0.0, 1.6)), "detail_sigma_mm": float(r.uniform(0.6, 3.0))}
         lvl = (1.0 - eq) * Pk
-        lo = lvl * float(r.uniform(-0.6, 0.4))
-        hi = lvl + B * float(r.uniform(0.9, 3.0))
+        lo = lvl * float(r.uniform(-0.5, 0.4))
+        hi = lvl + B * float(r.uniform(0.9, 2.6))
         gamma = float(math.exp(r.uniform(math.log(0.6), math.log(1.7))))
         lcn = float(r.uniform(0.3, 0.8)) if r.random() < 0.35 else 0.0
         rowband = float(r.uniform(0.002, 0.01)) if r.random() < 0.15 else 0.0
@@ -250,6 +251,6 @@ def look_params(seed: int, index: int, girth: float, ped: bool) -> dict[str, Any
         "look": {"eos": eos, "k": k, "gamma": gamma, "lcn": lcn, "lcn_sigma_mm": float(r.uniform(8.0, 30.0)),
                  "lcn_target": 0.25 * B, "rowband": rowband, "top": float(r.uniform(0.88, 1.0)),
                  "soft_gain": soft_gain, "bone_gain": bone_gain,
-                 "texture_gain": float(r.uniform(1.0, 2.6))},
+                 "texture_gain": float(r.uniform(0.8, 1.8))},
     })
     return q

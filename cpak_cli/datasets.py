@@ -475,9 +475,24 @@ def crop_mm_per_px(matrix: np.ndarray, spacing_mm: tuple[float, float]) -> float
     return float(np.mean(np.hypot(lin[0], lin[1])))
 
 
+#: Validation boxes of partly labelled samples (boxes centred on the label) are moved by up to this
+#: share of their side, a fixed amount per leg, so that "predict the crop centre" scores badly.
+VALIDATION_SHIFT = 0.12
+
+
 def validation_crop(sample: LegSample, size: int, norm: str = "max") -> tuple[np.ndarray, np.ndarray]:
-    """The un-augmented crop of the box (as inference would see it) and its crop -> image affine."""
-    m_img = crops.crop_matrix(sample.box, size, mirror=sample.mirror)
+    """The un-augmented crop of the box (as inference would see it) and its crop -> image affine.
+
+    A partly labelled sample (``constraints``; its box is centred on its label) is cropped from its
+    box shifted by a fixed pseudo-random amount (``VALIDATION_SHIFT``, seeded by image and side)."""
+    box = sample.box
+    if sample.constraints:
+        seed = int(hashlib.sha1(f"{sample.image_id}:{sample.side}".encode("utf-8")).hexdigest()[:8], 16)
+        rng = np.random.default_rng(seed)
+        x0, y0, x1, y1 = box
+        dx, dy = rng.uniform(-VALIDATION_SHIFT, VALIDATION_SHIFT, size=2) * np.array([x1 - x0, y1 - y0])
+        box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+    m_img = crops.crop_matrix(box, size, mirror=sample.mirror)
     m_cache = crops.compose(crops.invert(sample.cache_matrix), m_img)
     return crops.normalize_crop(crops.sample_crop(sample.cache, m_cache, size), norm), m_img
 

@@ -265,7 +265,11 @@ def train_detector(data_dir: Path | None, opts: TrainOptions, cfg: ModelConfig |
                          opts.batch_workers)
     with source:
         batches = source.batches(step, opts.steps)
+        t_start = time.perf_counter()
         while step < opts.steps:
+            if opts.max_seconds is not None and time.perf_counter() - t_start > opts.max_seconds:
+                training_card["stopped_by_time_at_step"] = step
+                break
             for g in optim.param_groups:
                 g["lr"] = lr_at(step, opts)
             xb, cb, rb = next(batches)

@@ -25,6 +25,38 @@ from cpak_cli.measurement import (
 )
 
 DEFAULT_MIN_CONFIDENCE = 0.5
+#: A detector box is re-centred on the joint its landmarks found when that centre lies further
+#: than this from the box centre (mm); the joint's landmarks are then found again in the new box.
+RECENTRE_MIN_SHIFT_MM = 4.0
+
+
+def recentred_boxes(
+    boxes: Mapping[str, Mapping[str, Box]],
+    preds: Mapping[str, Mapping[str, LandmarkPrediction]],
+    spacing_mm: tuple[float, float],
+    min_shift_mm: float = RECENTRE_MIN_SHIFT_MM,
+) -> dict[str, dict[str, Box]]:
+    """Boxes (same size) moved onto the joint centre the landmarks found, for the joints whose
+    centre lies more than ``min_shift_mm`` from their box centre and at most half a box side away
+    (a point further out is not trusted to move the box). Only the moved joints are returned."""
+    from cpak_cli.detector import joint_centres
+
+    legs = {side: {n: p.xy for n, p in lm.items() if p.found} for side, lm in preds.items()}
+    centres = joint_centres(legs)
+    row_mm, col_mm = spacing_mm
+    out: dict[str, dict[str, Box]] = {}
+    for side, joints in boxes.items():
+        for joint, (x0, y0, x1, y1) in joints.items():
+            c = centres.get(side, {}).get(joint)
+            if c is None:
+                continue
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            dx_mm, dy_mm = (c[0] - cx) * col_mm, (c[1] - cy) * row_mm
+            shift = float(np.hypot(dx_mm, dy_mm))
+            if min_shift_mm < shift <= 0.5 * min((x1 - x0) * col_mm, (y1 - y0) * row_mm):
+                dx, dy = c[0] - cx, c[1] - cy
+                out.setdefault(side, {})[joint] = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+    return out
 
 
 @dataclass
@@ -158,7 +190,9 @@ class Measurer:
     """Loads the landmark models (and the joint detector) once; measures images.
 
     ``models`` / ``detector`` may be given directly (tests, notebooks); otherwise they are loaded
-    from ``weights_dir`` (see :func:`cpak_cli.models.weights_dir`).
+    from ``weights_dir`` (see :func:`cpak_cli.models.weights_dir`). With ``recentre`` (default),
+    detector boxes whose joint the landmarks place off-centre are moved onto it and that joint is
+    measured again (:func:`recentred_boxes`); boxes from a file are used as given.
     """
 
     def __init__(
@@ -171,6 +205,7 @@ class Measurer:
         detector: DetectorModel | None = None,
         need_detector: bool = True,
         batch_size: int = 16,
+        recentre: bool = True,
     ) -> None:
         from cpak_cli.models import resolve_device
 
@@ -178,6 +213,7 @@ class Measurer:
         self.method = method
         self.min_confidence = min_confidence
         self.batch_size = batch_size
+        self.recentre = recentre
         self.weights_dir = weights_dir
         self.models: dict[str, JointModel] = dict(models) if models is not None else self._load_joint_models()
         self.detector = detector
@@ -252,6 +288,19 @@ class Measurer:
             orientations=[im.patient_right_on_image_left for im in images], method=self.method,
             device=self.device, batch_size=self.batch_size,
         )
+        if self.recentre:
+            moved = [recentred_boxes(bx, pr, im.spacing_mm) if src == "detector" else {}
+                     for bx, pr, im, src in zip(all_boxes, preds, images, sources)]
+            if any(moved):
+                again = detect_landmarks(
+                    [im.pixels for im in images], moved, [im.spacing_mm for im in images], self.models,
+                    orientations=[im.patient_right_on_image_left for im in images], method=self.method,
+                    device=self.device, batch_size=self.batch_size,
+                )
+                for bx, pr, mv, ag in zip(all_boxes, preds, moved, again):
+                    for side, joints in mv.items():
+                        bx[side].update(joints)
+                        pr.setdefault(side, {}).update(ag.get(side, {}))
         versions = self.model_versions()
         results = []
         for im, bx, src, pr in zip(images, all_boxes, sources, preds):

@@ -18,6 +18,7 @@ convention), ``knee`` = knee joint centre (between the tibial spines, the tool's
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,7 @@ POINTS: Final[tuple[str, ...]] = ("hip", "knee", "ankle")
 #: almost vertical femoral axis, which turns the axis by well under 0.1 degree.
 HEAD_RADIUS_FRACTION: Final[float] = 0.054
 
-#: The held-out part of a labelled set: ``split_ids(ids, HOLDOUT_FRACTION, seed=HOLDOUT_SEED)``'s
-#: validation ids. No training step may see them (``training`` refuses them).
+#: The held-out part of a labelled set (:func:`is_held_out`): no training step reads those films.
 HOLDOUT_FRACTION: Final[float] = 0.2
 HOLDOUT_SEED: Final[int] = 2026
 
@@ -154,15 +154,21 @@ def joint_centres(labels: PointLabels) -> dict[str, dict[str, tuple[float, float
     return out
 
 
-def holdout_split(image_ids: Sequence[str]) -> tuple[list[str], list[str]]:
-    """``(usable_for_training, held_out)`` ids: the fixed held-out part (HOLDOUT_FRACTION, by a
-    hash of each id; see :func:`cpak_cli.datasets.split_ids`). Depends only on the set of ids."""
-    from cpak_cli.datasets import split_ids
+def is_held_out(image_id: str) -> bool:
+    """Whether a film belongs to the held-out part: ``sha1("HOLDOUT_SEED:id")`` read as a number in
+    [0, 1) is below ``HOLDOUT_FRACTION``. A property of the id alone, so a copy of part of a set
+    (or a set that grows) keeps every film on its side of the split."""
+    h = hashlib.sha1(f"{HOLDOUT_SEED}:{image_id}".encode("utf-8")).hexdigest()
+    return int(h[:12], 16) / float(16**12) < HOLDOUT_FRACTION
 
-    return split_ids(image_ids, HOLDOUT_FRACTION, seed=HOLDOUT_SEED)
+
+def holdout_split(image_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(usable_for_training, held_out)`` ids, each sorted (see :func:`is_held_out`)."""
+    ids = sorted(set(image_ids))
+    return [i for i in ids if not is_held_out(i)], [i for i in ids if is_held_out(i)]
 
 
 __all__ = [
     "POINTS", "HEAD_RADIUS_FRACTION", "HOLDOUT_FRACTION", "HOLDOUT_SEED", "PointLabels", "read_point_labels",
-    "load_pixels", "head_centre_from_top", "joint_centres", "holdout_split",
+    "load_pixels", "head_centre_from_top", "joint_centres", "is_held_out", "holdout_split",
 ]

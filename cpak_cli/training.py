@@ -93,7 +93,9 @@ class TrainOptions:
     """Training options (all JSON-able). ``steps`` is the total; ``stop_at`` stops early after that
     step (saving ``last.pt`` as on Ctrl-C, e.g. for a time-boxed session); ``threads`` calls
     ``torch.set_num_threads`` (None leaves it alone); ``batch_workers`` > 1 builds the augmented
-    batches ahead in that many processes (same batches as 0, faster); ``export`` (e.g. ``weights/knee``): after a
+    batches ahead in that many processes (same batches as 0, faster); ``max_seconds``: a time box
+    for the optimisation loop, after which training ends as if complete (the card records the
+    steps done); ``export`` (e.g. ``weights/knee``): after a
     complete run write ``export.safetensors`` + ``export.json`` from ``best.pt``."""
 
     out_dir: str = "runs/train"
@@ -115,6 +117,7 @@ class TrainOptions:
     eval_every: int = 200
     checkpoint_every: int = 100
     batch_workers: int = 0
+    max_seconds: float | None = None
     resume: bool = False
     stop_at: int | None = None
     context: float = DEFAULT_CONTEXT
@@ -584,7 +587,13 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
     try:
         with _Display(progress, opts.steps, step) as disp, source:
             batches = source.batches(step, end)
+            t_start = time.perf_counter()
             while step < end:
+                if opts.max_seconds is not None and time.perf_counter() - t_start > opts.max_seconds:
+                    training_card["stopped_by_time_at_step"] = step
+                    history.append({"step": step, "stopped_by_time": True})
+                    end = step
+                    break
                 if stop["flag"]:
                     interrupted = True
                     break
@@ -629,11 +638,11 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
                         fh.write(json.dumps(rec) + "\n")
                 if step % max(1, opts.checkpoint_every) == 0 or step == opts.steps:
                     save_checkpoint(last_path, payload("last"))
-            if step < opts.steps:
+            if step < end:
                 interrupted = True
             if interrupted or step % max(1, opts.checkpoint_every) != 0:
                 save_checkpoint(last_path, payload("last"))
-            if not val_s and (step == opts.steps or not best_path.exists()):
+            if not val_s and (step == end or not best_path.exists()):
                 save_checkpoint(best_path, payload("best", None))  # no validation: best = last model
                 best_step = step
     finally:

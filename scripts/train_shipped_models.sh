@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# How the shipped weights are trained: the joint detector and the hip, knee and ankle landmark
+# U-Nets, all four at once on one machine (one GPU and 16 cores: about 6 minutes; the same
+# commands run on a CPU, slowly). Data: phantom cases with the wide "variety" range, generated in
+# memory, plus the real films of REAL_DIR (labels.csv + images/, three points per leg; its
+# held-out part is never read), domain randomisation on every crop.
+#
+#   scripts/train_shipped_models.sh REAL_DIR OUT_DIR
+#
+# Writes OUT_DIR/weights/{detector,hip,knee,ankle}.{safetensors,json}, OUT_DIR/runs/* and logs.
+# Sizes can be scaled down for a smoke test: PHANTOM=4 STEPS_KNEE=10 ... (see the defaults below).
+set -euo pipefail
+REAL=${1:?REAL_DIR}
+OUT=${2:?OUT_DIR}
+PHANTOM=${PHANTOM:-400}
+STEPS_KNEE=${STEPS_KNEE:-8000}
+STEPS_HIP=${STEPS_HIP:-8000}
+STEPS_ANKLE=${STEPS_ANKLE:-7000}
+STEPS_DET=${STEPS_DET:-10000}
+BATCH=${BATCH:-32}
+EVAL=${EVAL:-500}
+LOADERS=${LOADERS:-4}
+DEVICE=${DEVICE:-auto}
+mkdir -p "$OUT/weights" "$OUT/runs"
+common=(--phantom "$PHANTOM" --phantom-seed 1 --phantom-variety --real "$REAL" --domain 1 --batch-size "$BATCH"
+        --lr 1e-3 --val-fraction 0.1 --eval-every "$EVAL" --checkpoint-every 1000000 --workers "$LOADERS"
+        --device "$DEVICE" --jitter 0.15 --threads 2 --no-progress ${MAX_MINUTES:+--max-minutes "$MAX_MINUTES"})
+train() {  # name, extra args...
+  local name=$1; shift
+  python -m cpak_cli train --joint "$name" "${common[@]}" --out "$OUT/runs/$name" --export "$OUT/weights/$name" "$@" \
+    >"$OUT/$name.log" 2>&1 || { echo "training $name failed:"; tail -20 "$OUT/$name.log"; return 1; }
+  tail -1 "$OUT/$name.log"
+}
+train knee --input-size 256 --input-norm minmax --steps "$STEPS_KNEE" --batch-workers "${BW_KNEE:-6}" &
+train hip --input-size 192 --input-norm minmax --steps "$STEPS_HIP" --batch-workers "${BW_HIP:-3}" &
+train ankle --input-size 192 --input-norm minmax --steps "$STEPS_ANKLE" --batch-workers "${BW_ANKLE:-3}" &
+train detector --steps "$STEPS_DET" --batch-workers "${BW_DET:-2}" &
+fail=0
+for job in $(jobs -p); do wait "$job" || fail=1; done
+exit $fail

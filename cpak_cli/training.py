@@ -588,10 +588,12 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
         with _Display(progress, opts.steps, step) as disp, source:
             batches = source.batches(step, end)
             t_start = time.perf_counter()
+            time_boxed = False
             while step < end:
                 if opts.max_seconds is not None and time.perf_counter() - t_start > opts.max_seconds:
                     training_card["stopped_by_time_at_step"] = step
                     history.append({"step": step, "stopped_by_time": True})
+                    time_boxed = True
                     end = step
                     break
                 if stop["flag"]:
@@ -638,7 +640,7 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
                         fh.write(json.dumps(rec) + "\n")
                 if step % max(1, opts.checkpoint_every) == 0 or step == opts.steps:
                     save_checkpoint(last_path, payload("last"))
-            if step < end:
+            if step < opts.steps and not time_boxed:
                 interrupted = True
             if interrupted or step % max(1, opts.checkpoint_every) != 0:
                 save_checkpoint(last_path, payload("last"))

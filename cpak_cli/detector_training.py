@@ -241,7 +241,17 @@ def train_detector(data_dir: Path | None, opts: TrainOptions, cfg: ModelConfig |
                      "encoder_weights": None, "augment": opts.augment.to_dict(), "val_fraction": opts.val_fraction,
                      "split_seed": opts.split_seed}
     torch.manual_seed(opts.seed)
-    model = build_model(cfg).to(dev)
+    model = build_model(cfg)
+    if opts.init_weights and not opts.resume:
+        from cpak_cli.models import load_model
+
+        init, init_card = load_model(opts.init_weights, device="cpu")
+        if init_card["config"].to_dict() != cfg.to_dict():
+            raise CpakInputError(opts.init_weights, "--init: the model's architecture differs from the one being trained")
+        model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+        training_card["init_weights"] = {"file": str(opts.init_weights), "sha256": init_card.get("sha256"),
+                                         "training": init_card.get("training")}
+    model = model.to(dev)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
     step, best, history = 0, None, []
     last_path, best_path = out / "last.pt", out / "best.pt"

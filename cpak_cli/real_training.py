@@ -3,11 +3,13 @@
 Such films label fewer points than the networks find, so each joint uses what its label defines
 (partial supervision; the phantom supervises everything else):
 
-- knee: only the HEIGHT of ``knee_center`` (the joint line) comes from the knee label. On the
-  real EOS set the knee label sits 5-30 mm medial of the knee centre (looked at on overlays of
-  many films: between the intercondylar notch and the middle of the medial compartment, not
-  "between the tibial spines"), so its horizontal position would teach a medial bias; the
-  horizontal position and the condyle/plateau channels are learned from the phantom alone.
+- knee: NOT used for the landmark network. On the real EOS set the knee label sits 5-30 mm
+  medial of the knee centre (looked at on overlays of many films: between the intercondylar
+  notch and the middle of the medial compartment, not "between the tibial spines"), so its
+  horizontal position would teach a medial bias. A constraint on its height alone was tried
+  (GPU run of 2026-11-26) and taught a shortcut instead: the knee-centre channel learned to fire
+  on the medial condyle, which has the right height, and then sat 26 mm medial on phantoms too.
+  The knee network therefore learns from the phantom (with domain randomisation) only.
 - ankle: no channel is labelled directly; the mid-point of ``ankle_lateral``/``ankle_medial``
   must be the labelled ankle centre (the phantom's talar dome edges have exactly that mid-point).
 - hip: ``femoral_head`` (the head CENTRE) must lie straight below the labelled head TOP: the
@@ -46,18 +48,14 @@ def leg_supervision(
     joint: str, names: Sequence[str], pts: dict[str, tuple[float, float]], spacing_mm: tuple[float, float],
 ) -> tuple[np.ndarray, tuple[Constraint, ...], tuple[float, float]] | None:
     """``(points (C, 2) with NaN rows, constraints, box centre)`` of one labelled leg for ``joint``,
-    or None when its labels do not reach that joint. Pixel coordinates of the film."""
+    or None when its labels do not reach that joint (or, for the knee, do not define one of its
+    landmarks). Pixel coordinates of the film."""
     names = tuple(names)
     points = np.full((len(names), 2), np.nan)
     idx = {n: i for i, n in enumerate(names)}
     cons: list[Constraint] = []
     if joint == "knee":
-        if "knee" not in pts:
-            return None
-        k = pts["knee"]
-        if "knee_center" in idx:
-            cons.append(Constraint((idx["knee_center"],), (float(k[0]), float(k[1])), (0.0, 1.0)))
-        return points, tuple(cons), (float(k[0]), float(k[1]))
+        return None  # see the module docstring: the knee label does not define a knee landmark
     if joint == "ankle":
         if "ankle" not in pts or not {"ankle_lateral", "ankle_medial"} <= set(idx):
             return None

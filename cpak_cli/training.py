@@ -95,7 +95,8 @@ class TrainOptions:
     ``torch.set_num_threads`` (None leaves it alone); ``batch_workers`` > 1 builds the augmented
     batches ahead in that many processes (same batches as 0, faster); ``max_seconds``: a time box
     for the optimisation loop, after which training ends as if complete (the card records the
-    steps done); ``export`` (e.g. ``weights/knee``): after a
+    steps done); ``init_weights``: start from an exported model (``.safetensors`` + card, same
+    architecture; fine-tuning) instead of a random initialisation; ``export`` (e.g. ``weights/knee``): after a
     complete run write ``export.safetensors`` + ``export.json`` from ``best.pt``."""
 
     out_dir: str = "runs/train"
@@ -118,6 +119,7 @@ class TrainOptions:
     checkpoint_every: int = 100
     batch_workers: int = 0
     max_seconds: float | None = None
+    init_weights: str | None = None
     resume: bool = False
     stop_at: int | None = None
     context: float = DEFAULT_CONTEXT
@@ -526,7 +528,17 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
 
     # ---- model / optimizer
     _seed_everything(opts.seed)
-    model = build_model(cfg).to(dev)
+    model = build_model(cfg)
+    if opts.init_weights and not opts.resume:
+        from cpak_cli.models import load_model
+
+        init, init_card = load_model(opts.init_weights, device="cpu")
+        if init_card["config"].to_dict() != cfg.to_dict():
+            raise CpakInputError(opts.init_weights, "--init: the model's architecture differs from the one being trained")
+        model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+        training_card["init_weights"] = {"file": str(opts.init_weights), "sha256": init_card.get("sha256"),
+                                         "training": init_card.get("training")}
+    model = model.to(dev)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     use_amp = bool(opts.amp) and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -642,6 +654,12 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
                     save_checkpoint(last_path, payload("last"))
             if step < opts.steps and not time_boxed:
                 interrupted = True
+            if time_boxed and val_s and (best_step is None or best_step < step):
+                m = evaluate_samples(model, val_s, cfg, device, opts.batch_size, val_prepared)
+                history.append({"step": step, "val": m, "final_after_time_box": True})
+                if best_metric is None or _metric_key(m) < _metric_key(best_metric):
+                    best_metric, best_step = m, step
+                    save_checkpoint(best_path, payload("best", m))
             if interrupted or step % max(1, opts.checkpoint_every) != 0:
                 save_checkpoint(last_path, payload("last"))
             if not val_s and (step == end or not best_path.exists()):

@@ -90,3 +90,34 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def point_label_folder(root, ids=("a1", "b2", "c3"), spacing_mm=0.9, size=(160, 320)):
+    """A folder in the three-point label format (``labels.csv`` + ``images/<id>.png``): each film
+    a dark background with two bright "legs" (vertical bars); returns ``(root, rows)`` where rows
+    are the label dicts written (pixel coordinates, image left/right legs)."""
+    import csv
+    from pathlib import Path
+
+    import cv2
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    w, h = size
+    rows = []
+    for k, iid in enumerate(ids):
+        img = np.full((h, w), 8, np.uint8)
+        for x in (w * 0.3, w * 0.7):
+            cv2.rectangle(img, (int(x) - 8, 20), (int(x) + 8, h - 20), 200, -1)
+            cv2.circle(img, (int(x), 30), 14, 230, -1)
+        cv2.imwrite(str(root / "images" / f"{iid}.png"), img)
+        row = {"id": iid, "pixel_spacing_mm": spacing_mm, "width": w, "height": h}
+        for side, x in (("imgleft", w * 0.3), ("imgright", w * 0.7)):
+            row.update({f"{side}_hip_x": x, f"{side}_hip_y": 16.0 + k, f"{side}_knee_x": x, f"{side}_knee_y": h / 2,
+                        f"{side}_ankle_x": x + 2, f"{side}_ankle_y": h - 30.0})
+        rows.append(row)
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    return root, rows

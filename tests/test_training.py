@@ -23,6 +23,7 @@ from cpak_cli.datasets import (  # noqa: E402
     split_ids,
     training_crop,
 )
+from cpak_cli.errors import CpakInputError  # noqa: E402
 from cpak_cli.landmarks import JOINTS  # noqa: E402
 from cpak_cli.models import ModelConfig, build_model, load_model  # noqa: E402
 from cpak_cli.training import (  # noqa: E402
@@ -320,3 +321,36 @@ def test_phantom_samples_render_rois_only():
     assert {s.side for s in samples} == {"right", "left"}
     for s in samples:
         assert s.cache.shape == (96, 96) and s.cache.dtype == np.float16 and float(s.cache.max()) == 1.0
+
+
+def test_init_weights_and_time_box(tmp_path):
+    """--init starts from an exported model; a time box ends training as complete and exports."""
+    import torch
+
+    from cpak_cli.models import build_model, load_model, save_weights
+
+    cfg = tiny()
+    torch.manual_seed(5)
+    save_weights(build_model(cfg), cfg, tmp_path / "init", training={"note": "init"})
+    init, _ = load_model(tmp_path / "init")
+    samples = synth_samples(2)
+    opts = TrainOptions(out_dir=str(tmp_path / "run"), steps=3, batch_size=2, lr=0.0, val_fraction=0.5,
+                        eval_every=100, init_weights=str(tmp_path / "init"), export=str(tmp_path / "out"),
+                        max_seconds=0.0)
+    res = train(cfg, TrainData(samples=samples), opts, progress=False)
+    assert res.steps_done == 0 and not res.interrupted and res.exported is not None
+    got, card = load_model(tmp_path / "out")
+    k = next(n for n in init.state_dict() if n.endswith("weight") and init.state_dict()[n].dim() == 4)
+    assert torch.equal(got.state_dict()[k], init.state_dict()[k])
+    assert card["training"]["init_weights"]["sha256"] and card["training"]["stopped_by_time_at_step"] == 0
+
+
+def test_init_weights_of_another_architecture_is_refused(tmp_path):
+    from cpak_cli.models import ModelConfig, build_model, save_weights
+
+    other = ModelConfig("knee", encoder_depth=3, decoder_channels=(16, 8, 4), input_size=64, input_norm="minmax")
+    save_weights(build_model(other), other, tmp_path / "init", training={})
+    opts = TrainOptions(out_dir=str(tmp_path / "run"), steps=1, batch_size=2, val_fraction=0.0,
+                        init_weights=str(tmp_path / "init"))
+    with pytest.raises(CpakInputError, match="architecture differs"):
+        train(tiny(), TrainData(samples=synth_samples(1)), opts, progress=False)

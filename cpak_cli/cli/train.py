@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         batch_workers: int = typer.Option(0, "--batch-workers", min=0, help="Processes that build augmented batches ahead (0 = in the training process)."),
         jitter: float = typer.Option(0.1, "--jitter", min=0.0, help="Box jitter: centre shift up to +-JITTER x side, size x (1 +- JITTER)."),
         max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Time box for the optimisation loop; then training ends as if complete."),
+        init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model (e.g. weights/knee): fine-tuning."),
+        warmup: int = typer.Option(50, "--warmup", min=0, help="Warm-up steps of the learning rate."),
         out: Path = typer.Option(..., "--out", help="Run folder (last.pt, best.pt, history.jsonl, config.json)."),
         steps: int = typer.Option(2000, "--steps", min=1, help="Total optimisation steps."),
         batch_size: int = typer.Option(8, "--batch-size", min=1),
@@ -90,7 +92,8 @@ def register(app: typer.Typer) -> None:
                                  folds=folds, fold=fold, seed=seed, device=device, workers=workers, threads=threads,
                                  eval_every=eval_every, checkpoint_every=checkpoint_every, resume=resume,
                                  export=None if export is None else str(export), augment=augment,
-                                 batch_workers=batch_workers, amp=not no_amp, max_seconds=max_seconds)
+                                 batch_workers=batch_workers, amp=not no_amp, max_seconds=max_seconds,
+                                 init_weights=None if init is None else str(init), warmup_steps=warmup)
             r = train_detector(data, dopts, detector_config(encoder=encoder, encoder_depth=encoder_depth,
                                                             decoder_channels=dec), progress=progress,
                                phantom=phantom, phantom_seed=phantom_seed, phantom_options=phantom_options,
@@ -109,7 +112,7 @@ def register(app: typer.Typer) -> None:
             fold=fold, seed=seed, device=device, amp=not no_amp, workers=workers, threads=threads,
             eval_every=eval_every, checkpoint_every=checkpoint_every, resume=resume,
             export=None if export is None else str(export), augment=augment, batch_workers=batch_workers,
-            max_seconds=max_seconds,
+            max_seconds=max_seconds, init_weights=None if init is None else str(init), warmup_steps=warmup,
         )
         result = train(cfg, tdata, opts, progress=progress)
         m = result.best_metric or {}

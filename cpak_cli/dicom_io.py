@@ -3,17 +3,41 @@
 Contract (see docs/conventions.md):
 
 * ``LoadedImage.pixels`` is a float32 2-D array ``(rows, cols)`` with values in ``[0, 1]``,
-  stored as displayed (row 0 = top), with bone / high attenuation **bright** (the
+  **head up** (row 0 = top = towards the head), with bone / high attenuation **bright** (the
   MONOCHROME2 sense). The pipeline is: stored values (pydicom applies BitsStored and the
   signedness of PixelRepresentation) -> modality LUT (RescaleSlope/Intercept or Modality LUT
   Sequence) -> VOI (first VOI LUT Sequence item, else the first WindowCenter/WindowWidth pair,
-  else min-max scaling) -> MONOCHROME1 inversion (``1 - v``).
-* ``LoadedImage.spacing_mm`` is ``(row_mm, col_mm)`` (DICOM order): ``row_mm`` is the distance
-  between adjacent rows (vertical), ``col_mm`` the distance between adjacent columns.
-  Anisotropic spacing is kept as is.
-* ``LoadedImage.patient_right_on_image_left`` says which image side holds the patient's right;
-  ``assumed_orientation`` is True when the file did not say (then the standard AP display,
-  patient's right on the image's left, is assumed).
+  else min-max scaling) -> inversion (``1 - v``) for MONOCHROME1 or Presentation LUT Shape
+  INVERSE (:mod:`cpak_cli.dicom_values`; INVERSE on MONOCHROME1 is the same single inversion
+  the standard requires MONOCHROME1 to carry, not a second one) -> turn head up by both values
+  of PatientOrientation (:mod:`cpak_cli.dicom_orientation`: none, flip_vertical, transpose or
+  transpose+flip_vertical; an invalid pair is refused).
+* ``LoadedImage.spacing_mm`` is ``(row_mm, col_mm)`` of the returned (turned) pixels:
+  ``row_mm`` is the distance between adjacent rows (vertical), ``col_mm`` the distance between
+  adjacent columns; swapped from the file's order when the turn transposes. Anisotropic spacing
+  is kept as is. ``spacing_source`` says exactly which rule gave it (PS3.3 10.7.1.1/10.7.1.3):
+
+  - ``user``: ``--pixel-spacing`` (in the file's stored ROW COL order), range-checked 0.05-2.0 mm;
+  - ``PixelSpacing (calibrated GEOMETRY)`` / ``PixelSpacing (calibrated FIDUCIAL)``:
+    PixelSpacingCalibrationType says PixelSpacing was calibrated; used as is;
+  - ``PixelSpacing=ImagerPixelSpacing/magnification``: PixelSpacing equals ImagerPixelSpacing
+    (not corrected) and is divided by EstimatedRadiographicMagnificationFactor;
+  - ``PixelSpacing=ImagerPixelSpacing (uncorrected)``: equal, no factor: used as is, flagged
+    ``spacing_uncorrected_magnification``;
+  - ``PixelSpacing (corrected: differs from ImagerPixelSpacing)``: used as is;
+  - ``PixelSpacing``: PixelSpacing alone; used as is;
+  - ``ImagerPixelSpacing/magnification``: no usable PixelSpacing; detector spacing / factor;
+  - ``ImagerPixelSpacing``: detector spacing, no factor: flagged
+    ``spacing_uncorrected_magnification`` (lengths overestimated by the magnification).
+
+  A spacing from the file outside 0.05-2.0 mm per pixel, or giving a head-up film height
+  (rows x row spacing) outside 0.3-2.5 m, counts as missing (one-line error naming the spacing
+  and the reason; ``fallback_spacing`` is used instead when given). Images under 512 rows are
+  not checked (thumbnails, synthetic test films). See :mod:`cpak_cli.dicom_spacing`.
+* ``LoadedImage.patient_right_on_image_left`` says which image side holds the patient's right
+  (after the turn); ``assumed_orientation`` is True when the file did not say (no
+  PatientOrientation, or an A/P one) and the standard AP display, patient's right on the image's
+  left, is assumed. ``orientation_applied`` says which turn was made.
 
 Every problem with an input file is raised as a one-line
 :class:`cpak_cli.errors.CpakInputError` ``"PATH: reason"``; no pydicom/OpenCV exception
@@ -22,7 +46,6 @@ escapes :func:`load_image`. Input files are only ever opened for reading.
 
 from __future__ import annotations
 
-import math
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +54,17 @@ from typing import Any
 
 import numpy as np
 
+from cpak_cli.dicom_orientation import ORIENTATION_TURNS, Orientation, apply_orientation, parse_orientation
+from cpak_cli.dicom_spacing import (
+    NO_SPACING_HINT,
+    SPACING_SOURCES,
+    UNCORRECTED_SPACING_SOURCES,
+    check_file_spacing,
+    check_user_spacing,
+    spacing_from_dicom,
+)
+from cpak_cli.dicom_tags import first_number, raw_str, short
+from cpak_cli.dicom_values import INVERSIONS, minmax, polarity, voi_to_unit
 from cpak_cli.errors import CpakInputError
 
 __all__ = [
@@ -38,17 +72,11 @@ __all__ = [
     "load_image",
     "is_probably_dicom",
     "SPACING_SOURCES",
+    "UNCORRECTED_SPACING_SOURCES",
+    "ORIENTATION_TURNS",
+    "INVERSIONS",
 ]
 
-#: The possible values of :attr:`LoadedImage.spacing_source`.
-SPACING_SOURCES: tuple[str, ...] = (
-    "PixelSpacing",
-    "ImagerPixelSpacing/magnification",
-    "ImagerPixelSpacing",
-    "user",
-)
-
-_NO_SPACING_HINT = "pass --pixel-spacing ROW COL"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic + BigTIFF
 # Groups a DICOM data set without preamble plausibly starts with (file meta, identifying,
@@ -92,19 +120,18 @@ class LoadedImage:
     """One radiograph, normalised for the pipeline.
 
     Attributes:
-        pixels: float32 ``(rows, cols)`` in ``[0, 1]``, bone bright (MONOCHROME2 sense), stored
-            as displayed (row 0 = top of the film).
-        spacing_mm: ``(row_mm, col_mm)`` in millimetres per pixel (DICOM order).
-        spacing_source: where ``spacing_mm`` came from, one of :data:`SPACING_SOURCES`:
-            ``"PixelSpacing"`` (0028,0030); ``"ImagerPixelSpacing/magnification"``
-            (ImagerPixelSpacing (0018,1164) divided by EstimatedRadiographicMagnificationFactor
-            (0018,1114), i.e. corrected to the patient plane); ``"ImagerPixelSpacing"`` (detector
-            plane, *not* corrected for magnification, lengths are overestimated by the
-            magnification, typically 5-15 %); ``"user"`` (``--pixel-spacing``).
+        pixels: float32 ``(rows, cols)`` in ``[0, 1]``, bone bright (MONOCHROME2 sense), head up
+            (row 0 = top of the film, towards the head; turned per ``orientation_applied``).
+        spacing_mm: ``(row_mm, col_mm)`` in millimetres per pixel of ``pixels`` (swapped from the
+            file's order when the turn transposed the image).
+        spacing_source: which rule gave ``spacing_mm``, one of :data:`SPACING_SOURCES` (see the
+            module docstring); those in :data:`UNCORRECTED_SPACING_SOURCES` are at the detector,
+            *not* corrected for magnification (lengths overestimated, typically 5-15 %);
+            ``"user"``: ``--pixel-spacing`` / ``fallback_spacing``.
         patient_right_on_image_left: True if the patient's right is on the image's left (small
-            x), the standard AP display.
+            x) of ``pixels``, the standard AP display.
         assumed_orientation: True when PatientOrientation (0020,0020) did not decide the side
-            (missing, or its first value is not L/R) and the standard AP display was assumed;
+            (absent/empty, or its across value is A/P) and the standard AP display was assumed;
             always True for PNG/TIFF.
         laterality: ImageLaterality (0020,0062), else Laterality (0020,0060): ``"R"``,
             ``"L"``, ``"B"`` (both) or None (absent/other values such as "U").
@@ -116,7 +143,14 @@ class LoadedImage:
         file_format: ``"dicom"``, ``"png"`` or ``"tiff"``.
         voi_source: how values were mapped to ``[0, 1]``: ``"voi_lut"``, ``"window"`` or
             ``"minmax"``.
-        patient_orientation: the raw PatientOrientation value (e.g. ``"L\\F"``) or None.
+        patient_orientation: the raw PatientOrientation value as stored (e.g. ``"F\\R"``) or
+            None.
+        orientation_applied: the turn made to bring the head up, one of
+            :data:`ORIENTATION_TURNS`: ``"none"``, ``"flip_vertical"``, ``"transpose"`` or
+            ``"transpose+flip_vertical"`` (always ``"none"`` for PNG/TIFF).
+        inversion: why the values were inverted (``1 - v``), one of :data:`INVERSIONS`:
+            ``"none"``, ``"MONOCHROME1"``, ``"PresentationLUTShape INVERSE"`` (on MONOCHROME2)
+            or ``"MONOCHROME1+INVERSE"`` (one inversion).
         metadata: a few informative tags as strings (Manufacturer, StudyInstanceUID,
             SeriesInstanceUID, ViewPosition, ... and ``TransferSyntaxName``); only tags present
             in the file. No patient identifiers.
@@ -139,6 +173,8 @@ class LoadedImage:
     file_format: str = "dicom"
     voi_source: str = "minmax"
     patient_orientation: str | None = None
+    orientation_applied: str = "none"
+    inversion: str = "none"
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -196,143 +232,9 @@ def is_probably_dicom(path: str | Path) -> bool:
         return False
 
 
-# --------------------------------------------------------------------------------- helpers
-
-
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return text
-
-
-def _check_spacing(path: str, values: Any, what: str) -> tuple[float, float]:
-    """Validate a ``(row_mm, col_mm)`` pair (user given): two finite numbers > 0."""
-    try:
-        seq = list(values)
-        if len(seq) != 2:
-            raise ValueError
-        row_mm, col_mm = float(seq[0]), float(seq[1])
-    except (TypeError, ValueError):
-        raise CpakInputError(
-            path, f"{what} must be two numbers ROW COL in mm, got {values!r}"
-        ) from None
-    if not (math.isfinite(row_mm) and math.isfinite(col_mm) and row_mm > 0 and col_mm > 0):
-        raise CpakInputError(
-            path, f"{what} must be two positive numbers ROW COL in mm, got {row_mm:g} {col_mm:g}"
-        )
-    return (row_mm, col_mm)
-
-
-def _dicom_pair(value: Any) -> tuple[float, float] | None:
-    """Two positive finite floats from a DS value (MultiValue/list/str), else None."""
-    try:
-        if isinstance(value, (str, bytes)):
-            text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-            seq: list[Any] = [v for v in text.replace(",", "\\").split("\\")]
-        else:
-            seq = list(value)
-        if len(seq) == 1:  # a single value: isotropic (seen in the wild)
-            seq = [seq[0], seq[0]]
-        if len(seq) != 2:
-            return None
-        a, b = float(seq[0]), float(seq[1])
-    except (TypeError, ValueError):
-        return None
-    if math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0:
-        return (a, b)
-    return None
-
-
-def _raw_str(ds: Any, keyword: str) -> str | None:
-    """The value of ``keyword`` as a short string, or None when absent/empty/unreadable."""
-    try:
-        elem = ds.get(keyword)
-        if elem is None:
-            return None
-        if isinstance(elem, (list, tuple)) or type(elem).__name__ == "MultiValue":
-            text = "\\".join(str(v) for v in elem)
-        else:
-            text = str(elem)
-    except Exception:  # noqa: BLE001 - a malformed value is just absent
-        return None
-    text = " ".join(text.split())
-    return text or None
-
-
-def _spacing_from_dicom(path: str, ds: Any) -> tuple[tuple[float, float], str]:
-    bad: list[str] = []
-    if "PixelSpacing" in ds:
-        raw = _raw_str(ds, "PixelSpacing")
-        pair = _dicom_pair_safe(ds, "PixelSpacing")
-        if pair is not None:
-            return pair, "PixelSpacing"
-        bad.append(f"PixelSpacing {raw!r}")
-    if "ImagerPixelSpacing" in ds:
-        raw = _raw_str(ds, "ImagerPixelSpacing")
-        pair = _dicom_pair_safe(ds, "ImagerPixelSpacing")
-        if pair is not None:
-            mag = _positive_float_safe(ds, "EstimatedRadiographicMagnificationFactor")
-            if mag is not None:
-                return (pair[0] / mag, pair[1] / mag), "ImagerPixelSpacing/magnification"
-            return pair, "ImagerPixelSpacing"
-        bad.append(f"ImagerPixelSpacing {raw!r}")
-    if bad:
-        raise CpakInputError(
-            path,
-            f"invalid pixel spacing ({'; '.join(bad)}): must be two positive numbers; "
-            f"{_NO_SPACING_HINT}",
-        )
-    raise CpakInputError(
-        path, f"no pixel spacing (PixelSpacing/ImagerPixelSpacing) in the file; {_NO_SPACING_HINT}"
-    )
-
-
-def _dicom_pair_safe(ds: Any, keyword: str) -> tuple[float, float] | None:
-    try:
-        value = ds[keyword].value
-    except Exception:  # noqa: BLE001 - unparsable DS value
-        return None
-    if value is None or value == "":
-        return None
-    return _dicom_pair(value)
-
-
-def _positive_float_safe(ds: Any, keyword: str) -> float | None:
-    try:
-        value = ds[keyword].value if keyword in ds else None
-        if value is None or value == "":
-            return None
-        if not isinstance(value, (str, bytes, int, float)):
-            value = list(value)[0]
-        f = float(value)
-    except Exception:  # noqa: BLE001
-        return None
-    return f if math.isfinite(f) and f > 0 else None
-
-
-def _orientation(ds: Any) -> tuple[bool, bool, str | None]:
-    """Return (patient_right_on_image_left, assumed, raw PatientOrientation).
-
-    PatientOrientation (0020,0020) value 1 is the patient direction of the first row, i.e. the
-    direction in which x (column index) increases. "L" (towards the patient's left) means the
-    patient's right is on the image's left; "R" the opposite. Compound values ("LA", "RF")
-    use their first letter. Anything else (A/P/H/F, empty, missing) leaves the standard AP
-    convention assumed.
-    """
-    raw = _raw_str(ds, "PatientOrientation")
-    if raw:
-        first = raw.split("\\")[0].strip().upper()
-        if first[:1] == "L":
-            return True, False, raw
-        if first[:1] == "R":
-            return False, False, raw
-    return True, True, raw
-
-
 def _laterality(ds: Any) -> str | None:
     for keyword in ("ImageLaterality", "Laterality"):
-        value = _raw_str(ds, keyword)
+        value = raw_str(ds, keyword)
         if value:
             value = value.upper()
             if value in ("R", "L", "B"):
@@ -340,97 +242,10 @@ def _laterality(ds: Any) -> str | None:
     return None
 
 
-def _window_to_unit(
-    arr: np.ndarray, center: float, width: float, function: str
-) -> np.ndarray | None:
-    """Apply a VOI window (PS3.3 C.11.2.1.2) and return values in [0, 1]; None if invalid."""
-    function = (function or "LINEAR").strip().upper()
-    x = arr.astype(np.float64, copy=False)
-    if function == "SIGMOID":
-        if width <= 0:
-            return None
-        with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
-    if function == "LINEAR_EXACT":
-        if width <= 0:
-            return None
-        return np.clip((x - center) / width + 0.5, 0.0, 1.0)
-    # LINEAR (default; unknown functions are treated as LINEAR)
-    if width < 1:
-        return None
-    if width == 1:
-        return (x > center - 0.5).astype(np.float64)
-    return np.clip((x - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
-
-
-def _first_number(value: Any) -> float | None:
-    try:
-        if value is None or value == "":
-            return None
-        if not isinstance(value, (str, bytes, int, float)):
-            seq = list(value)
-            if not seq:
-                return None
-            value = seq[0]
-        f = float(value)
-    except Exception:  # noqa: BLE001
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _minmax(path: str, arr: np.ndarray) -> np.ndarray:
-    x = arr.astype(np.float64, copy=False)
-    if x.size == 0:
-        raise CpakInputError(path, "image is empty")
-    finite = np.isfinite(x)
-    if not finite.all():
-        if not finite.any():
-            raise CpakInputError(path, "image has no finite pixel values")
-        x = np.where(finite, x, np.nanmin(np.where(finite, x, np.nan)))
-    lo, hi = float(x.min()), float(x.max())
-    if not hi > lo:
-        raise CpakInputError(path, f"image has no contrast (all pixels equal {lo:g})")
-    return (x - lo) / (hi - lo)
-
-
-def _voi_to_unit(path: str, ds: Any, arr: np.ndarray) -> tuple[np.ndarray, str]:
-    """Map modality-LUT output ``arr`` to [0, 1] with the file's VOI, else min-max."""
-    from pydicom.pixels import apply_voi_lut
-
-    if "VOILUTSequence" in ds:
-        try:
-            item = ds.VOILUTSequence[0]
-            out = apply_voi_lut(arr, ds, index=0, prefer_lut=True).astype(np.float64)
-            nbits = int(item.LUTDescriptor[2])
-            lut = item.get("LUTData")
-            lo, hi = 0.0, float(2**nbits - 1)
-            if isinstance(lut, (list, tuple)) or type(lut).__name__ == "MultiValue":
-                vals = [float(v) for v in lut]
-                if vals:
-                    lo, hi = min(vals), max(vals)
-            hi = max(hi, float(out.max()))
-            lo = min(lo, float(out.min()))
-            if hi > lo:
-                unit = np.clip((out - lo) / (hi - lo), 0.0, 1.0)
-                if float(unit.max() - unit.min()) > 1e-6:
-                    return unit, "voi_lut"
-        except Exception:  # noqa: BLE001 - a broken VOI LUT falls back to the window/min-max
-            pass
-    if "WindowCenter" in ds and "WindowWidth" in ds:
-        center = _first_number(ds.get("WindowCenter"))
-        width = _first_number(ds.get("WindowWidth"))
-        if center is not None and width is not None:
-            unit = _window_to_unit(arr, center, width, _raw_str(ds, "VOILUTFunction") or "")
-            # a window that misses the data (constant result) is ignored
-            if unit is not None and float(unit.max() - unit.min()) > 1e-6:
-                return unit, "window"
-    return _minmax(path, arr), "minmax"
-
-
 def _metadata(ds: Any, ts_name: str | None) -> dict[str, str]:
     meta: dict[str, str] = {}
     for keyword in _METADATA_KEYWORDS:
-        value = _raw_str(ds, keyword)
+        value = raw_str(ds, keyword)
         if value is not None:
             meta[keyword] = value[:200]
     if ts_name:
@@ -449,29 +264,18 @@ def _ts_label(uid: Any) -> str:
     return f"'{name}' ({uid})" if name else f"'{uid}'"
 
 
-def _load_dicom(
-    path: Path, spath: str, pixel_spacing: tuple[float, float] | None, has_dicm: bool,
-    fallback_spacing: tuple[float, float] | None = None,
-) -> LoadedImage:
+def _read_dataset(path: Path, spath: str, has_dicm: bool) -> tuple[Any, str]:
+    """Parse the file (forced) and check it holds one greyscale image; return (ds, note)."""
     import pydicom
-    from pydicom.pixels import apply_modality_lut, get_decoder
-    from pydicom.uid import (
-        UID,
-        ExplicitVRBigEndian,
-        ExplicitVRLittleEndian,
-        ImplicitVRLittleEndian,
-    )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             ds = pydicom.dcmread(str(path), force=True)
         except Exception as exc:  # noqa: BLE001
-            raise CpakInputError(spath, f"unreadable DICOM file ({_short(exc)})") from None
+            raise CpakInputError(spath, f"unreadable DICOM file ({short(exc)})") from None
     ends_early = any("end of file" in str(w.message).lower() for w in caught)
     early_note = " (file ends early)" if ends_early else ""
-
-    # ---- what kind of object is it
     try:
         keys = set(ds.keys())
     except Exception:  # noqa: BLE001
@@ -483,17 +287,22 @@ def _load_dicom(
                 spath, f"DICOM file truncated or corrupt: no data elements could be read{early_note}"
             )
         raise CpakInputError(spath, "not a DICOM file (no data elements)")
+    return ds, early_note
+
+
+def _check_image_kind(spath: str, ds: Any) -> tuple[str | None, str]:
+    """Refuse what is not a single-frame greyscale image; return (photometric, its upper case)."""
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise CpakInputError(spath, "float pixel data is not supported")
         raise CpakInputError(spath, "no PixelData in the DICOM file (not an image)")
-    frames = _first_number(ds.get("NumberOfFrames")) or 1
+    frames = first_number(ds.get("NumberOfFrames")) or 1
     if frames > 1:
         raise CpakInputError(
             spath, f"multi-frame DICOM ({int(frames)} frames) is not supported; export one frame"
         )
-    spp = _first_number(ds.get("SamplesPerPixel")) or 1
-    photometric = _raw_str(ds, "PhotometricInterpretation")
+    spp = first_number(ds.get("SamplesPerPixel")) or 1
+    photometric = raw_str(ds, "PhotometricInterpretation")
     phot_u = (photometric or "").upper()
     if spp > 1 or phot_u.startswith(("RGB", "YBR", "PALETTE", "HSV", "ARGB", "CMYK")):
         raise CpakInputError(
@@ -514,8 +323,20 @@ def _load_dicom(
         # lenient: a single-sample image without PhotometricInterpretation is read as
         # MONOCHROME2 (in memory only; ``photometric`` stays None)
         ds.PhotometricInterpretation = "MONOCHROME2"
+        phot_u = "MONOCHROME2"
+    return photometric, phot_u
 
-    # ---- transfer syntax
+
+def _transfer_syntax(spath: str, ds: Any) -> Any:
+    """The transfer syntax UID (set in memory for raw data sets); refuse it without a decoder."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import (
+        UID,
+        ExplicitVRBigEndian,
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+    )
+
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if not ts:
@@ -535,7 +356,6 @@ def _load_dicom(
         ds.file_meta.TransferSyntaxUID = ts
     ts = UID(str(ts))
     ts_label = _ts_label(ts)
-    ts_name = ts.name if ts.name != str(ts) else None
     try:
         decoder = get_decoder(ts)
     except Exception:  # noqa: BLE001 - NotImplementedError / ValueError for unknown UIDs
@@ -549,13 +369,18 @@ def _load_dicom(
             f"unsupported transfer syntax {ts_label}: no decoder plugin installed"
             + (f" ({missing})" if missing else ""),
         )
+    return ts
 
-    # ---- pixels
+
+def _decode_unit(spath: str, ds: Any, ts: Any, early_note: str, phot_u: str) -> tuple[np.ndarray, str, str]:
+    """Decode the pixels and map them to [0, 1], bone bright: (pixels, voi_source, inversion)."""
+    from pydicom.pixels import apply_modality_lut
+
     try:
         raw = ds.pixel_array
     except Exception as exc:  # noqa: BLE001
         raise CpakInputError(
-            spath, f"pixel data truncated or corrupt{early_note} ({ts_label}): {_short(exc)}"
+            spath, f"pixel data truncated or corrupt{early_note} ({_ts_label(ts)}): {short(exc)}"
         ) from None
     raw = np.asarray(raw)
     if raw.ndim != 2:
@@ -567,39 +392,70 @@ def _load_dicom(
     try:
         modality_values = np.asarray(apply_modality_lut(raw, ds))
     except Exception as exc:  # noqa: BLE001
-        raise CpakInputError(spath, f"invalid modality LUT / rescale ({_short(exc)})") from None
-    unit, voi_source = _voi_to_unit(spath, ds, modality_values)
-    if phot_u == "MONOCHROME1":
+        raise CpakInputError(spath, f"invalid modality LUT / rescale ({short(exc)})") from None
+    unit, voi_source = voi_to_unit(spath, ds, modality_values)
+    inversion = polarity(phot_u, ds)
+    if inversion != "none":
         unit = 1.0 - unit
-    pixels = np.ascontiguousarray(np.clip(unit, 0.0, 1.0), dtype=np.float32)
+    return np.clip(unit, 0.0, 1.0), voi_source, inversion
 
-    # ---- spacing and orientation
+
+def _spacing(
+    spath: str, ds: Any, orientation: Orientation, turned_rows: int,
+    pixel_spacing: tuple[float, float] | None, fallback_spacing: tuple[float, float] | None,
+) -> tuple[tuple[float, float], str]:
+    """The spacing in the file's stored ``(row, col)`` order and its source.
+
+    The user's spacing wins; otherwise the file's (rules and plausibility: see
+    :mod:`cpak_cli.dicom_spacing`; plausibility is judged on the head-up film, ``turned_rows``
+    rows), and when the file has none, an invalid or an implausible one, ``fallback_spacing``.
+    """
     if pixel_spacing is not None:
-        spacing, source = _check_spacing(spath, pixel_spacing, "--pixel-spacing"), "user"
-    elif fallback_spacing is not None and "PixelSpacing" not in ds and "ImagerPixelSpacing" not in ds:
-        spacing, source = _check_spacing(spath, fallback_spacing, "--pixel-spacing"), "user"
-    else:
-        spacing, source = _spacing_from_dicom(spath, ds)
-    right_on_left, assumed, raw_orient = _orientation(ds)
+        return check_user_spacing(spath, pixel_spacing), "user"
+    try:
+        spacing, source = spacing_from_dicom(spath, ds)
+        turned = (spacing[1], spacing[0]) if orientation.transpose else spacing
+        check_file_spacing(spath, turned, source, turned_rows)
+    except CpakInputError:
+        if fallback_spacing is None:
+            raise
+        return check_user_spacing(spath, fallback_spacing), "user"
+    return spacing, source
 
+
+def _load_dicom(
+    path: Path, spath: str, pixel_spacing: tuple[float, float] | None, has_dicm: bool,
+    fallback_spacing: tuple[float, float] | None = None,
+) -> LoadedImage:
+    ds, early_note = _read_dataset(path, spath, has_dicm)
+    photometric, phot_u = _check_image_kind(spath, ds)
+    ts = _transfer_syntax(spath, ds)
+    unit, voi_source, inversion = _decode_unit(spath, ds, ts, early_note, phot_u)
+    orientation = parse_orientation(spath, raw_str(ds, "PatientOrientation"))
+    turned_rows = unit.shape[1] if orientation.transpose else unit.shape[0]
+    spacing, source = _spacing(spath, ds, orientation, turned_rows, pixel_spacing, fallback_spacing)
+    turned, spacing = apply_orientation(unit.astype(np.float32), spacing, orientation)
+    ts_name = ts.name if ts.name != str(ts) else None
     return LoadedImage(
-        pixels=pixels,
+        pixels=turned,
         spacing_mm=spacing,
         spacing_source=source,
-        patient_right_on_image_left=right_on_left,
-        assumed_orientation=assumed,
+        patient_right_on_image_left=orientation.patient_right_on_image_left,
+        assumed_orientation=orientation.assumed,
         laterality=_laterality(ds),
         path=spath,
-        sop_instance_uid=_raw_str(ds, "SOPInstanceUID"),
-        study_date=_raw_str(ds, "StudyDate"),
-        modality=_raw_str(ds, "Modality"),
+        sop_instance_uid=raw_str(ds, "SOPInstanceUID"),
+        study_date=raw_str(ds, "StudyDate"),
+        modality=raw_str(ds, "Modality"),
         transfer_syntax=str(ts),
         photometric=photometric,
-        rows=int(pixels.shape[0]),
-        cols=int(pixels.shape[1]),
+        rows=int(turned.shape[0]),
+        cols=int(turned.shape[1]),
         file_format="dicom",
         voi_source=voi_source,
-        patient_orientation=raw_orient,
+        patient_orientation=orientation.raw,
+        orientation_applied=orientation.applied,
+        inversion=inversion,
         metadata=_metadata(ds, ts_name),
     )
 
@@ -611,8 +467,8 @@ def _load_raster(
     path: Path, spath: str, fmt: str, pixel_spacing: tuple[float, float] | None
 ) -> LoadedImage:
     if pixel_spacing is None:
-        raise CpakInputError(spath, f"PNG/TIFF has no pixel spacing; {_NO_SPACING_HINT}")
-    spacing = _check_spacing(spath, pixel_spacing, "--pixel-spacing")
+        raise CpakInputError(spath, f"PNG/TIFF has no pixel spacing; {NO_SPACING_HINT}")
+    spacing = check_user_spacing(spath, pixel_spacing)
     import cv2
 
     arr: np.ndarray | None
@@ -640,7 +496,7 @@ def _load_raster(
                 arr = np.asarray(im)
         except Exception as exc:  # noqa: BLE001
             raise CpakInputError(
-                spath, f"unreadable {fmt.upper()} image ({_short(exc)})"
+                spath, f"unreadable {fmt.upper()} image ({short(exc)})"
             ) from None
     arr = np.asarray(arr)
     if arr.ndim == 3:
@@ -662,7 +518,7 @@ def _load_raster(
         raise CpakInputError(spath, f"unexpected image shape {tuple(arr.shape)}")
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise CpakInputError(spath, f"image too small ({arr.shape[0]}x{arr.shape[1]} pixels)")
-    pixels = np.ascontiguousarray(_minmax(spath, arr), dtype=np.float32)
+    pixels = np.ascontiguousarray(minmax(spath, arr), dtype=np.float32)
     return LoadedImage(
         pixels=pixels,
         spacing_mm=spacing,
@@ -692,10 +548,12 @@ def load_image(
         path: a DICOM file (Part 10 with preamble, or a raw data set without preamble/file
             meta), or an 8/16-bit greyscale PNG/TIFF. Recognised by content, not extension.
             Opened read-only; never modified.
-        pixel_spacing: optional ``(row_mm, col_mm)``; overrides the file's spacing (source
-            ``"user"``). Required for PNG/TIFF.
-        fallback_spacing: optional ``(row_mm, col_mm)`` used only when the file has no spacing
-            tag at all (and for PNG/TIFF); source ``"user"``. A file's own spacing always wins.
+        pixel_spacing: optional ``(row_mm, col_mm)`` in the file's stored row/column order
+            (swapped with the image when the turn head-up transposes it); overrides the file's
+            spacing (source ``"user"``). Must lie in 0.05-2.0 mm. Required for PNG/TIFF.
+        fallback_spacing: optional ``(row_mm, col_mm)`` (same order and range) used only when
+            the file gives no usable spacing: none, an invalid one or an implausible one (and
+            for PNG/TIFF); source ``"user"``. A file's own plausible spacing always wins.
 
     Returns:
         The image (float32 in [0, 1], bone bright), its spacing in mm ``(row_mm, col_mm)`` and
@@ -705,12 +563,13 @@ def load_image(
     Raises:
         CpakInputError: one line ``"PATH: reason"`` for a missing/unreadable file, a non-DICOM
             file, no PixelData, multi-frame, colour, unexpected shape, truncated/corrupt pixel
-            data, an unsupported transfer syntax, no or invalid pixel spacing, no contrast.
+            data, an unsupported transfer syntax, no, invalid or implausible pixel spacing, an
+            invalid PatientOrientation pair, no contrast.
     """
     p = Path(path)
     spath = str(path)
     if pixel_spacing is not None:
-        _check_spacing(spath, pixel_spacing, "--pixel-spacing")
+        check_user_spacing(spath, pixel_spacing)
     try:
         if not p.exists():
             raise CpakInputError(spath, "file not found")
@@ -720,7 +579,7 @@ def load_image(
             head = _read_head(p)
         except OSError as exc:
             raise CpakInputError(
-                spath, f"cannot read file ({exc.strerror or _short(exc)})"
+                spath, f"cannot read file ({exc.strerror or short(exc)})"
             ) from None
         if not head:
             raise CpakInputError(spath, "empty file")
@@ -742,5 +601,5 @@ def load_image(
         raise CpakInputError(spath, "image too large to load (out of memory)") from None
     except Exception as exc:  # noqa: BLE001 - boundary: never let a traceback reach the CLI
         raise CpakInputError(
-            spath, f"cannot load image ({type(exc).__name__}: {_short(exc)})"
+            spath, f"cannot load image ({type(exc).__name__}: {short(exc)})"
         ) from None

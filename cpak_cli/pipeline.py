@@ -142,16 +142,22 @@ class ScanResult:
 
 def scan_flags(image: LoadedImage) -> tuple[list[str], list[str]]:
     """Flags (and notes) that apply to every leg of an image: spacing and orientation doubts."""
+    from cpak_cli.dicom_io import UNCORRECTED_SPACING_SOURCES
+
     flags, notes = [], []
-    if image.spacing_source == "ImagerPixelSpacing":
+    if image.spacing_source in UNCORRECTED_SPACING_SOURCES:
         flags.append(FLAG_SPACING_UNCORRECTED)
-        notes.append("spacing from ImagerPixelSpacing without magnification correction (mm may be too large)")
+        notes.append(f"spacing from {image.spacing_source}: detector spacing without magnification "
+                     "correction (mm may be too large)")
     elif image.spacing_source == "user":
         flags.append(FLAG_SPACING_USER)
         notes.append("pixel spacing given by the user")
     if image.assumed_orientation:
         flags.append(FLAG_ORIENTATION_ASSUMED)
         notes.append("orientation not in the file; assumed patient's right on the image left")
+    if image.orientation_applied != "none":  # pixel coordinates refer to the turned image
+        notes.append(f"image turned head-up ({image.orientation_applied}) per PatientOrientation "
+                     f"{image.patient_orientation}")
     return flags, notes
 
 

@@ -66,13 +66,23 @@ def _png_without_spacing(tmp_path):
     return p, "--pixel-spacing"
 
 
+def _implausible_spacing(tmp_path):
+    # a 512-row film (plausible size) whose PixelSpacing says 10 mm per pixel (a cm/mm mix-up)
+    ds = make_dx(pixels=gradient(512, 32, scale=100), pixel_spacing=(10.0, 10.0))
+    return write(ds, tmp_path / "cm.dcm"), "implausible pixel spacing 10 x 10 mm (PixelSpacing)"
+
+
+def _bad_orientation(tmp_path):
+    return write(make_dx(patient_orientation=["F", "H"]), tmp_path / "fh.dcm"), "invalid PatientOrientation 'F\\H'"
+
+
 def _missing(tmp_path):
     return tmp_path / "nowhere.dcm", "not found"
 
 
 @pytest.mark.parametrize(
     "make", [_no_pixels, _multi_frame, _colour, _truncated, _no_spacing, _not_dicom, _unsupported_ts,
-             _png_without_spacing, _missing],
+             _png_without_spacing, _implausible_spacing, _bad_orientation, _missing],
 )
 def test_measure_bad_input(tmp_path, make):
     path, words = make(tmp_path)
@@ -94,3 +104,23 @@ def test_compressed_inputs_load_through_cli_path(tmp_path):
         p = write(ds, tmp_path / f"{ts.name.replace(' ', '_')}.dcm")
         res = runner.invoke(app, ["measure", str(p), "--weights-dir", str(tmp_path / "no-weights")])
         assert res.exit_code == 2 and "weights file not found" in res.output
+
+
+def test_implausible_spacing_message_and_user_override(tmp_path):
+    """The 10 mm refusal names the file, the spacing and the reason; --pixel-spacing gets past it
+    (measure then stops only at the missing weights), and is itself range-checked."""
+    path, _ = _implausible_spacing(tmp_path)
+    res = runner.invoke(app, ["measure", str(path), "--weights-dir", str(tmp_path / "no-weights")])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].endswith(
+        f"{path}: implausible pixel spacing 10 x 10 mm (PixelSpacing): outside 0.05-2.0 mm per pixel; "
+        "pass --pixel-spacing ROW COL"
+    )
+    res = runner.invoke(app, ["measure", str(path), "--pixel-spacing", "0.5", "0.5",
+                              "--weights-dir", str(tmp_path / "no-weights")])
+    assert res.exit_code == 2 and "weights file not found" in res.output
+    res = runner.invoke(app, ["measure", str(path), "--pixel-spacing", "10", "10",
+                              "--weights-dir", str(tmp_path / "no-weights")])
+    assert res.exit_code == 2 and "implausible --pixel-spacing 10 10" in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.strip()]) == 1

@@ -214,7 +214,8 @@ def test_pixel_spacing_wins_over_imager(tmp_path: Path) -> None:
     img = load_image(
         write_dx(tmp_path, pixel_spacing=(0.14, 0.14), imager_spacing=(0.15, 0.15), magnification=1.2)
     )
-    assert img.spacing_mm == (0.14, 0.14) and img.spacing_source == "PixelSpacing"
+    assert img.spacing_mm == (0.14, 0.14)
+    assert img.spacing_source == "PixelSpacing (corrected: differs from ImagerPixelSpacing)"
 
 
 def test_imager_spacing_with_magnification(tmp_path: Path) -> None:
@@ -844,3 +845,270 @@ def test_fallback_spacing_only_fills_a_missing_spacing(tmp_path: Path) -> None:
     assert a.spacing_mm == (0.2, 0.1) and a.spacing_source == "PixelSpacing"
     b = load_image(without, fallback_spacing=(0.15, 0.15))
     assert b.spacing_mm == (0.15, 0.15) and b.spacing_source == "user"
+
+
+# --------------------------------------------------------------------------------- spacing rules
+# (issue 9 item 3: PS3.3 10.7.1.1 / 10.7.1.3; the source string names the rule that applied)
+
+
+@pytest.mark.parametrize(
+    "kw, calibration, spacing, source, uncorrected",
+    [
+        # PixelSpacing == ImagerPixelSpacing: not corrected; the factor corrects it, say so
+        (dict(pixel_spacing=(0.18, 0.12), imager_spacing=(0.18, 0.12), magnification=1.2), None,
+         (0.15, 0.10), "PixelSpacing=ImagerPixelSpacing/magnification", False),
+        # ... without the factor: used as is, marked uncorrected (flag)
+        (dict(pixel_spacing=(0.18, 0.12), imager_spacing=(0.18, 0.12)), None,
+         (0.18, 0.12), "PixelSpacing=ImagerPixelSpacing (uncorrected)", True),
+        # equal to 1e-4 relative (DS strings written differently)
+        (dict(pixel_spacing=("0.18", "0.12"), imager_spacing=("0.180000", "0.1200004")), None,
+         (0.18, 0.12), "PixelSpacing=ImagerPixelSpacing (uncorrected)", True),
+        # a calibration type says PixelSpacing was calibrated: used as is, never divided again
+        (dict(pixel_spacing=(0.18, 0.12), imager_spacing=(0.18, 0.12), magnification=1.2), "GEOMETRY",
+         (0.18, 0.12), "PixelSpacing (calibrated GEOMETRY)", False),
+        (dict(pixel_spacing=(0.14, 0.14), imager_spacing=(0.15, 0.15)), "FIDUCIAL",
+         (0.14, 0.14), "PixelSpacing (calibrated FIDUCIAL)", False),
+        (dict(pixel_spacing=(0.14, 0.14)), "FIDUCIAL ", (0.14, 0.14), "PixelSpacing (calibrated FIDUCIAL)", False),
+        # an unknown calibration type is ignored
+        (dict(pixel_spacing=(0.18, 0.12), imager_spacing=(0.18, 0.12)), "GUESS",
+         (0.18, 0.12), "PixelSpacing=ImagerPixelSpacing (uncorrected)", True),
+        # different from ImagerPixelSpacing: already corrected, the factor is not applied again
+        (dict(pixel_spacing=(0.14, 0.14), imager_spacing=(0.15, 0.15), magnification=1.07), None,
+         (0.14, 0.14), "PixelSpacing (corrected: differs from ImagerPixelSpacing)", False),
+        (dict(pixel_spacing=(0.14, 0.14)), None, (0.14, 0.14), "PixelSpacing", False),
+        (dict(pixel_spacing=None, imager_spacing=(0.18, 0.12), magnification=1.2), None,
+         (0.15, 0.10), "ImagerPixelSpacing/magnification", False),
+        (dict(pixel_spacing=None, imager_spacing=(0.18, 0.12)), None, (0.18, 0.12), "ImagerPixelSpacing", True),
+    ],
+)
+def test_spacing_rules_and_source(
+    tmp_path: Path, kw: dict, calibration: str | None, spacing: tuple[float, float], source: str,
+    uncorrected: bool,
+) -> None:
+    from cpak_cli.dicom_io import SPACING_SOURCES, UNCORRECTED_SPACING_SOURCES
+    from cpak_cli.measurement import FLAG_SPACING_UNCORRECTED
+    from cpak_cli.pipeline import scan_flags
+
+    ds = make_dx(**kw)
+    if calibration is not None:
+        ds.PixelSpacingCalibrationType = calibration
+    img = load_image(write(ds, tmp_path / "s.dcm"))
+    assert img.spacing_mm == pytest.approx(spacing, rel=1e-9)
+    assert img.spacing_source == source and source in SPACING_SOURCES
+    assert (source in UNCORRECTED_SPACING_SOURCES) is uncorrected
+    flags, notes = scan_flags(img)
+    assert (FLAG_SPACING_UNCORRECTED in flags) is uncorrected
+    if uncorrected:
+        assert any(source in n and "magnification" in n for n in notes)
+
+
+# --------------------------------------------------------------------------------- orientation turns
+# (issue 9 item 5: both values of PatientOrientation; head up, the patient's right known)
+
+_OPPOSITE = {"L": "R", "R": "L", "H": "F", "F": "H", "A": "P", "P": "A"}
+
+
+@pytest.mark.parametrize(
+    "row_dir, col_dir, applied",
+    [
+        ("L", "F", "none"), ("R", "F", "none"),
+        ("L", "H", "flip_vertical"), ("R", "H", "flip_vertical"),
+        ("F", "L", "transpose"), ("F", "R", "transpose"),
+        ("H", "L", "transpose+flip_vertical"), ("H", "R", "transpose+flip_vertical"),
+    ],
+)
+def test_orientation_turns_head_up(tmp_path: Path, row_dir: str, col_dir: str, applied: str) -> None:
+    pix = gradient()
+    pix[0, COLS - 1] = 60000  # the marked corner: top right as stored
+    kw: dict[str, Any] = dict(pixels=pix, pixel_spacing=(0.2, 0.1))
+    stored = load_image(write_dx(tmp_path, "stored.dcm", **kw)).pixels
+    img = load_image(write_dx(tmp_path, patient_orientation=[row_dir, col_dir], **kw))
+    assert img.orientation_applied == applied and img.patient_orientation == f"{row_dir}\\{col_dir}"
+    assert img.assumed_orientation is False
+    across = row_dir if row_dir in "LR" else col_dir
+    assert img.patient_right_on_image_left is (across == "L")
+    # where the marked corner must end up, from the tag's meaning alone: stored (0, COLS-1) is at
+    # the +row_dir end of the rows and at the -col_dir end of the columns; head up, the rows run
+    # H -> F and the columns run (opposite of across) -> across
+    marker_ends = {row_dir, _OPPOSITE[col_dir]}
+    transposed = "transpose" in applied
+    rows, cols = (COLS, ROWS) if transposed else (ROWS, COLS)
+    assert img.pixels.shape == (rows, cols) == (img.rows, img.cols)
+    expected = (rows - 1 if "F" in marker_ends else 0, cols - 1 if across in marker_ends else 0)
+    assert np.unravel_index(int(np.argmax(img.pixels)), img.pixels.shape) == expected
+    assert img.pixels[expected] == 1.0
+    # the whole image is the stored one turned, and the spacing follows rows and columns
+    turned = stored.T if transposed else stored
+    turned = turned[::-1] if "flip_vertical" in applied else turned
+    np.testing.assert_array_equal(img.pixels, turned)
+    assert img.pixels.flags["C_CONTIGUOUS"]
+    assert img.spacing_mm == ((0.1, 0.2) if transposed else (0.2, 0.1))
+
+
+@pytest.mark.parametrize(
+    "orientation, applied, right_on_left, assumed",
+    [
+        (["LA", "FP"], "none", True, False),  # compound values: the first letter decides
+        (["FR", "L"], "transpose", True, False),
+        (["A", "H"], "flip_vertical", True, True),  # lateral: the side is unknown, AP assumed
+        (["F", "P"], "transpose", True, True),
+        ("", "none", True, True),  # empty (type 2): as absent
+    ],
+)
+def test_orientation_compound_lateral_and_empty(
+    tmp_path: Path, orientation: Any, applied: str, right_on_left: bool, assumed: bool
+) -> None:
+    img = load_image(write_dx(tmp_path, patient_orientation=orientation))
+    assert img.orientation_applied == applied
+    assert img.patient_right_on_image_left is right_on_left and img.assumed_orientation is assumed
+
+
+@pytest.mark.parametrize(
+    "orientation",
+    [["L"], ["F", "H"], ["L", "R"], ["A", "L"], ["X", "F"], ["LR", "F"], ["L", "FF"], ["L", "F", "A"]],
+)
+def test_invalid_orientation_pair_refused(tmp_path: Path, orientation: list[str]) -> None:
+    path = write_dx(tmp_path, patient_orientation=orientation)
+    raw = "\\".join(orientation)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, f"invalid PatientOrientation '{raw}'", "one H or F", "(e.g. L\\F)")
+
+
+def test_orientation_refused_even_with_user_spacing(tmp_path: Path) -> None:
+    path = write_dx(tmp_path, patient_orientation=["F", "H"])
+    with pytest.raises(CpakInputError):
+        load_image(path, pixel_spacing=(0.5, 0.5))
+
+
+# --------------------------------------------------------------------------------- Presentation LUT Shape
+# (issue 9 item 7)
+
+
+def _bone_film() -> np.ndarray:
+    """Stored values as an 'inverted' vendor writes them: bone (a bar) LOW, background high."""
+    pix = np.full((ROWS, COLS), 3000, np.uint16)
+    pix[:, 20:28] = 500  # the bone
+    pix[0, 0] = 2900  # a little variety
+    return pix
+
+
+@pytest.mark.parametrize(
+    "photometric, shape, inversion, bone_bright",
+    [
+        ("MONOCHROME2", None, "none", False),
+        ("MONOCHROME2", "IDENTITY", "none", False),
+        ("MONOCHROME2", "INVERSE", "PresentationLUTShape INVERSE", True),
+        ("MONOCHROME2", "INVERSE ", "PresentationLUTShape INVERSE", True),
+        ("MONOCHROME1", None, "MONOCHROME1", True),
+        ("MONOCHROME1", "IDENTITY", "MONOCHROME1", True),
+        # the pairing PS3.3 requires for MONOCHROME1: one inversion, not a cancelled one
+        ("MONOCHROME1", "INVERSE", "MONOCHROME1+INVERSE", True),
+    ],
+)
+def test_presentation_lut_shape(
+    tmp_path: Path, photometric: str, shape: str | None, inversion: str, bone_bright: bool
+) -> None:
+    plain = load_image(write_dx(tmp_path, "plain.dcm", pixels=_bone_film())).pixels
+    ds = make_dx(pixels=_bone_film(), photometric=photometric)
+    if shape is not None:
+        ds.PresentationLUTShape = shape
+    img = load_image(write(ds, tmp_path / "p.dcm"))
+    assert img.inversion == inversion
+    bone, background = float(img.pixels[5, 24]), float(img.pixels[5, 5])
+    assert (bone > background) is bone_bright
+    np.testing.assert_allclose(img.pixels, (1.0 - plain) if bone_bright else plain, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------- implausible spacing
+# (issue 12 item 4: a file's spacing outside 0.05-2.0 mm, or a head-up film height outside
+# 0.3-2.5 m, counts as missing; images under 512 rows are not checked)
+
+
+def _film(rows: int, cols: int = 32) -> np.ndarray:
+    return gradient(rows, cols, scale=max(1, 60000 // (rows + cols)))
+
+
+@pytest.mark.parametrize(
+    "rows, kw, words",
+    [
+        (512, dict(pixel_spacing=(10.0, 10.0)),
+         ["implausible pixel spacing 10 x 10 mm (PixelSpacing)", "outside 0.05-2.0 mm per pixel"]),
+        (2048, dict(pixel_spacing=(0.01, 0.01)),
+         ["implausible pixel spacing 0.01 x 0.01 mm (PixelSpacing)", "outside 0.05-2.0 mm per pixel"]),
+        (600, dict(pixel_spacing=(0.15, 3.0)), ["0.15 x 3 mm", "per pixel"]),
+        # a downsampled export whose tag was not updated: 1024 rows x 0.15 mm = 0.154 m
+        (1024, dict(pixel_spacing=(0.15, 0.15)),
+         ["implausible pixel spacing 0.15 x 0.15 mm (PixelSpacing)",
+          "film height 0.154 m (1024 rows) outside 0.3-2.5 m"]),
+        (2000, dict(pixel_spacing=(1.5, 1.5)), ["film height 3 m (2000 rows) outside 0.3-2.5 m"]),
+        # the rule is judged on the spacing actually used (here after the magnification)
+        (600, dict(pixel_spacing=None, imager_spacing=(2.4, 2.4), magnification=1.1),
+         ["2.18182 x 2.18182 mm (ImagerPixelSpacing/magnification)", "per pixel"]),
+    ],
+)
+def test_implausible_file_spacing_refused(tmp_path: Path, rows: int, kw: dict, words: list[str]) -> None:
+    path = write_dx(tmp_path, pixels=_film(rows), **kw)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, *words, "--pixel-spacing")
+    # counts as missing: the user's spacing (or the batch fallback) is used instead
+    img = load_image(path, pixel_spacing=(0.5, 0.5))
+    assert img.spacing_mm == (0.5, 0.5) and img.spacing_source == "user"
+    img = load_image(path, fallback_spacing=(0.6, 0.6))
+    assert img.spacing_mm == (0.6, 0.6) and img.spacing_source == "user"
+
+
+@pytest.mark.parametrize(
+    "rows, spacing",
+    [(512, (0.6, 0.6)), (1024, (0.5, 0.5)), (2048, (0.15, 0.15)), (7000, (0.18, 0.18)), (1000, (2.0, 0.05))],
+)
+def test_plausible_file_spacing_accepted(tmp_path: Path, rows: int, spacing: tuple[float, float]) -> None:
+    img = load_image(write_dx(tmp_path, pixels=_film(rows, cols=8), pixel_spacing=spacing))
+    assert img.spacing_mm == spacing and img.spacing_source == "PixelSpacing"
+
+
+def test_film_height_judged_head_up(tmp_path: Path) -> None:
+    """A film stored sideways (F\\L): its height is its stored width x the column spacing."""
+    pix = _film(48, cols=1024).copy()
+    ok = load_image(write_dx(tmp_path, "flat.dcm", pixels=pix, pixel_spacing=(0.5, 0.15)))
+    assert ok.spacing_mm == (0.5, 0.15)  # stored as is: 48 rows, not checked
+    path = write_dx(tmp_path, pixels=pix, pixel_spacing=(0.5, 0.15), patient_orientation=["F", "L"])
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path)
+    assert_one_line_error(exc, path, "0.15 x 0.5 mm", "film height 0.154 m (1024 rows)")
+    img = load_image(write_dx(tmp_path, "ok.dcm", pixels=pix, pixel_spacing=(0.5, 1.0),
+                              patient_orientation=["F", "L"]))
+    assert img.pixels.shape == (1024, 48) and img.spacing_mm == (1.0, 0.5)
+
+
+def test_small_images_are_not_checked(tmp_path: Path) -> None:
+    """Under 512 rows (thumbnails, the suite's 64x48 films, tiny phantom renders) the file's
+    spacing is used as it is: no in-range spacing could make such a film a full-leg film."""
+    img = load_image(write_dx(tmp_path, pixel_spacing=(10.0, 10.0)))
+    assert img.spacing_mm == (10.0, 10.0) and img.spacing_source == "PixelSpacing"
+    img = load_image(write_dx(tmp_path, "b.dcm", pixels=_film(511), pixel_spacing=(0.15, 0.15)))
+    assert img.spacing_source == "PixelSpacing"
+
+
+@pytest.mark.parametrize("bad", [(10.0, 10.0), (0.04, 0.5), (0.5, 2.5)])
+def test_user_spacing_range_checked(tmp_path: Path, bad: tuple[float, float]) -> None:
+    path = write_dx(tmp_path)
+    with pytest.raises(CpakInputError) as exc:
+        load_image(path, pixel_spacing=bad)
+    assert_one_line_error(exc, path, f"implausible --pixel-spacing {bad[0]:g} {bad[1]:g}", "0.05-2.0 mm")
+    with pytest.raises(CpakInputError):
+        load_image(write_dx(tmp_path, "n.dcm", pixel_spacing=None), fallback_spacing=bad)
+
+
+def test_user_spacing_not_checked_against_height(tmp_path: Path) -> None:
+    """8-bit PNG exports (512x1024 at 0.5-1.15 mm) and tiny test films with --pixel-spacing."""
+    import cv2
+
+    path = tmp_path / "export.png"
+    cv2.imwrite(str(path), (_film(1024, cols=512) % 256).astype(np.uint8))
+    for sp in ((0.5, 0.5), (1.15, 1.15)):
+        assert load_image(path, pixel_spacing=sp).spacing_mm == sp
+    # 1024 rows x 0.1 mm = 0.1 m: the user's value is still used
+    assert load_image(path, pixel_spacing=(0.1, 0.1)).spacing_source == "user"
+    assert load_image(write_dx(tmp_path, pixels=_film(1024)), pixel_spacing=(0.1, 0.1)).spacing_mm == (0.1, 0.1)

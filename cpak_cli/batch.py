@@ -3,7 +3,8 @@
 Rows are written in input order and flushed + fsynced one file at a time, so an interruption
 loses no finished row; ``resume=True`` skips inputs already in the CSV (a torn last line left by
 a kill is cut off first). Decoding runs in worker processes while the main process runs the
-networks on crops of several scans at once.
+networks on crops of several scans at once. Text cells that a spreadsheet would read as a
+formula are prefixed with ``'`` (:func:`neutralise_cell`); resume compares inputs the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -104,6 +106,20 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def neutralise_cell(value: str) -> str:
+    """A CSV cell safe to open in a spreadsheet: text that starts with ``= + - @``, a tab or a
+    carriage return and is not a plain number gets a leading ``'`` (OWASP); numbers such as
+    ``-2.0000`` and every other cell stay as they are."""
+    if value.startswith(FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt: str | None) -> list[dict[str, str]]:
     """CSV rows (as strings) of one input: one per leg, or one error row."""
     img = dec.image
@@ -153,14 +169,15 @@ def _csv_text(rows: Iterable[dict[str, str]], header: bool) -> str:
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
     if header:
         w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: neutralise_cell(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 
 def done_inputs(csv_path: Path) -> set[str]:
     """Inputs finished in a CSV being resumed. A torn last line (kill during a write) and every
     row of the last input are cut off, so that input is measured again and none of its legs is
-    lost. Raises on a CSV with other columns or that is not UTF-8."""
+    lost. The inputs are returned as written (neutralised, see :func:`neutralise_cell`). Raises on
+    a CSV with other columns or that is not UTF-8."""
     try:
         data = csv_path.read_bytes()
         if data and not data.endswith(b"\n"):
@@ -252,7 +269,9 @@ def run_batch(
             csv_path.unlink()
     if not csv_path.exists() or csv_path.stat().st_size == 0:
         atomic_write_text(meta_path(csv_path), json.dumps(_run_meta(anonymize_salt)) + "\n")
-    key = (lambda p: salted_hash(str(p), anonymize_salt)) if anonymize_salt is not None else str
+    # the CSV holds inputs neutralised against formula injection: compare them the same way
+    key = (lambda p: neutralise_cell(salted_hash(str(p), anonymize_salt))) if anonymize_salt is not None else (
+        lambda p: neutralise_cell(str(p)))
     todo = []
     for p in inputs:
         if key(p) in done:

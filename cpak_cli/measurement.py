@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cpak_cli.cpak import cpak_type, is_borderline
+from cpak_cli.cpak import BORDERLINE_DEG, cpak_type, display_conflicts, is_borderline
 from cpak_cli.geometry import (
     LDFA_LANDMARKS,
     MHKA_LANDMARKS,
@@ -35,7 +35,19 @@ FLAG_SPACING_UNCORRECTED = "spacing_uncorrected_magnification"
 FLAG_SPACING_USER = "spacing_user_supplied"
 FLAG_ORIENTATION_ASSUMED = "orientation_assumed"
 
-PLAUSIBLE_ANGLE_DEG = (60.0, 120.0)
+#: Anatomical plausibility range of LDFA and MPTA (degrees, inclusive). Normal values are 85-90
+#: for both (Paley, Principles of Deformity Correction, 2002: mLDFA 87.5 +- 2.5, MPTA 87.5 +- 2.5)
+#: and the CPAK cohorts of healthy and arthritic knees (MacDessi et al., Bone Joint J 2021) keep
+#: aHKA within about +-10, i.e. LDFA and MPTA rarely leave 80-100. 75-105 (a right angle +- 15,
+#: some 5 SD from Paley's mean) still types severe deformities; outside it the leg is flagged
+#: ``angle_out_of_range`` and gets no CPAK type (a wrong point or two joints of different legs is
+#: far likelier than such a knee). The range is symmetric about 90, so it cannot see a pure
+#: medial/lateral swap (x -> 180 - x); the medial/lateral order checks of
+#: :func:`geometry_problems` do.
+PLAUSIBLE_ANGLE_DEG = (75.0, 105.0)
+#: The femoral and tibial mechanical axes of a leg meet at the knee at this angle or more
+#: (180 = straight); less means folded axes (a point of another leg or a wrong joint).
+AXIS_MIN_ANGLE_DEG = 150.0
 
 
 @dataclass
@@ -77,7 +89,7 @@ class LegMeasurement:
 
 
 def geometry_problems(
-    landmarks_px: Mapping[str, Sequence[float]],
+    landmarks_px: Mapping[str, Sequence[float] | None],
     spacing_mm: tuple[float, float],
     side: str,
     patient_right_on_image_left: bool = True,
@@ -87,15 +99,20 @@ def geometry_problems(
     Checks, in mm space: femoral head above the knee and ankle below it (image y grows
     downwards); lateral landmarks on the lateral side of their medial partners (for the patient's
     right leg lateral is towards the image side that holds the patient's right); the femoral and
-    tibial mechanical axes not folded back on each other.
+    tibial mechanical axes not folded back on each other (they must meet at 150 degrees or more).
+    Landmarks that are missing (None or absent) skip only the checks that need them, so a partly
+    measured leg gets every check its points allow.
     """
-    p = {n: to_mm(np.asarray(landmarks_px[n], dtype=np.float64), spacing_mm) for n in LANDMARKS}
+    p = {n: to_mm(np.asarray(landmarks_px[n], dtype=np.float64), spacing_mm)
+         for n in LANDMARKS if landmarks_px.get(n) is not None}
     problems: list[str] = []
-    knee = p["knee_center"]
-    ankle = ankle_center(p["ankle_lateral"], p["ankle_medial"])
-    if not p["femoral_head"][1] < knee[1]:
+    knee = p.get("knee_center")
+    ankle = (ankle_center(p["ankle_lateral"], p["ankle_medial"])
+             if "ankle_lateral" in p and "ankle_medial" in p else None)
+    hip = p.get("femoral_head")
+    if hip is not None and knee is not None and not hip[1] < knee[1]:
         problems.append("femoral head not above the knee")
-    if not ankle[1] > knee[1]:
+    if ankle is not None and knee is not None and not ankle[1] > knee[1]:
         problems.append("ankle not below the knee")
     lateral_dir = lateral_sign(side, patient_right_on_image_left)  # +1 when lateral means larger image x
     for lat, med, what in (
@@ -103,14 +120,23 @@ def geometry_problems(
         ("tibial_plateau_lateral", "tibial_plateau_medial", "tibial plateau margins"),
         ("ankle_lateral", "ankle_medial", "ankle landmarks"),
     ):
-        if (p[lat][0] - p[med][0]) * lateral_dir <= 0:
+        if lat in p and med in p and (p[lat][0] - p[med][0]) * lateral_dir <= 0:
             problems.append(f"{what} in the wrong medial/lateral order")
-    femur = p["femoral_head"] - knee
-    tibia = ankle - knee
-    cos = float(np.dot(femur, tibia) / (np.linalg.norm(femur) * np.linalg.norm(tibia) + 1e-12))
-    if cos > math.cos(math.radians(150.0)):
-        problems.append("femoral and tibial axes meet at less than 150 degrees")
+    if hip is not None and knee is not None and ankle is not None:
+        femur = hip - knee
+        tibia = ankle - knee
+        cos = float(np.dot(femur, tibia) / (np.linalg.norm(femur) * np.linalg.norm(tibia) + 1e-12))
+        if cos > math.cos(math.radians(AXIS_MIN_ANGLE_DEG)):
+            problems.append(f"femoral and tibial axes meet at less than {AXIS_MIN_ANGLE_DEG:.0f} degrees")
     return problems
+
+
+def _range_problem(ldfa: float | None, mpta: float | None) -> str | None:
+    """Note when a given LDFA or MPTA lies outside :data:`PLAUSIBLE_ANGLE_DEG` (None if inside)."""
+    lo, hi = PLAUSIBLE_ANGLE_DEG
+    bad = [f"{name} {v:.1f}" for name, v in (("LDFA", ldfa), ("MPTA", mpta))
+           if v is not None and math.isfinite(v) and not lo <= v <= hi]
+    return f"{' and '.join(bad)} outside the anatomical range {lo:.0f}-{hi:.0f} degrees" if bad else None
 
 
 def measure_leg(
@@ -123,9 +149,15 @@ def measure_leg(
 
     A leg with missing landmarks is not measured (``error`` names them, no CPAK type), but the
     angle that its landmarks allow is still given (LDFA without an ankle, MPTA without a hip,
-    mHKA without condyles or plateau). A measured leg always reports its numbers; doubts go into
-    ``flags`` (with ``notes``). ``side`` is the patient's; ``patient_right_on_image_left`` sets
-    which image side is lateral for the geometry checks and the sign of mHKA.
+    mHKA without condyles or plateau), with the range and geometry checks its points allow. A
+    measured leg always reports its numbers; doubts go into ``flags`` (with ``notes``). A leg
+    with LDFA or MPTA outside :data:`PLAUSIBLE_ANGLE_DEG` (``angle_out_of_range``) or with
+    implausible geometry (``implausible_geometry``: medial/lateral order, joints above/below each
+    other, folded axes) gets no CPAK type. The type is decided on full precision; ``borderline``
+    marks a type within :data:`cpak_cli.cpak.BORDERLINE_DEG` of a boundary, with a note when the
+    0.1-degree display would read as the other class. ``side`` is the patient's;
+    ``patient_right_on_image_left`` sets which image side is lateral for the geometry checks and
+    the sign of mHKA.
     """
     result = LegMeasurement(side=side)
     if all(landmarks_px.get(n) is not None for n in MHKA_LANDMARKS):
@@ -136,9 +168,12 @@ def measure_leg(
         # measure what is there: LDFA needs only the femur, MPTA only the tibia and ankle
         result.error = "missing landmark(s): " + ", ".join(missing)
         if all(landmarks_px.get(n) is not None for n in LDFA_LANDMARKS):
-            result.ldfa = ldfa_deg(landmarks_px, spacing_mm)  # type: ignore[arg-type]
+            ldfa = ldfa_deg(landmarks_px, spacing_mm)  # type: ignore[arg-type]
+            result.ldfa = ldfa if math.isfinite(ldfa) else None
         if all(landmarks_px.get(n) is not None for n in MPTA_LANDMARKS):
-            result.mpta = mpta_deg(landmarks_px, spacing_mm)  # type: ignore[arg-type]
+            mpta = mpta_deg(landmarks_px, spacing_mm)  # type: ignore[arg-type]
+            result.mpta = mpta if math.isfinite(mpta) else None
+        _add_checks(result, landmarks_px, spacing_mm, side, patient_right_on_image_left)
         return result
     pts = {n: landmarks_px[n] for n in LANDMARKS}
     angles = leg_angles(pts, spacing_mm)  # type: ignore[arg-type]
@@ -146,16 +181,36 @@ def measure_leg(
     if not all(math.isfinite(v) for v in (angles.ldfa, angles.mpta)):
         result.error = "degenerate landmarks (coincident points)"
         return result
+    if _add_checks(result, pts, spacing_mm, side, patient_right_on_image_left):
+        result.notes.append("no CPAK type: the angles come from implausible landmarks")
+        return result
     result.cpak = cpak_type(angles.ahka, angles.jlo)
-    lo, hi = PLAUSIBLE_ANGLE_DEG
-    if not (lo <= angles.ldfa <= hi and lo <= angles.mpta <= hi):
+    conflicts = display_conflicts(angles.ldfa, angles.mpta)
+    if is_borderline(angles.ahka, angles.jlo) or conflicts:
+        result.flags.append(FLAG_BORDERLINE)
+        result.notes.append(f"aHKA or JLO within {BORDERLINE_DEG:g} degrees of a CPAK boundary")
+        result.notes.extend(conflicts)
+    return result
+
+
+def _add_checks(
+    result: LegMeasurement,
+    landmarks_px: Mapping[str, Sequence[float] | None],
+    spacing_mm: tuple[float, float],
+    side: str,
+    patient_right_on_image_left: bool,
+) -> bool:
+    """Add ``angle_out_of_range`` / ``implausible_geometry`` (with notes) for what the leg's
+    angles and landmarks allow; True when either applies (the leg then gets no CPAK type)."""
+    bad = False
+    rng = _range_problem(result.ldfa, result.mpta)
+    if rng:
         result.flags.append(FLAG_ANGLE_RANGE)
-        result.notes.append(f"LDFA/MPTA outside {lo:.0f}-{hi:.0f} degrees")
-    problems = geometry_problems(pts, spacing_mm, side, patient_right_on_image_left)  # type: ignore[arg-type]
+        result.notes.append(rng)
+        bad = True
+    problems = geometry_problems(landmarks_px, spacing_mm, side, patient_right_on_image_left)
     if problems:
         result.flags.append(FLAG_GEOMETRY)
         result.notes.extend(problems)
-    if is_borderline(angles.ahka, angles.jlo):
-        result.flags.append(FLAG_BORDERLINE)
-        result.notes.append("aHKA or JLO within 0.5 degrees of a CPAK boundary")
-    return result
+        bad = True
+    return bad

@@ -171,18 +171,21 @@ def assemble_leg(
     """Measure one leg from predictions and attach confidence / scan flags. Pure.
 
     A leg with a joint off the film or a landmark not found gets ``error`` saying which, and
-    whatever angle the found landmarks still allow (e.g. LDFA when the ankle is cut off)."""
-    not_found = [n for n in LANDMARKS if n not in preds or not preds[n].found]
-    if missing_joints or not_found:
-        partial = measure_leg(side, {n: (preds[n].xy if n in preds else None) for n in LANDMARKS}, image.spacing_mm,
-                              image.patient_right_on_image_left)
-        if missing_joints:
-            partial.error = "joint(s) not found on the film: " + ", ".join(missing_joints)
-        else:
-            partial.error = "landmark(s) not found: " + ", ".join(not_found)
-        return partial
-    leg = measure_leg(side, {n: preds[n].xy for n in LANDMARKS}, image.spacing_mm, image.patient_right_on_image_left)
-    low = [n for n in LANDMARKS if preds[n].confidence < min_confidence]
+    whatever angle the found landmarks still allow (e.g. LDFA when the ankle is cut off). Every
+    leg, measured or not, gets the checks its found landmarks allow (range, geometry on the
+    film's orientation), ``low_confidence`` for found landmarks below ``min_confidence`` and the
+    image's scan flags (spacing, orientation)."""
+    found = {n: preds[n].xy for n in LANDMARKS if n in preds and preds[n].found}
+    not_found = [n for n in LANDMARKS if n not in found]
+    leg = measure_leg(side, {n: found.get(n) for n in LANDMARKS}, image.spacing_mm, image.patient_right_on_image_left)
+    if missing_joints:
+        leg.error = "joint(s) not found on the film: " + ", ".join(missing_joints)
+    elif not_found:
+        leg.error = "landmark(s) not found: " + ", ".join(not_found)
+    if leg.error and leg.cpak is not None:  # a leg that is not measured has no type
+        leg.cpak = None
+        leg.flags = [f for f in leg.flags if f != "borderline"]
+    low = [n for n in found if preds[n].confidence < min_confidence]
     if low:
         leg.flags.append(FLAG_LOW_CONFIDENCE)
         leg.notes.append("low confidence: " + ", ".join(low))

@@ -174,3 +174,68 @@ def test_fallback_spacing_fills_only_files_without_spacing(folder, tmp_path):
     by = {Path(r["input"]).name: r for r in rows}
     assert by["nospacing.dcm"]["spacing_source"] == "user" and by["nospacing.dcm"]["spacing_row_mm"] == "0.3000"
     assert by["ok0.dcm"]["spacing_source"] == "PixelSpacing" and by["ok0.dcm"]["spacing_row_mm"] == "0.1500"
+
+
+def test_fake_legs_are_far_from_every_cpak_boundary():
+    # the rows test expects type I: the right leg must not sit on an edge (aHKA -3, JLO 171)
+    from cpak_cli.cpak import is_borderline
+
+    ldfa, mpta, _ = FakeMeasurer.LEGS["right"]
+    assert not is_borderline(mpta - ldfa, mpta + ldfa, margin=0.9)
+
+
+@pytest.mark.parametrize("cell,want", [
+    ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("+1+2", "'+1+2"), ("-2+3", "'-2+3"), ("@SUM(1)", "'@SUM(1)"),
+    ("\tcmd", "'\tcmd"), ("\rcmd", "'\rcmd"), ("-inf", "'-inf"), ("-", "'-"),
+    ("-2.0000", "-2.0000"), ("+3.5", "+3.5"), ("-1e-3", "-1e-3"), ("-.5", "-.5"), ("170.9999", "170.9999"),
+    ("", ""), ("I", "I"), ("borderline;low_confidence", "borderline;low_confidence"), ("/a/=b.dcm", "/a/=b.dcm"),
+])
+def test_neutralise_cell(cell, want):
+    from cpak_cli.batch import neutralise_cell
+
+    assert neutralise_cell(cell) == want
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DA")
+def test_csv_cells_neutralised_and_resume_still_matches(tmp_path, monkeypatch):
+    from cpak_cli.batch import FORMULA_START
+
+    src = tmp_path / "=films"
+    src.mkdir()
+    for i in range(3):
+        ds = make_dx()
+        ds.StudyDate = "@SUM(1)" if i == 1 else "20240131"
+        write(ds, src / f"ok{i}.dcm")
+    (src / "notes").write_text("not a DICOM file\n")
+    monkeypatch.chdir(tmp_path)
+    inputs = find_inputs(Path("=films"))  # relative paths: every input cell starts with "="
+    full = tmp_path / "full.csv"
+    run_batch(inputs, full, FakeMeasurer(), workers=1)
+    rows = _read(full)
+    assert len(rows) == 7
+    for r in rows:
+        assert r["input"].startswith("'=films/")
+        for k, v in r.items():
+            if v.startswith(FORMULA_START):
+                float(v)  # only numbers may start with a formula character
+    assert any(r["study_date"] == "'@SUM(1)" for r in rows)
+    assert [r["error"] for r in rows if r["error"]][0].startswith("'=films/notes")
+    legs = [r for r in rows if not r["error"]]
+    assert all(r["ahka"].startswith("-") and float(r["ahka"]) == pytest.approx(-3.0, abs=1e-4)
+               for r in legs if r["side"] == "right")
+    # resume reads its own neutralised cells back: everything already there is skipped ...
+    s = run_batch(inputs, full, FakeMeasurer(), workers=1, resume=True)
+    assert s.skipped == 3 and s.files == 1  # the last input is measured again
+    assert len(_read(full)) == 7
+    # ... and a run cut after the first film gives the same file once resumed
+    part = tmp_path / "part.csv"
+
+    def die(summary):
+        if summary.files == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(inputs, part, FakeMeasurer(), workers=1, chunk=1, on_file=die)
+    s = run_batch(inputs, part, FakeMeasurer(), workers=1, resume=True)
+    assert s.skipped == 1 and s.files == 3
+    assert part.read_bytes() == full.read_bytes()

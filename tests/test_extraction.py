@@ -236,3 +236,46 @@ def test_point_estimate_is_frozen() -> None:
     e = extract_point(disc(50.0, 40.0, 8.0))
     with pytest.raises(AttributeError):
         e.x = 1.0  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- non-zero minimum, tie-break order
+
+
+def test_method3_threshold_is_half_way_between_min_and_max() -> None:
+    # A map whose minimum is 0.55: the half-max threshold is (0.55 + 1) / 2 = 0.775, which keeps
+    # the disc; max / 2 = 0.5 would keep the whole map and put the point at the map's centre.
+    x0, y0 = 30.4, 70.6
+    p = 0.55 + 0.45 * disc(x0, y0, 9.0)
+    e = extract_point(p, 3)
+    assert e.found and err(e, x0, y0) < TOL[3]
+    assert e.area_px == int(np.count_nonzero(p > 0.775))
+    assert e.area_px < 0.05 * p.size
+    # the confidence's dominance uses the same threshold: one blob above it -> peak
+    assert e.confidence == pytest.approx(p.max(), abs=1e-9)
+
+
+def test_method3_threshold_with_a_raised_floor_and_a_second_blob() -> None:
+    # Floor 0.3, peak 1.0: threshold 0.65. A 0.6 plateau (above max/2 = 0.5, below 0.65) joins
+    # the disc into one big component only under the wrong threshold.
+    p = np.full((H, W), 0.3)
+    p[:, 60:] = 0.6
+    p = np.maximum(p, disc(100.3, 48.2, 8.0))
+    e = extract_point(p, 3)
+    assert err(e, 100.3, 48.2) < TOL[3] and e.area_px < 300
+
+
+def test_component_tie_break_pixel_count_before_mass() -> None:
+    # Blob A: 36 px at 0.55 (mass 19.8); blob B: 25 px at 1.0 (mass 25). Threshold 0.5 keeps
+    # both; the larger pixel count wins although B has more mass.
+    p = np.zeros((40, 60))
+    p[5:11, 5:11] = 0.55
+    p[25:30, 40:45] = 1.0
+    for method in (2, 3):
+        e = extract_point(p, method)
+        assert e.area_px == 36 and (e.x, e.y) == pytest.approx((7.5, 7.5)), method
+    # equal count and mass: the first component in raster order
+    q = np.zeros((40, 60))
+    q[20:24, 5:9] = 0.9
+    q[3:7, 40:44] = 0.9
+    e = extract_point(q, 3)
+    assert (e.x, e.y) == pytest.approx((41.5, 4.5))

@@ -221,3 +221,72 @@ def test_geometry_problems_uses_the_same_lateral_side_on_a_mirrored_film():
     assert geometry_problems(leg, (0.15, 0.15), "right", patient_right_on_image_left=False) == []
     wrong = geometry_problems(leg, (0.15, 0.15), "right", patient_right_on_image_left=True)
     assert any("medial/lateral order" in p for p in wrong)
+
+
+# --- borderline margin and the independent CPAK truth table -----------------------------------
+
+
+def test_borderline_margin_is_half_a_degree_inclusive():
+    # exactly 0.5 from a boundary (exact in binary floating point): borderline (<=, not <)
+    for ahka, jlo in ((-2.5, 180.0), (-1.5, 180.0), (1.5, 180.0), (2.5, 180.0),
+                      (0.0, 176.5), (0.0, 177.5), (0.0, 182.5), (0.0, 183.5)):
+        assert is_borderline(ahka, jlo), (ahka, jlo)
+    # 0.6-0.9 from every boundary: not borderline (a 1.0 margin would say so)
+    for ahka, jlo in ((-2.6, 180.0), (-1.4, 180.0), (1.1, 180.0), (2.9, 180.0),
+                      (0.0, 176.2), (0.0, 177.7), (0.0, 182.1), (0.0, 183.8), (-5.0, 170.0)):
+        assert not is_borderline(ahka, jlo), (ahka, jlo)
+
+
+#: (LDFA, MPTA) -> CPAK type, worked out by hand from MacDessi's table (aHKA = MPTA - LDFA,
+#: JLO = MPTA + LDFA; aHKA < -2 varus, > 2 valgus; JLO < 177 apex distal, > 183 apex proximal).
+HAND_TABLE = [
+    (90.0, 85.0, "I"),      # aHKA -5,   JLO 175
+    (88.0, 88.0, "II"),     # aHKA 0,    JLO 176
+    (85.0, 90.0, "III"),    # aHKA +5,   JLO 175
+    (93.0, 88.0, "IV"),     # aHKA -5,   JLO 181
+    (90.0, 90.0, "V"),      # aHKA 0,    JLO 180
+    (88.0, 93.0, "VI"),     # aHKA +5,   JLO 181
+    (96.0, 91.0, "VII"),    # aHKA -5,   JLO 187
+    (92.0, 92.0, "VIII"),   # aHKA 0,    JLO 184
+    (90.0, 95.0, "IX"),     # aHKA +5,   JLO 185
+    (89.0, 87.0, "II"),     # aHKA -2 exactly (neutral, inclusive), JLO 176
+    (88.5, 88.5, "V"),      # JLO 177 exactly (neutral, inclusive)
+    (91.5, 91.5, "V"),      # JLO 183 exactly
+    (89.0, 91.0, "V"),      # aHKA +2 exactly
+    (88.25, 86.0, "I"),     # aHKA -2.25
+    (84.75, 87.0, "III"),   # aHKA +2.25, JLO 171.75
+]
+
+
+@pytest.mark.parametrize("ldfa,mpta,expected", HAND_TABLE)
+def test_cpak_hand_table_through_measure_leg(ldfa, mpta, expected):
+    assert cpak_type(mpta - ldfa, mpta + ldfa) == expected
+    m = measure_leg("right", build_leg(ldfa, mpta), (0.15, 0.15))
+    if ldfa + mpta in (177.0, 183.0) or abs(mpta - ldfa) == 2.0:  # constructed within ~1e-13 of the edge
+        assert m.cpak in (expected, None) or FLAG_BORDERLINE in m.flags
+    else:
+        assert m.cpak == expected
+
+
+def _independent_type(ahka: float, jlo: float) -> str:
+    """CPAK type by a literal lookup table, written without cpak_cli.cpak."""
+    col = 0 if ahka < -2.0 else (2 if ahka > 2.0 else 1)
+    row = 0 if jlo < 177.0 else (2 if jlo > 183.0 else 1)
+    return [["I", "II", "III"], ["IV", "V", "VI"], ["VII", "VIII", "IX"]][row][col]
+
+
+def test_phantom_cpak_truth_against_an_independent_table():
+    from cpak_cli.phantom import make_case
+
+    seen = set()
+    for i in range(27):
+        case = make_case(5, i)
+        for side, t in case.angles.items():
+            # the truth's angles are the construction's, and its type the table's
+            assert t["ahka"] == pytest.approx(t["mpta"] - t["ldfa"], abs=1e-9)
+            assert t["jlo"] == pytest.approx(t["mpta"] + t["ldfa"], abs=1e-9)
+            assert t["cpak"] == _independent_type(t["ahka"], t["jlo"]) == case.params["legs"][side]["target_cpak"]
+            seen.add(t["cpak"])
+    assert seen == {"I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX"}
+    for ldfa, mpta, expected in HAND_TABLE:
+        assert _independent_type(mpta - ldfa, mpta + ldfa) == expected

@@ -44,7 +44,7 @@ from cpak_cli.datasets import (
 )
 from cpak_cli.errors import CpakInputError, CpakModelError
 from cpak_cli.models import ModelConfig
-from cpak_cli.supervision import BatchSource, LandmarkBatches, batch_tensors, landmark_batch, partial_loss
+from cpak_cli.supervision import CONSTRAINT_WEIGHT, BatchSource, LandmarkBatches, batch_tensors, landmark_batch, partial_loss
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -96,7 +96,8 @@ class TrainOptions:
     batches ahead in that many processes (same batches as 0, faster); ``max_seconds``: a time box
     for the optimisation loop, after which training ends as if complete (the card records the
     steps done); ``init_weights``: start from an exported model (``.safetensors`` + card, same
-    architecture; fine-tuning) instead of a random initialisation; ``export`` (e.g. ``weights/knee``): after a
+    architecture; fine-tuning) instead of a random initialisation; ``constraint_weight``: weight of
+    the partial-label constraints (:data:`cpak_cli.supervision.CONSTRAINT_WEIGHT`); ``export`` (e.g. ``weights/knee``): after a
     complete run write ``export.safetensors`` + ``export.json`` from ``best.pt``."""
 
     out_dir: str = "runs/train"
@@ -120,6 +121,7 @@ class TrainOptions:
     batch_workers: int = 0
     max_seconds: float | None = None
     init_weights: str | None = None
+    constraint_weight: float = CONSTRAINT_WEIGHT
     resume: bool = False
     stop_at: int | None = None
     context: float = DEFAULT_CONTEXT
@@ -620,7 +622,8 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
                 optim.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
                     logits = model(x)
-                loss = partial_loss(logits, bt["points_uv"], cfg.mask_radius, bt["cons_mix"], bt["cons_uv"], bt["cons_w"])
+                loss = partial_loss(logits, bt["points_uv"], cfg.mask_radius, bt["cons_mix"], bt["cons_uv"], bt["cons_w"],
+                                    constraint_weight=opts.constraint_weight)
                 scaler.scale(loss).backward()
                 scaler.step(optim)
                 scaler.update()

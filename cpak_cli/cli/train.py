@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Time box for the optimisation loop; then training ends as if complete."),
         init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model (e.g. weights/knee): fine-tuning."),
         warmup: int = typer.Option(50, "--warmup", min=0, help="Warm-up steps of the learning rate."),
+        constraint_weight: float = typer.Option(0.05, "--constraint-weight", min=0.0, help="Weight of the partial-label constraints (real films) against Dice + BCE."),
         out: Path = typer.Option(..., "--out", help="Run folder (last.pt, best.pt, history.jsonl, config.json)."),
         steps: int = typer.Option(2000, "--steps", min=1, help="Total optimisation steps."),
         batch_size: int = typer.Option(8, "--batch-size", min=1),
@@ -113,6 +114,7 @@ def register(app: typer.Typer) -> None:
             eval_every=eval_every, checkpoint_every=checkpoint_every, resume=resume,
             export=None if export is None else str(export), augment=augment, batch_workers=batch_workers,
             max_seconds=max_seconds, init_weights=None if init is None else str(init), warmup_steps=warmup,
+            constraint_weight=constraint_weight,
         )
         result = train(cfg, tdata, opts, progress=progress)
         m = result.best_metric or {}

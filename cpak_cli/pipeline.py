@@ -30,6 +30,45 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 RECENTRE_MIN_SHIFT_MM = 4.0
 
 
+#: Landmarks whose joint lies further than this from the joint the detector found (mm; for the
+#: knee only the vertical distance counts) disagree with the film: the leg is flagged and untyped.
+DISAGREEMENT_MM = {"hip": 15.0, "knee": 12.0, "ankle": 15.0}
+FLAG_JOINT_DISAGREEMENT = "joint_disagreement"
+
+
+def joint_disagreements(
+    detected: Mapping[str, Box],
+    preds: Mapping[str, LandmarkPrediction],
+    spacing_mm: tuple[float, float],
+    limits_mm: Mapping[str, float] = DISAGREEMENT_MM,
+) -> list[str]:
+    """Why one leg's landmarks disagree with the detector (empty when they agree).
+
+    ``detected`` are the detector's boxes of the leg (their centres are the detected joint
+    centres), ``preds`` the leg's landmarks. For each joint whose landmarks were all found, the
+    joint centre they define (:func:`cpak_cli.detector.joint_centres`) is compared with the
+    detected centre in mm. For the knee only the vertical distance counts: it catches a growth
+    plate (physis) taken for the joint line, while the detector's knee centre may sit to one side
+    (it learned from labels that do). Each disagreement is one sentence naming the joint."""
+    from cpak_cli.detector import joint_centres
+
+    centres = joint_centres({"leg": {n: p.xy for n, p in preds.items() if p.found}}).get("leg", {})
+    row_mm, col_mm = spacing_mm
+    out = []
+    for joint, (x0, y0, x1, y1) in detected.items():
+        c = centres.get(joint)
+        if c is None or joint not in limits_mm:
+            continue
+        dx_mm = (c[0] - (x0 + x1) / 2) * col_mm
+        dy_mm = (c[1] - (y0 + y1) / 2) * row_mm
+        dist = abs(dy_mm) if joint == "knee" else float(np.hypot(dx_mm, dy_mm))
+        if dist > limits_mm[joint]:
+            where = ("below" if dy_mm > 0 else "above") if joint == "knee" else "from"
+            out.append(f"{joint} landmarks {dist:.0f} mm {where} the {joint} the detector found"
+                       + (" (a growth plate taken for the joint line?)" if joint == "knee" else ""))
+    return out
+
+
 def recentred_boxes(
     boxes: Mapping[str, Mapping[str, Box]],
     preds: Mapping[str, Mapping[str, LandmarkPrediction]],
@@ -297,6 +336,8 @@ class Measurer:
             orientations=[im.patient_right_on_image_left for im in images], method=self.method,
             device=self.device, batch_size=self.batch_size,
         )
+        detected_boxes = [{s: dict(j) for s, j in bx.items()} if src == "detector" else None
+                          for bx, src in zip(all_boxes, sources)]
         if self.recentre:
             moved = [recentred_boxes(bx, pr, im.spacing_mm) if src == "detector" else {}
                      for bx, pr, im, src in zip(all_boxes, preds, images, sources)]
@@ -312,7 +353,7 @@ class Measurer:
                         pr.setdefault(side, {}).update(ag.get(side, {}))
         versions = self.model_versions()
         results = []
-        for im, bx, src, pr in zip(images, all_boxes, sources, preds):
+        for im, bx, src, pr, det in zip(images, all_boxes, sources, preds, detected_boxes):
             res = ScanResult(path=im.path, image=im, landmarks=pr, boxes=bx, box_source=src, models=versions)
             res.scan_flags, res.notes = scan_flags(im)
             for side in SIDES:
@@ -320,7 +361,15 @@ class Measurer:
                 if not joints_found:
                     continue
                 missing = [j for j in JOINTS if j not in joints_found]
-                res.legs[side] = assemble_leg(side, pr.get(side, {}), im, missing, self.min_confidence)
+                leg = assemble_leg(side, pr.get(side, {}), im, missing, self.min_confidence)
+                if det is not None:
+                    problems = joint_disagreements(det.get(side, {}), pr.get(side, {}), im.spacing_mm)
+                    if problems:
+                        leg.flags.append(FLAG_JOINT_DISAGREEMENT)
+                        leg.notes.extend(problems)
+                        leg.cpak = None
+                        leg.flags = [f for f in leg.flags if f != "borderline"]
+                res.legs[side] = leg
             if not res.legs:
                 res.notes.append("no leg found on the film")
             results.append(res)

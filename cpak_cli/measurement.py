@@ -34,6 +34,8 @@ FLAG_LOW_CONFIDENCE = "low_confidence"
 FLAG_SPACING_UNCORRECTED = "spacing_uncorrected_magnification"
 FLAG_SPACING_USER = "spacing_user_supplied"
 FLAG_ORIENTATION_ASSUMED = "orientation_assumed"
+FLAG_SIZE = "size_implausible"
+FLAG_LATERALITY = "laterality_conflict"
 
 #: Anatomical plausibility range of LDFA and MPTA (degrees, inclusive). Normal values are 85-90
 #: for both (Paley, Principles of Deformity Correction, 2002: mLDFA 87.5 +- 2.5, MPTA 87.5 +- 2.5)
@@ -48,6 +50,27 @@ PLAUSIBLE_ANGLE_DEG = (75.0, 105.0)
 #: The femoral and tibial mechanical axes of a leg meet at the knee at this angle or more
 #: (180 = straight); less means folded axes (a point of another leg or a wrong joint).
 AXIS_MIN_ANGLE_DEG = 150.0
+
+#: Size plausibility (mm, inclusive), mechanical lengths: femur = femoral head centre -> knee
+#: centre, tibia = knee centre -> ankle centre. Anderson, Green & Messner (J Bone Joint Surg Am
+#: 1963;45:1-14, orthoroentgenograms) give femur lengths of about 20-22 cm and tibia lengths of
+#: about 16-17 cm at 3 years (mean - 2 SD a little below), and the mechanical length is some 1-2
+#: cm shorter than the whole bone; tall adults reach femora of about 52-55 cm and tibiae of about
+#: 44-46 cm, and a spacing not corrected for magnification adds up to 15 % (flagged on its own).
+#: Hence femur 180-620 mm and tibia 140-540 mm: children from about 3 years to tall adults on an
+#: uncorrected film pass; a film scaled by a factor of two or more does not.
+FEMUR_MM = (180.0, 620.0)
+TIBIA_MM = (140.0, 540.0)
+#: Femur/tibia length ratio: about 1.2 in adults and children alike (tibia about 80-85 % of the
+#: femur; Anderson et al. 1963); 0.95-1.6 leaves room for growth disorders and lets a femur or
+#: tibia of another joint or leg (or a misplaced point) through only when it is close to right.
+FEMUR_TIBIA_RATIO = (0.95, 1.6)
+#: Width of the tibial plateau (lateral -> medial margin) over the femur length: about 0.15-0.20
+#: in adults (plateau 70-85 mm, femur 400-480 mm) and a little more in young children, whose
+#: epiphyses are relatively wide. Lengths alone cannot see a film whose rows were resampled while
+#: the spacing stayed (rows x 0.5 leaves an adult femur of 234 mm, a 4-year-old's), but the
+#: horizontal plateau keeps its width: such a film gives 0.35 or more. Outside 0.08-0.30: flagged.
+PLATEAU_TO_FEMUR = (0.08, 0.30)
 
 
 @dataclass
@@ -131,6 +154,41 @@ def geometry_problems(
     return problems
 
 
+def size_problems(
+    landmarks_px: Mapping[str, Sequence[float] | None],
+    spacing_mm: tuple[float, float],
+) -> list[str]:
+    """Why a leg's size in mm is not a human leg's (empty when plausible); each note gives the
+    lengths. Femur (head centre -> knee centre) against :data:`FEMUR_MM`, tibia (knee centre ->
+    ankle centre) against :data:`TIBIA_MM`, their ratio against :data:`FEMUR_TIBIA_RATIO` and the
+    tibial plateau width over the femur length against :data:`PLATEAU_TO_FEMUR` (the last catches
+    rows or columns resampled while the spacing stayed). Missing points skip only the checks
+    that need them."""
+    p = {n: to_mm(np.asarray(landmarks_px[n], dtype=np.float64), spacing_mm)
+         for n in LANDMARKS if landmarks_px.get(n) is not None}
+    knee, hip = p.get("knee_center"), p.get("femoral_head")
+    ankle = (ankle_center(p["ankle_lateral"], p["ankle_medial"])
+             if "ankle_lateral" in p and "ankle_medial" in p else None)
+    femur = float(np.linalg.norm(hip - knee)) if hip is not None and knee is not None else None
+    tibia = float(np.linalg.norm(ankle - knee)) if ankle is not None and knee is not None else None
+    out: list[str] = []
+    for name, v, (lo, hi) in (("femur", femur, FEMUR_MM), ("tibia", tibia, TIBIA_MM)):
+        if v is not None and not lo <= v <= hi:
+            out.append(f"{name} length {v:.0f} mm outside {lo:.0f}-{hi:.0f} mm (not a leg from about 3 years "
+                       "to a tall adult: spacing or image size wrong?)")
+    if femur is not None and tibia is not None and tibia > 0:
+        lo, hi = FEMUR_TIBIA_RATIO
+        if not lo <= femur / tibia <= hi:
+            out.append(f"femur {femur:.0f} mm / tibia {tibia:.0f} mm = {femur / tibia:.2f} outside {lo:g}-{hi:g}")
+    if femur and "tibial_plateau_lateral" in p and "tibial_plateau_medial" in p:
+        width = float(np.linalg.norm(p["tibial_plateau_lateral"] - p["tibial_plateau_medial"]))
+        lo, hi = PLATEAU_TO_FEMUR
+        if not lo <= width / femur <= hi:
+            out.append(f"tibial plateau {width:.0f} mm wide for a {femur:.0f} mm femur (ratio {width / femur:.2f} "
+                       f"outside {lo:g}-{hi:g}: rows or columns resampled while the spacing stayed?)")
+    return out
+
+
 def _range_problem(ldfa: float | None, mpta: float | None) -> str | None:
     """Note when a given LDFA or MPTA lies outside :data:`PLAUSIBLE_ANGLE_DEG` (None if inside)."""
     lo, hi = PLAUSIBLE_ANGLE_DEG
@@ -153,7 +211,8 @@ def measure_leg(
     measured leg always reports its numbers; doubts go into ``flags`` (with ``notes``). A leg
     with LDFA or MPTA outside :data:`PLAUSIBLE_ANGLE_DEG` (``angle_out_of_range``) or with
     implausible geometry (``implausible_geometry``: medial/lateral order, joints above/below each
-    other, folded axes) gets no CPAK type. The type is decided on full precision; ``borderline``
+    other, folded axes) or an implausible size in mm (``size_implausible``, :func:`size_problems`)
+    gets no CPAK type. The type is decided on full precision; ``borderline``
     marks a type within :data:`cpak_cli.cpak.BORDERLINE_DEG` of a boundary, with a note when the
     0.1-degree display would read as the other class. ``side`` is the patient's;
     ``patient_right_on_image_left`` sets which image side is lateral for the geometry checks and
@@ -200,8 +259,8 @@ def _add_checks(
     side: str,
     patient_right_on_image_left: bool,
 ) -> bool:
-    """Add ``angle_out_of_range`` / ``implausible_geometry`` (with notes) for what the leg's
-    angles and landmarks allow; True when either applies (the leg then gets no CPAK type)."""
+    """Add ``angle_out_of_range`` / ``implausible_geometry`` / ``size_implausible`` (with notes)
+    for what the leg's angles and landmarks allow; True when any applies (no CPAK type then)."""
     bad = False
     rng = _range_problem(result.ldfa, result.mpta)
     if rng:
@@ -212,5 +271,10 @@ def _add_checks(
     if problems:
         result.flags.append(FLAG_GEOMETRY)
         result.notes.extend(problems)
+        bad = True
+    sizes = size_problems(landmarks_px, spacing_mm)
+    if sizes:
+        result.flags.append(FLAG_SIZE)
+        result.notes.extend(sizes)
         bad = True
     return bad

@@ -234,6 +234,15 @@ def assemble_leg(
     return leg
 
 
+class DetectedBoxes(dict):
+    """Detector boxes ``{side: {joint: Box}}`` with the film decision (``film``:
+    :class:`cpak_cli.detector.FilmDetections`) they came from."""
+
+    def __init__(self, boxes: Mapping[str, Mapping[str, Box]], film: Any = None) -> None:
+        super().__init__({s: dict(j) for s, j in boxes.items()})
+        self.film = film
+
+
 class Measurer:
     """Loads the landmark models (and the joint detector) once; measures images.
 
@@ -296,8 +305,14 @@ class Measurer:
 
     # ------------------------------------------------------------------ measuring
     def detect_boxes(self, images: Sequence[LoadedImage]) -> list[dict[str, dict[str, Box]]]:
-        """Joint boxes per image from the detector (one batch for all images)."""
-        from cpak_cli.detector import boxes_from_detections, decode_detections, detector_frame, detector_input
+        """Joint boxes per image from the detector (one batch for all images).
+
+        The image decides which legs it shows and which side each is
+        (:func:`cpak_cli.detector.decode_film`); the film's ImageLaterality is only checked
+        against it. Each returned dict is a :class:`DetectedBoxes` whose ``film`` holds that
+        decision: per leg, the ``laterality_conflict`` / ``implausible_geometry`` (joint chain)
+        problems :meth:`measure_images` attaches (each leg with one loses its CPAK type)."""
+        from cpak_cli.detector import boxes_from_detections, decode_film, detector_frame, detector_input
         from cpak_cli.models import predict
 
         if self.detector is None:
@@ -307,11 +322,11 @@ class Measurer:
                   for im in images]
         inputs = np.stack([detector_input(im.pixels, f) for im, f in zip(images, frames)])
         probs = predict(det.module, inputs, device=self.device, batch_size=self.batch_size)
-        out = []
+        out: list[dict[str, dict[str, Box]]] = []
         for im, f, p in zip(images, frames, probs):
-            lat = (im.laterality or "").upper()
-            single = {"R": "right", "L": "left"}.get(lat)
-            out.append(boxes_from_detections(decode_detections(p, f, im.spacing_mm, single_side=single)))
+            film = decode_film(p, f, im.spacing_mm, getattr(im, "laterality", None),
+                               film_width_mm=float(im.pixels.shape[1] * im.spacing_mm[1]))
+            out.append(DetectedBoxes(boxes_from_detections(film.joints), film=film))
         return out
 
     def measure_images(
@@ -356,6 +371,10 @@ class Measurer:
         for im, bx, src, pr, det in zip(images, all_boxes, sources, preds, detected_boxes):
             res = ScanResult(path=im.path, image=im, landmarks=pr, boxes=bx, box_source=src, models=versions)
             res.scan_flags, res.notes = scan_flags(im)
+            if getattr(bx, "film", None) is not None:
+                res.notes.extend(bx.film.notes)
+                if bx.film.laterality_conflict:
+                    res.scan_flags.append("laterality_conflict")
             for side in SIDES:
                 joints_found = set(bx.get(side, {}))
                 if not joints_found:
@@ -369,6 +388,13 @@ class Measurer:
                         leg.notes.extend(problems)
                         leg.cpak = None
                         leg.flags = [f for f in leg.flags if f != "borderline"]
+                film = getattr(bx, "film", None)  # laterality and joint-chain checks of the detector
+                for flag, note in (film.problems.get(side, []) if film is not None else []):
+                    if flag not in leg.flags:
+                        leg.flags.append(flag)
+                    leg.notes.append(note)
+                    leg.cpak = None
+                    leg.flags = [f for f in leg.flags if f != "borderline"]
                 res.legs[side] = leg
             if not res.legs:
                 res.notes.append("no leg found on the film")

@@ -271,3 +271,59 @@ def test_not_found_landmark_is_an_error_and_keeps_flags():
     assert FLAG_ORIENTATION_ASSUMED in m.flags and FLAG_LOW_CONFIDENCE not in m.flags  # not found is not "low"
     assert m.ldfa == pytest.approx(87.0, abs=0.01) and m.mpta is None
     assert set(LANDMARKS) - set(preds) == set()
+
+
+# ------------------------------------------------------------------ size plausibility (issue 9 item 4)
+
+from cpak_cli.measurement import (  # noqa: E402
+    FEMUR_MM, FEMUR_TIBIA_RATIO, FLAG_SIZE, PLATEAU_TO_FEMUR, TIBIA_MM, size_problems,
+)
+
+
+def _scaled(leg: dict, fy: float, fx: float = 1.0) -> dict:
+    return {n: (x * fx, y * fy) for n, (x, y) in leg.items()}
+
+
+def test_size_ranges_are_the_documented_ones():
+    assert FEMUR_MM == (180.0, 620.0) and TIBIA_MM == (140.0, 540.0)
+    assert FEMUR_TIBIA_RATIO == (0.95, 1.6) and PLATEAU_TO_FEMUR == (0.08, 0.30)
+
+
+@pytest.mark.parametrize("factor", [0.45, 1.0, 1.3])  # a 3-4-year-old (femur 202 mm) .. a tall adult on an uncorrected film
+def test_children_and_tall_adults_are_plausible_and_typed(factor):
+    leg = build_leg(87.0, 86.0)  # femur 450 mm, tibia 380 mm at SP
+    m = measure_leg("right", leg, (SP[0] * factor, SP[1] * factor))
+    assert FLAG_SIZE not in m.flags and m.cpak is not None
+
+
+def test_half_height_resampled_film_is_flagged_and_untyped():
+    """Review case: rows x 0.5 with the spacing kept (an adult femur of 225 mm, a child's length):
+    the plateau keeps its width, so the shape check catches it; the note gives the lengths."""
+    m = measure_leg("right", _scaled(build_leg(87.0, 86.0), 0.5), SP)
+    assert FLAG_SIZE in m.flags and m.cpak is None and m.ldfa is not None
+    assert any("225 mm femur" in n and "resampled" in n for n in m.notes)
+    assert not [n for n in m.notes if n.startswith("femur length")]  # the length alone passes
+
+
+@pytest.mark.parametrize("factor,needle", [(2.0, "femur length 900 mm"), (0.3, "femur length 135 mm")])
+def test_leg_far_outside_the_length_ranges(factor, needle):
+    m = measure_leg("right", build_leg(87.0, 86.0), (SP[0] * factor, SP[1] * factor))
+    assert FLAG_SIZE in m.flags and m.cpak is None
+    assert any(needle in n for n in m.notes) and any(n.startswith("tibia length") for n in m.notes)
+
+
+def test_femur_tibia_ratio_and_partial_legs():
+    leg = build_leg(87.0, 86.0)
+    # femoral head moved up 300 mm: femur 750 mm, ratio 1.97
+    far = dict(leg, femoral_head=(leg["femoral_head"][0], leg["femoral_head"][1] - 300.0 / SP[0]))
+    probs = size_problems(far, SP)
+    assert any("femur length 750 mm" in p for p in probs) and any("= 1.97 outside" in p for p in probs)
+    # ratio alone: femur 450, tibia 250 mm (ankle centre moved up 130 mm): 1.80
+    ax = {n: (leg[n][0], leg[n][1] - 130.0 / SP[0]) for n in ("ankle_lateral", "ankle_medial")}
+    (p,) = size_problems(dict(leg, **ax), SP)
+    assert p.startswith("femur 450 mm / tibia 250 mm = 1.80")
+    # a leg without its ankle still gets the femur checks
+    part = dict(_scaled(build_leg(87.0, 86.0), 0.5), ankle_lateral=None, ankle_medial=None)
+    m = measure_leg("right", part, SP)
+    assert not m.measured and FLAG_SIZE in m.flags and m.cpak is None
+    assert size_problems({"knee_center": (0, 0)}, SP) == []

@@ -85,3 +85,130 @@ def test_disagreeing_leg_is_flagged_and_untyped_through_the_measurer(monkeypatch
     leg = m.measure(img).legs["right"]
     assert pipeline.FLAG_JOINT_DISAGREEMENT in leg.flags and leg.cpak is None
     assert leg.ldfa is not None and any("knee landmarks" in n for n in leg.notes)
+
+
+# ------------------------------------------------------------------ laterality and size through the Measurer (issue 9)
+
+def _review_measurer(monkeypatch, image, leg_truth, probs_centres):
+    """A Measurer whose detector returns synthetic maps of ``probs_centres`` (patient sides) and
+    whose landmark networks return ``leg_truth[side]`` for a leg named ``side``. A leg named the
+    wrong side gets its medial and lateral labels swapped, as a network that labels by position
+    in the crop mirrored for that side would (the review's 180 - x failure)."""
+    import numpy as np
+
+    import cpak_cli.models as models_mod
+    from cpak_cli import pipeline
+    from cpak_cli.detector import detector_frame, detector_targets
+
+    det = pipeline.DetectorModel(module=None, width=96, height=256)
+    frame = detector_frame(image.pixels.shape, image.spacing_mm, True, det.width, det.height)
+    maps = detector_targets(probs_centres, frame)
+    monkeypatch.setattr(models_mod, "predict", lambda module, x, **kw: np.stack([maps] * len(x)))
+    pairs = [("femoral_condyle_lateral", "femoral_condyle_medial"), ("tibial_plateau_lateral", "tibial_plateau_medial"),
+             ("ankle_lateral", "ankle_medial")]
+
+    def landmarks_for(side):
+        if side in leg_truth:
+            pts = leg_truth[side]
+        else:  # the other leg's points, labelled by position for this side
+            pts = dict(next(iter(leg_truth.values())))
+            for a, b in pairs:
+                pts[a], pts[b] = pts[b], pts[a]
+        return {n: _pred(n, x, y) for n, (x, y) in pts.items()}
+
+    def fake_detect(images, boxes, spacings, models, **kw):
+        return [{side: landmarks_for(side) for side in bx} for bx in boxes]
+
+    monkeypatch.setattr(pipeline, "detect_landmarks", fake_detect)
+    return pipeline.Measurer(models={}, detector=det, need_detector=False, recentre=False)
+
+
+def _image(shape, laterality, sp=(0.5, 0.5)):
+    import numpy as np
+
+    from cpak_cli.dicom_io import LoadedImage
+
+    return LoadedImage(pixels=np.zeros(shape, np.float32), spacing_mm=sp, spacing_source="PixelSpacing",
+                       patient_right_on_image_left=True, assumed_orientation=False, laterality=laterality, path="x.dcm")
+
+
+def _centres(pts):
+    from cpak_cli.detector import joint_centres
+
+    return joint_centres({"leg": pts})["leg"]
+
+
+def _safe(leg, ldfa, mpta):
+    """Right angles (within 2 deg), or flagged without a CPAK type: never an unflagged wrong type."""
+    right = leg.ldfa is not None and abs(leg.ldfa - ldfa) <= 2 and abs(leg.mpta - mpta) <= 2
+    return right or (leg.cpak is None and leg.flags)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("tag", ["R", "L"])
+def test_review_both_legs_tagged_one_side(monkeypatch, tag):
+    from tests.conftest import build_leg
+
+    sp = (0.5, 0.5)
+    truth = {"right": build_leg(87.3, 86.7, "right", sp, origin_mm=(130.0, 80.0)),
+             "left": build_leg(86.6, 91.8, "left", sp, origin_mm=(370.0, 82.0))}
+    img = _image((2000, 1000), tag)
+    m = _review_measurer(monkeypatch, img, truth, {s: _centres(p) for s, p in truth.items()})
+    res = m.measure(img)
+    assert set(res.legs) == {"right", "left"} and "laterality_conflict" in res.scan_flags
+    for side, (ldfa, mpta) in (("right", (87.3, 86.7)), ("left", (86.6, 91.8))):
+        leg = res.legs[side]
+        assert (leg.ldfa, leg.mpta) == pytest.approx((ldfa, mpta), abs=0.05)  # each leg its own joints
+        assert "laterality_conflict" in leg.flags and leg.cpak is None
+        assert any("shows both" in n for n in leg.notes)
+
+
+def test_review_left_half_tagged_left(monkeypatch):
+    """The image's left half (the patient's right leg alone) tagged L: the detector's side
+    channels name the right leg; the leg keeps its true angles, is flagged and untyped."""
+    from tests.conftest import build_leg
+
+    sp = (0.5, 0.5)
+    truth = {"right": build_leg(87.3, 86.7, "right", sp, origin_mm=(110.0, 80.0))}
+    img = _image((2000, 400), "L")  # 200 mm wide
+    m = _review_measurer(monkeypatch, img, truth, {"right": _centres(truth["right"])})
+    res = m.measure(img)
+    assert set(res.legs) == {"right"}
+    leg = res.legs["right"]
+    assert (leg.ldfa, leg.mpta) == pytest.approx((87.3, 86.7), abs=0.05) and _safe(leg, 87.3, 86.7)
+    assert "laterality_conflict" in leg.flags and leg.cpak is None
+    # the same film tagged R: no conflict, typed
+    img_r = _image((2000, 400), "R")
+    m = _review_measurer(monkeypatch, img_r, truth, {"right": _centres(truth["right"])})
+    leg = m.measure(img_r).legs["right"]
+    assert leg.cpak == "II" and "laterality_conflict" not in leg.flags
+
+
+def test_review_left_half_tagged_left_with_mute_channels_is_never_typed_wrong(monkeypatch):
+    """If the detector cannot tell the side (both channels alike), the tag names the leg: the
+    position-labelled landmarks then give 180 - x. That leg must not carry an unflagged type."""
+    from tests.conftest import build_leg
+
+    sp = (0.5, 0.5)
+    truth = {"right": build_leg(87.3, 86.7, "right", sp, origin_mm=(110.0, 80.0))}
+    img = _image((2000, 400), "L")
+    c = _centres(truth["right"])
+    m = _review_measurer(monkeypatch, img, truth, {"right": c, "left": c})  # both channels fire equally
+    leg = m.measure(img).legs["left"]
+    assert leg.ldfa == pytest.approx(180 - 87.3, abs=0.05)  # the wrong number is there ...
+    assert "laterality_conflict" in leg.flags and leg.cpak is None and _safe(leg, 87.3, 86.7)  # ... but flagged
+
+
+def test_review_half_height_resampled_film(monkeypatch):
+    """Rows x 0.5 with the spacing kept: the leg is flagged size_implausible and untyped."""
+    from tests.conftest import build_leg
+
+    sp = (0.5, 0.5)
+    pts = {n: (x, y * 0.5) for n, (x, y) in build_leg(87.3, 86.7, "right", sp, origin_mm=(110.0, 80.0)).items()}
+    img = _image((1000, 400), "R")
+    m = _review_measurer(monkeypatch, img, {"right": pts}, {"right": _centres(pts)})
+    leg = m.measure(img).legs["right"]
+    assert "size_implausible" in leg.flags and leg.cpak is None
+    assert any("mm femur" in n for n in leg.notes)

@@ -53,3 +53,31 @@ def test_samples_measured_close_to_truth(use_boxes):
     assert legs == 2 * len(SAMPLES)
     assert np.median(errors) < 1.5, np.median(errors)
     assert types_ok >= legs - 1
+
+
+@pytest.mark.skipif(not _have_weights(), reason="no shipped weights in weights/")
+def test_real_sample_film_is_measured():
+    """The bundled real EOS film (held out from training): the joints and the hip and ankle
+    points land on the labelled anatomy, and at least one leg is measured with all angles."""
+    from cpak_cli.dicom_io import load_image
+    from cpak_cli.pipeline import Measurer
+
+    path = ROOT / "sample_data" / "eos_1249.dcm"
+    labels = json.loads(path.with_name("eos_1249.labels.json").read_text())
+    image = load_image(path)
+    res = Measurer(device="cpu").measure(image)
+    row_mm, col_mm = image.spacing_mm
+    sides = {"imgleft": "right", "imgright": "left"}  # no PatientOrientation: display convention
+    measured = 0
+    for img_side, pts in labels["legs_by_image_side"].items():
+        side = sides[img_side]
+        lm = res.landmarks[side]
+        head = lm["femoral_head"]
+        assert head.found and abs(head.x - pts["hip"][0]) * col_mm < 8.0  # head centre straight below the top label
+        assert 5.0 < (head.y - pts["hip"][1]) * row_mm < 40.0
+        al, am = lm["ankle_lateral"], lm["ankle_medial"]
+        assert al.found and am.found
+        ax, ay = (al.x + am.x) / 2, (al.y + am.y) / 2
+        assert np.hypot((ax - pts["ankle"][0]) * col_mm, (ay - pts["ankle"][1]) * row_mm) < 6.0
+        measured += res.legs[side].measured
+    assert measured >= 1

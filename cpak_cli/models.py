@@ -416,6 +416,23 @@ def accuracy_summary(acc: dict[str, Any] | None) -> str:
             parts.append(fmt.format(v))
     if isinstance(acc.get("found_rate"), (int, float)):
         parts.append(f"found {100 * acc['found_rate']:.0f}%")
+    ph = acc.get("phantom_heldout_true_boxes") or {}
+    joint = next((v for k, v in ph.items() if k.startswith("joint:") and isinstance(v, dict)), None)
+    if joint and isinstance(joint.get("median"), (int, float)):
+        parts.append(f"phantom {joint['median']:.2f} mm")
+    real = acc.get("real_heldout") or {}
+    for key, label in (("head_dx_vs_top_label", "real head x"), ("ankle_centre_vs_label", "real ankle"),
+                       ("knee_centre_vs_label", "real knee")):
+        r = real.get(key)
+        if isinstance(r, dict) and isinstance(r.get("median_found"), (int, float)):
+            parts.append(f"{label} {r['median_found']:.1f} mm, found {r.get('found_pct', 0):.0f}%")
+    det = real.get("detector")
+    if isinstance(det, dict) and det:
+        found = [v.get("found_pct") for v in det.values() if isinstance(v, dict)]
+        if found and all(isinstance(f, (int, float)) for f in found):
+            parts.append(f"real joints found {min(found):.0f}-{max(found):.0f}%")
+    if isinstance(real.get("legs_with_all_angles_pct"), (int, float)):
+        parts.append(f"real legs with all angles {real['legs_with_all_angles_pct']:.0f}%")
     if not parts:
         parts = [f"{k}={v}" for k, v in list(acc.items())[:2] if isinstance(v, (int, float, str))]
     return ", ".join(parts) or "-"

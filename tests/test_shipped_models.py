@@ -81,3 +81,25 @@ def test_real_sample_film_is_measured():
         assert np.hypot((ax - pts["ankle"][0]) * col_mm, (ay - pts["ankle"][1]) * row_mm) < 6.0
         measured += res.legs[side].measured
     assert measured >= 1
+
+
+@pytest.mark.skipif(not _have_weights(), reason="no shipped weights in weights/")
+@pytest.mark.parametrize("region", ["knee", "ankle", "pelvis"])
+def test_partial_anatomy_gives_no_angles(region, tmp_path):
+    """A knee-only, ankle-only or pelvis-only radiograph (cut from the real sample film, at its
+    spacing) gets no LDFA, MPTA or CPAK type on any leg."""
+    import cv2
+
+    from cpak_cli.dicom_io import load_image
+    from cpak_cli.pipeline import Measurer
+
+    full = load_image(ROOT / "sample_data" / "eos_1249.dcm")
+    labels = json.loads((ROOT / "sample_data" / "eos_1249.labels.json").read_text())["legs_by_image_side"]
+    y = {j: int(np.mean([pts[j][1] for pts in labels.values()])) for j in ("hip", "knee", "ankle")}
+    rows = {"knee": slice(y["knee"] - 160, y["knee"] + 160), "ankle": slice(y["ankle"] - 150, None),
+            "pelvis": slice(0, y["hip"] + 220)}[region]
+    png = tmp_path / f"{region}.png"
+    cv2.imwrite(str(png), (full.pixels[rows] * 255).astype(np.uint8))
+    res = Measurer(device="cpu").measure(load_image(png, pixel_spacing=full.spacing_mm))
+    for side, leg in res.legs.items():
+        assert leg.ldfa is None and leg.mpta is None and leg.cpak is None, (region, side, leg.to_json())

@@ -27,7 +27,9 @@ from cpak_cli.detector import (
 )
 from cpak_cli.errors import CpakInputError
 from cpak_cli.models import ModelConfig
-from cpak_cli.training import CHECKPOINT_FORMAT, TrainOptions, dice_bce_loss, load_checkpoint, lr_at, save_checkpoint
+from cpak_cli.training import (
+    CHECKPOINT_FORMAT, TrainOptions, dice_bce_loss, init_from_weights, load_checkpoint, lr_at, save_checkpoint,
+)
 
 
 
@@ -49,29 +51,35 @@ class FilmSample:
     mm_per_px: float
 
 
+def reduce_film(image_id: str, pixels: np.ndarray, spacing_mm: tuple[float, float], patient_right_on_image_left: bool,
+                centres_xy: dict[str, dict[str, tuple[float, float]]], height: int, width: int) -> FilmSample:
+    """A film (pixels, spacing ``(row_mm, col_mm)``) and its joint centres (image pixels,
+    ``{side: {joint: (x, y)}}``) reduced to the detector frame."""
+    from cpak_cli.crops import image_to_crop
+
+    fr = detector_frame(pixels.shape, spacing_mm, patient_right_on_image_left, width, height)  # type: ignore[arg-type]
+    centres = np.full((len(DETECTOR_CHANNELS), 2), np.nan)
+    for k, ch in enumerate(DETECTOR_CHANNELS):
+        side, joint = ch.split("_", 1)
+        if joint in centres_xy.get(side, {}):
+            centres[k] = image_to_crop(np.array([centres_xy[side][joint]]), fr.matrix)[0]
+    return FilmSample(image_id, detector_input(pixels, fr).astype(np.float16), centres, fr.mm_per_px)
+
+
 def film_sample(args: tuple[str, str, str, int, int]) -> FilmSample:
     """Worker: load one image + landmark file and reduce it to the detector frame."""
-    from cpak_cli.crops import image_to_crop
     from cpak_cli.datasets import load_annotated
     from cpak_cli.landmarks import read_landmarks
 
     image, lm_path, image_id, height, width = args
     lf = read_landmarks(lm_path)
     loaded, prl = load_annotated(image, lf)
-    fr = detector_frame(loaded.pixels.shape, loaded.spacing_mm, prl, width, height)
-    centres = np.full((len(DETECTOR_CHANNELS), 2), np.nan)
-    jc = joint_centres(lf.legs)
-    for k, ch in enumerate(DETECTOR_CHANNELS):
-        side, joint = ch.split("_", 1)
-        if joint in jc.get(side, {}):
-            centres[k] = image_to_crop(np.array([jc[side][joint]]), fr.matrix)[0]
-    return FilmSample(image_id, detector_input(loaded.pixels, fr).astype(np.float16), centres, fr.mm_per_px)
+    return reduce_film(image_id, loaded.pixels, loaded.spacing_mm, prl, joint_centres(lf.legs), height, width)
 
 
 def phantom_film_sample(args: tuple[int, int, dict[str, Any], int, int]) -> FilmSample:
     """Worker: one phantom case rendered straight at a coarse spacing (about half the detector
     frame's mm per pixel, so rendering takes a fraction of a second) and reduced to the frame."""
-    from cpak_cli.crops import image_to_crop
     from cpak_cli.phantom.generate import make_case, render
 
     seed, index, options, height, width = args
@@ -81,14 +89,8 @@ def phantom_film_sample(args: tuple[int, int, dict[str, Any], int, int]) -> Film
     target = max(rows * sp[0] / height, cols * sp[1] / width) / 2.0  # mm per rendered pixel
     case = make_case(seed, index, **{**options, "scale": float(min(1.0, max(sp) / target))})
     img = np.asarray(render(case), dtype=np.float32)
-    fr = detector_frame(img.shape, tuple(case.spacing_mm), bool(case.patient_right_on_image_left), width, height)  # type: ignore[arg-type]
-    centres = np.full((len(DETECTOR_CHANNELS), 2), np.nan)
-    jc = joint_centres(case.landmarks)
-    for k, ch in enumerate(DETECTOR_CHANNELS):
-        side, joint = ch.split("_", 1)
-        if joint in jc.get(side, {}):
-            centres[k] = image_to_crop(np.array([jc[side][joint]]), fr.matrix)[0]
-    return FilmSample(f"phantom-{seed}-{index:05d}", detector_input(img, fr).astype(np.float16), centres, fr.mm_per_px)
+    return reduce_film(f"phantom-{seed}-{index:05d}", img, tuple(case.spacing_mm),  # type: ignore[arg-type]
+                       bool(case.patient_right_on_image_left), joint_centres(case.landmarks), height, width)
 
 
 def augmented_film(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -243,14 +245,7 @@ def train_detector(data_dir: Path | None, opts: TrainOptions, cfg: ModelConfig |
     torch.manual_seed(opts.seed)
     model = build_model(cfg)
     if opts.init_weights and not opts.resume:
-        from cpak_cli.models import load_model
-
-        init, init_card = load_model(opts.init_weights, device="cpu")
-        if init_card["config"].to_dict() != cfg.to_dict():
-            raise CpakInputError(opts.init_weights, "--init: the model's architecture differs from the one being trained")
-        model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
-        training_card["init_weights"] = {"file": str(opts.init_weights), "sha256": init_card.get("sha256"),
-                                         "training": init_card.get("training")}
+        training_card["init_weights"] = init_from_weights(model, cfg, opts.init_weights)
     model = model.to(dev)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
     step, best, history = 0, None, []

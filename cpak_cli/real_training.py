@@ -96,21 +96,12 @@ def real_leg_samples(args: tuple[PointLabels, str, tuple[str, ...], int, float])
 def real_film_sample(args: tuple[PointLabels, int, int]) -> Any:
     """Worker: one labelled film reduced to the detector frame (a ``FilmSample``; hip centre
     estimated from the head-top label)."""
-    from cpak_cli.crops import image_to_crop
-    from cpak_cli.detector import DETECTOR_CHANNELS, detector_frame, detector_input
-    from cpak_cli.detector_training import FilmSample
+    from cpak_cli.detector_training import reduce_film
     from cpak_cli.pointlabels import joint_centres
 
     labels, height, width = args
-    pixels = load_pixels(labels)
-    fr = detector_frame(pixels.shape, labels.spacing_mm, labels.patient_right_on_image_left, width, height)
-    centres = np.full((len(DETECTOR_CHANNELS), 2), np.nan)
-    jc = joint_centres(labels)
-    for k, ch in enumerate(DETECTOR_CHANNELS):
-        side, joint = ch.split("_", 1)
-        if joint in jc.get(side, {}):
-            centres[k] = image_to_crop(np.array([jc[side][joint]]), fr.matrix)[0]
-    return FilmSample(f"real-{labels.image_id}", detector_input(pixels, fr).astype(np.float16), centres, fr.mm_per_px)
+    return reduce_film(f"real-{labels.image_id}", load_pixels(labels), labels.spacing_mm,
+                       labels.patient_right_on_image_left, joint_centres(labels), height, width)
 
 
 __all__ = ["HIP_VERTICAL_WEIGHT", "training_labels", "leg_supervision", "real_leg_samples",

@@ -308,6 +308,23 @@ def evaluate_samples(
     return out
 
 
+def init_from_weights(model: "torch.nn.Module", cfg: ModelConfig, path: str | Path) -> dict[str, Any]:
+    """Load an exported model (``.safetensors`` + card, checked by :func:`cpak_cli.models.load_model`)
+    into ``model`` for fine-tuning; returns what the new card records about it.
+
+    Raises:
+        CpakInputError: the exported model's architecture differs from ``cfg``.
+        CpakModelError: the files are missing or do not match their card.
+    """
+    from cpak_cli.models import load_model
+
+    init, card = load_model(path, device="cpu")
+    if card["config"].to_dict() != cfg.to_dict():
+        raise CpakInputError(path, "--init: the model's architecture differs from the one being trained")
+    model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
+    return {"file": str(path), "sha256": card.get("sha256"), "training": card.get("training")}
+
+
 def _metric_key(metric: dict[str, Any] | None) -> float:
     if not metric:
         return math.inf
@@ -532,14 +549,7 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
     _seed_everything(opts.seed)
     model = build_model(cfg)
     if opts.init_weights and not opts.resume:
-        from cpak_cli.models import load_model
-
-        init, init_card = load_model(opts.init_weights, device="cpu")
-        if init_card["config"].to_dict() != cfg.to_dict():
-            raise CpakInputError(opts.init_weights, "--init: the model's architecture differs from the one being trained")
-        model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
-        training_card["init_weights"] = {"file": str(opts.init_weights), "sha256": init_card.get("sha256"),
-                                         "training": init_card.get("training")}
+        training_card["init_weights"] = init_from_weights(model, cfg, opts.init_weights)
     model = model.to(dev)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     use_amp = bool(opts.amp) and dev.type == "cuda"
@@ -684,6 +694,6 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
 
 
 __all__ = [
-    "TrainData", "TrainOptions", "TrainResult", "load_samples", "dice_bce_loss", "lr_at", "evaluate_samples",
+    "TrainData", "TrainOptions", "TrainResult", "load_samples", "init_from_weights", "dice_bce_loss", "lr_at", "evaluate_samples",
     "save_checkpoint", "load_checkpoint", "export_checkpoint", "train",
 ]

@@ -1112,3 +1112,18 @@ def test_user_spacing_not_checked_against_height(tmp_path: Path) -> None:
     # 1024 rows x 0.1 mm = 0.1 m: the user's value is still used
     assert load_image(path, pixel_spacing=(0.1, 0.1)).spacing_source == "user"
     assert load_image(write_dx(tmp_path, pixels=_film(1024)), pixel_spacing=(0.1, 0.1)).spacing_mm == (0.1, 0.1)
+
+
+def test_one_value_pixel_spacing_is_refused_not_guessed(tmp_path):
+    """PixelSpacing has two values (row, column); a single value does not say which it is."""
+    p = write_dx(tmp_path, pixel_spacing=[0.15])
+    with pytest.raises(CpakInputError, match="(?i)spacing"):
+        load_image(p)
+
+
+def test_user_spacing_overrides_imager_pixel_spacing_and_says_so(tmp_path):
+    p = write_dx(tmp_path, pixel_spacing=None, imager_spacing=(0.2, 0.2), magnification=1.1)
+    img = load_image(p, pixel_spacing=(0.14, 0.16))
+    assert img.spacing_mm == (0.14, 0.16) and img.spacing_source == "user"
+    auto = load_image(p)
+    assert auto.spacing_mm == pytest.approx((0.2 / 1.1, 0.2 / 1.1)) and auto.spacing_source == "ImagerPixelSpacing/magnification"

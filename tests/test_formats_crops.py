@@ -103,3 +103,16 @@ def test_minmax_normalisation_restores_contrast():
     assert np.all(normalize_crop(np.full((8, 8), 0.5, np.float32), "minmax") == 0)
     with pytest.raises(ValueError):
         normalize_crop(washed, "zscore")
+
+
+def test_downsampling_is_low_pass_filtered_against_aliasing():
+    """A one-pixel checkerboard read at 1/4 scale must come out flat grey: without the Gaussian
+    before the resampling, bilinear sampling of a pixel-period pattern keeps full contrast."""
+    from cpak_cli.crops import crop_matrix, sample_crop
+
+    yy, xx = np.mgrid[0:400, 0:400]
+    board = ((xx + yy) % 2).astype(np.float32)
+    crop = sample_crop(board, crop_matrix((0.0, 0.0, 399.0, 399.0), 100), 100)
+    inner = crop[5:-5, 5:-5]
+    assert abs(float(inner.mean()) - 0.5) < 0.02
+    assert float(inner.std()) < 0.02  # aliasing would leave a strong pattern (std ~0.5)

@@ -185,15 +185,25 @@ def predict(model: "torch.nn.Module", crops: "np.ndarray", device: str = "cpu", 
 
 
 def weights_dir(explicit: str | Path | None = None) -> Path:
-    """Where weights live: ``explicit`` > env ``CPAK_WEIGHTS_DIR`` > the repository's ``weights/``."""
+    """Where weights live: ``explicit`` > env ``CPAK_WEIGHTS_DIR`` > the package's own ``weights/``.
+
+    The shipped weights are package data (``cpak_cli/weights/``), found through
+    :mod:`importlib.resources`, so a wheel or ``pipx`` install has them as well as a checkout. The
+    package is installed unzipped, so the resource is a real folder and is returned as a ``Path``.
+    """
     if explicit is not None:
         return Path(explicit)
     env = os.environ.get("CPAK_WEIGHTS_DIR")
     if env:
         return Path(env)
-    import cpak_cli
+    from importlib.resources import files
 
-    return Path(cpak_cli.__file__).resolve().parent.parent / "weights"
+    shipped = files("cpak_cli").joinpath("weights")
+    if isinstance(shipped, Path):
+        return shipped.resolve()
+    raise CpakModelError(  # e.g. a zipped install: no real files to memory-map
+        f"the shipped weights are not a folder on disk ({shipped!r}); set CPAK_WEIGHTS_DIR or pass --weights-dir"
+    )
 
 
 _weights_dir = weights_dir

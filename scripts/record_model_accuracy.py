@@ -3,6 +3,9 @@
     python scripts/record_model_accuracy.py --weights W --phantom-boxes RUN/report.json \
         [--phantom-detector RUN2/report.json] --real REAL/summary.json [--real-boxes REAL2/summary.json]
 
+W is a weights folder: the shipped one is ``cpak_cli/weights`` (the package data), or the
+``OUT_DIR/weights`` of scripts/train_shipped_models.sh before it is copied there.
+
 The reports are those of benchmarks/evaluate_phantom.py (``report.json``) and
 benchmarks/evaluate_real.py (``summary.json``). Each card gets ``accuracy`` with the figures of
 its joint, each block naming its data; the weights files are not touched (hash checked).

@@ -8,6 +8,7 @@
 #   scripts/train_shipped_models.sh REAL_DIR OUT_DIR
 #
 # Writes OUT_DIR/weights/{detector,hip,knee,ankle}.{safetensors,json}, OUT_DIR/runs/* and logs.
+# To ship them, copy OUT_DIR/weights/* into cpak_cli/weights/ (the package data the wheel carries).
 # Sizes can be scaled down for a smoke test: PHANTOM=4 STEPS_KNEE=10 ... (see the defaults below).
 #
 # Measured on an H200 (16 cores, 2026-11-26), all four at once with MAX_MINUTES=4.3: data loading

@@ -148,7 +148,7 @@ def test_weights_dir_resolution(tmp_path, monkeypatch):
     import cpak_cli
 
     monkeypatch.delenv("CPAK_WEIGHTS_DIR", raising=False)
-    assert weights_dir() == Path(cpak_cli.__file__).resolve().parent.parent / "weights"
+    assert weights_dir() == Path(cpak_cli.__file__).resolve().parent / "weights"
     monkeypatch.setenv("CPAK_WEIGHTS_DIR", str(tmp_path / "env"))
     assert weights_dir() == tmp_path / "env"
     assert weights_dir(tmp_path / "x") == tmp_path / "x"

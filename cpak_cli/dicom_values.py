@@ -70,6 +70,8 @@ def minmax(path: str, arr: np.ndarray) -> np.ndarray:
     lo, hi = float(x.min()), float(x.max())
     if not hi > lo:
         raise CpakInputError(path, f"image has no contrast (all pixels equal {lo:g})")
+    if not np.isfinite(hi - lo):  # e.g. a rescale slope of 1e308: halve so the span is finite
+        x, lo, hi = x * 0.5, lo * 0.5, hi * 0.5
     return (x - lo) / (hi - lo)
 
 

@@ -195,10 +195,8 @@ def test_dicom_imager_spacing_monochrome1_flipped(tmp_path: Path) -> None:
     assert list(ds.PatientOrientation) == ["R", "F"] and ds.PhotometricInterpretation == "MONOCHROME1"
     maxv = (1 << case.bits_stored) - 1
     assert np.array_equal(ds.pixel_array, maxv - render(case))
-    try:
-        from cpak_cli.dicom_io import load_image
-    except ImportError:
-        return
+    from cpak_cli.dicom_io import load_image  # pydicom is a hard dependency: no silent return
+
     im = load_image(p)
     assert im.spacing_mm == pytest.approx(case.spacing_mm, rel=1e-9)
     assert im.patient_right_on_image_left is False

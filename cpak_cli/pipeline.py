@@ -316,7 +316,7 @@ class Measurer:
         from cpak_cli.models import predict
 
         if self.detector is None:
-            raise CpakModelError("no joint detector loaded; pass --boxes or install weights/detector")
+            raise CpakModelError("no joint detector loaded; pass --boxes or install the detector weights (cpak_cli/weights/detector)")
         det = self.detector
         frames = [detector_frame(im.pixels.shape, im.spacing_mm, im.patient_right_on_image_left, det.width, det.height)
                   for im in images]

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         batch_workers: int = typer.Option(0, "--batch-workers", min=0, help="Processes that build augmented batches ahead (0 = in the training process)."),
         jitter: float = typer.Option(0.1, "--jitter", min=0.0, help="Box jitter: centre shift up to +-JITTER x side, size x (1 +- JITTER)."),
         max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Time box for the optimisation loop; then training ends as if complete."),
-        init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model (e.g. weights/knee): fine-tuning."),
+        init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model (e.g. cpak_cli/weights/knee): fine-tuning."),
         warmup: int = typer.Option(50, "--warmup", min=0, help="Warm-up steps of the learning rate."),
         constraint_weight: float = typer.Option(0.05, "--constraint-weight", min=0.0, help="Weight of the partial-label constraints (real films) against Dice + BCE."),
         out: Path = typer.Option(..., "--out", help="Run folder (last.pt, best.pt, history.jsonl, config.json)."),
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
             None, "--pixel-spacing", metavar="ROW COL", help="Pixel spacing in mm for every image (PNG/TIFF)."
         ),
         export: Optional[Path] = typer.Option(
-            None, "--export", help="After training, write EXPORT.safetensors + EXPORT.json from best.pt (e.g. weights/knee)."
+            None, "--export", help="After training, write EXPORT.safetensors + EXPORT.json from best.pt (e.g. cpak_cli/weights/knee)."
         ),
         no_amp: bool = typer.Option(False, "--no-amp", help="No mixed precision on CUDA."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress display."),

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from cpak_cli.atomic import atomic_write_text
 from cpak_cli.boxes import BOX_SIDE_MM, BoxFile, square_box
 from cpak_cli.dicom_io import load_image
@@ -36,7 +35,15 @@ from cpak_cli.errors import CpakInputError
 from cpak_cli.evaluation import legs_csv
 from cpak_cli.pipeline import Measurer, ScanResult
 from cpak_cli.pointeval import (
-    ANGLES, LegEval, box_centre, evaluate_leg, fmt_mm, jsonable, pred_side_for, summarize_legs, worst_legs,
+    ANGLES,
+    LegEval,
+    box_centre,
+    evaluate_leg,
+    fmt_mm,
+    jsonable,
+    pred_side_for,
+    summarize_legs,
+    worst_legs,
 )
 from cpak_cli.pointlabels import PointLabels, holdout_split, joint_centres, read_point_labels
 

@@ -578,8 +578,10 @@ def make_partial_batch(
 
 
 __all__ = [
-    "DEFAULT_CONTEXT", "LegSample", "Constraint", "MAX_CONSTRAINTS", "PartialBatch", "make_partial_batch", "crop_mm_per_px", "AugmentOptions", "NO_AUGMENT", "array_reader", "make_leg_sample", "leg_samples",
-    "find_training_files", "load_annotated", "file_samples", "phantom_samples", "run_jobs", "fold_of", "split_ids", "random_affine",
+    "DEFAULT_CONTEXT", "LegSample", "Constraint", "MAX_CONSTRAINTS", "PartialBatch", "make_partial_batch", "crop_mm_per_px",
+    "AugmentOptions", "NO_AUGMENT", "array_reader", "make_leg_sample", "leg_samples",
+    "find_training_files", "load_annotated", "file_samples", "phantom_samples", "run_jobs", "fold_of", "split_ids",
+    "random_affine",
     "jittered_box", "intensity_augment", "TrainingCrop", "training_crop", "validation_crop", "sample_rng",
     "BatchOrder", "make_batch",
 ]

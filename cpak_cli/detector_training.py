@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,26 @@ from cpak_cli.atomic import atomic_write_text
 from cpak_cli.crops import disc_masks
 from cpak_cli.datasets import AugmentOptions, find_training_files, intensity_augment, run_jobs, sample_rng, split_ids
 from cpak_cli.detector import (
-    DEFAULT_HEIGHT, DEFAULT_WIDTH, DETECTOR_CHANNELS, TARGET_RADIUS_MM, DetectorFrame, detector_frame, detector_input, joint_centres,
+    DEFAULT_HEIGHT,
+    DEFAULT_WIDTH,
+    DETECTOR_CHANNELS,
+    TARGET_RADIUS_MM,
+    DetectorFrame,
+    detector_frame,
+    detector_input,
+    joint_centres,
 )
 from cpak_cli.errors import CpakInputError
 from cpak_cli.models import ModelConfig
 from cpak_cli.training import (
-    CHECKPOINT_FORMAT, TrainOptions, dice_bce_loss, init_from_weights, load_checkpoint, lr_at, save_checkpoint,
+    CHECKPOINT_FORMAT,
+    TrainOptions,
+    dice_bce_loss,
+    init_from_weights,
+    load_checkpoint,
+    lr_at,
+    save_checkpoint,
 )
-
 
 
 def detector_config(height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH, encoder: str = "tu-resnet10t",
@@ -179,7 +192,8 @@ def evaluate_detector(model: Any, samples: list[FilmSample], cfg: ModelConfig, d
 
 
 def load_film_samples(data_dir: Path | None, cfg: ModelConfig, workers: int, phantom: int = 0, phantom_seed: int = 0,
-                      phantom_options: dict[str, Any] | None = None, real_dir: Path | None = None) -> tuple[list[FilmSample], dict[str, Any]]:
+                      phantom_options: dict[str, Any] | None = None,
+                      real_dir: Path | None = None) -> tuple[list[FilmSample], dict[str, Any]]:
     """Films reduced to the detector frame from any combination of a folder of annotated files,
     ``phantom`` in-memory cases and a folder with three-point labels (held-out part excluded)."""
     samples: list[FilmSample] = []
@@ -210,12 +224,14 @@ def load_film_samples(data_dir: Path | None, cfg: ModelConfig, workers: int, pha
     return samples, desc
 
 
-def train_detector(data_dir: Path | None, opts: TrainOptions, cfg: ModelConfig | None = None, progress: bool = True,
+def train_detector(data_dir: Path | None, opts: TrainOptions, cfg: ModelConfig | None = None,
+                   on_eval: Callable[[int, float, dict[str, Any]], None] | None = None,
                    phantom: int = 0, phantom_seed: int = 0, phantom_options: dict[str, Any] | None = None,
                    real_dir: Path | None = None) -> dict[str, Any]:
     """Train the joint detector on whole films (see :func:`load_film_samples` for the sources);
     writes ``last.pt``/``best.pt`` in ``opts.out_dir`` (same format as landmark training) and
-    exports when ``opts.export``. Augmentation: ``opts.augment`` (its ``domain`` strength too)."""
+    exports when ``opts.export``. Augmentation: ``opts.augment`` (its ``domain`` strength too).
+    ``on_eval(step, loss, val_metrics)`` is called after each validation (the CLI prints it)."""
     import torch
 
     from cpak_cli.models import build_model, resolve_device
@@ -301,8 +317,8 @@ def train_detector(data_dir: Path | None, opts: TrainOptions, cfg: ModelConfig |
                 if best is None or key < (best.get("missed", 0) + best.get("false", 0), best.get("median_mm", float("inf"))):
                     best = m
                     save_checkpoint(best_path, payload("best", m))
-                if progress:
-                    print(f"step {step}: loss {lv:.4f}, val {m}", flush=True)
+                if on_eval is not None:
+                    on_eval(step, lv, m)
             if step % opts.checkpoint_every == 0 or step == opts.steps:
                 save_checkpoint(last_path, payload("last"))
     atomic_write_text(out / "config.json", json.dumps({"config": cfg.to_dict(), "options": opts.to_dict(),

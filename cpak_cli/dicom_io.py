@@ -330,12 +330,7 @@ def _check_image_kind(spath: str, ds: Any) -> tuple[str | None, str]:
 def _transfer_syntax(spath: str, ds: Any) -> Any:
     """The transfer syntax UID (set in memory for raw data sets); refuse it without a decoder."""
     from pydicom.pixels import get_decoder
-    from pydicom.uid import (
-        UID,
-        ExplicitVRBigEndian,
-        ExplicitVRLittleEndian,
-        ImplicitVRLittleEndian,
-    )
+    from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None

@@ -96,7 +96,8 @@ MPTA_LANDMARKS: tuple[str, ...] = (
 MHKA_LANDMARKS: tuple[str, ...] = ("femoral_head", "knee_center", "ankle_lateral", "ankle_medial")
 
 
-def _mm_points(landmarks_px: Mapping[str, Point], names: tuple[str, ...], spacing_mm: tuple[float, float]) -> dict[str, np.ndarray]:
+def _mm_points(landmarks_px: Mapping[str, Point], names: tuple[str, ...],
+               spacing_mm: tuple[float, float]) -> dict[str, np.ndarray]:
     missing = [n for n in names if landmarks_px.get(n) is None]
     if missing:
         raise KeyError(", ".join(missing))

@@ -20,7 +20,11 @@ from cpak_cli.errors import CpakModelError
 from cpak_cli.inference import JointModel, LandmarkPrediction, detect_landmarks
 from cpak_cli.landmarks import JOINTS, LANDMARKS, SIDES, LandmarkFile
 from cpak_cli.measurement import (
-    FLAG_LOW_CONFIDENCE, FLAG_ORIENTATION_ASSUMED, FLAG_SPACING_UNCORRECTED, FLAG_SPACING_USER, LegMeasurement,
+    FLAG_LOW_CONFIDENCE,
+    FLAG_ORIENTATION_ASSUMED,
+    FLAG_SPACING_UNCORRECTED,
+    FLAG_SPACING_USER,
+    LegMeasurement,
     measure_leg,
 )
 
@@ -316,7 +320,9 @@ class Measurer:
         from cpak_cli.models import predict
 
         if self.detector is None:
-            raise CpakModelError("no joint detector loaded; pass --boxes or install the detector weights (cpak_cli/weights/detector)")
+            raise CpakModelError(
+                "no joint detector loaded; pass --boxes or install the detector weights (cpak_cli/weights/detector)"
+            )
         det = self.detector
         frames = [detector_frame(im.pixels.shape, im.spacing_mm, im.patient_right_on_image_left, det.width, det.height)
                   for im in images]

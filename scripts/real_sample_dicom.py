@@ -71,7 +71,8 @@ def main() -> int:
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     atomic_write_bytes(a.out, buf.getvalue())
     labels = {"image": a.out.name, "pixel_spacing_mm": list(lab.spacing_mm), "source": f"real-eos id {a.id}",
-              "point_meaning": {"hip": "top of the femoral head", "knee": "knee point as labelled (medial of the knee centre on this set)",
+              "point_meaning": {"hip": "top of the femoral head",
+                                "knee": "knee point as labelled (medial of the knee centre on this set)",
                                 "ankle": "centre of the tibial plafond"},
               "legs_by_image_side": {("imgleft" if (s == "right") == lab.patient_right_on_image_left else "imgright"): pts
                                      for s, pts in lab.legs.items()}}

@@ -27,12 +27,12 @@ def test_angles_json_matches_construction(tmp_path, spacing):
     res = runner.invoke(app, ["angles", str(p), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    r, l = out["legs"]["right"], out["legs"]["left"]
+    r, lt = out["legs"]["right"], out["legs"]["left"]
     assert r["ldfa"] == pytest.approx(86.4, abs=0.01) and r["mpta"] == pytest.approx(84.9, abs=0.01)
     assert r["ahka"] == pytest.approx(-1.5, abs=0.01) and r["jlo"] == pytest.approx(171.3, abs=0.01)
     assert r["cpak"] == "II"
-    assert l["ldfa"] == pytest.approx(91.2, abs=0.01) and l["mpta"] == pytest.approx(88.0, abs=0.01)
-    assert l["cpak"] == "IV"  # aHKA -3.2 varus, JLO 179.2 neutral
+    assert lt["ldfa"] == pytest.approx(91.2, abs=0.01) and lt["mpta"] == pytest.approx(88.0, abs=0.01)
+    assert lt["cpak"] == "IV"  # aHKA -3.2 varus, JLO 179.2 neutral
 
 
 def test_angles_table_and_partial_leg(tmp_path):

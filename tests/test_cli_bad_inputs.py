@@ -5,7 +5,7 @@
 
 import numpy as np
 import pytest
-from pydicom.uid import JPEG2000Lossless, MPEG2MPML, RLELossless
+from pydicom.uid import MPEG2MPML, JPEG2000Lossless, RLELossless
 from typer.testing import CliRunner
 
 from cpak_cli.cli import app

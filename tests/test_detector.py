@@ -4,11 +4,16 @@ import numpy as np
 import pytest
 
 from cpak_cli.crops import image_to_crop
-from cpak_cli.landmarks import JOINTS as JOINTS_
 from cpak_cli.detector import (
-    DETECTOR_CHANNELS, boxes_from_detections, decode_detections, detector_frame, detector_input,
-    detector_targets, joint_centres,
+    DETECTOR_CHANNELS,
+    boxes_from_detections,
+    decode_detections,
+    detector_frame,
+    detector_input,
+    detector_targets,
+    joint_centres,
 )
+from cpak_cli.landmarks import JOINTS as JOINTS_
 
 
 @pytest.mark.parametrize("prl", [True, False])

@@ -11,14 +11,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (
-    ExplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGLosslessSV1,
-    RLELossless,
-    generate_uid,
-)
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1, RLELossless, generate_uid
 
 from cpak_cli.dicom_io import LoadedImage, is_probably_dicom, load_image
 from cpak_cli.errors import CpakInputError

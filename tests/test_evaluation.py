@@ -15,7 +15,8 @@ def test_evaluate_known_answers(tmp_path):
     truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
     truth_dir.mkdir(), pred_dir.mkdir()
     # case A: exact prediction; case B: femoral head 20 px off in x (2 mm at col 0.1), one landmark missed
-    ta = {"right": build_leg(87.0, 87.0, spacing_mm=(0.1, 0.1)), "left": build_leg(90.0, 93.0, side="left", spacing_mm=(0.1, 0.1), origin_mm=(400, 100))}
+    ta = {"right": build_leg(87.0, 87.0, spacing_mm=(0.1, 0.1)),
+          "left": build_leg(90.0, 93.0, side="left", spacing_mm=(0.1, 0.1), origin_mm=(400, 100))}
     tb = {"right": build_leg(85.0, 88.0, spacing_mm=(0.1, 0.1))}
     _write(truth_dir / "a.landmarks.json", ta)
     _write(truth_dir / "b.landmarks.json", tb)

@@ -4,7 +4,14 @@ import pytest
 
 from cpak_cli.boxes import BoxFile, parse_boxes, read_boxes, square_box, write_boxes
 from cpak_cli.crops import (
-    crop_matrix, crop_to_image, disc_masks, image_to_crop, mask_radius, needs_mirror, normalize_crop, sample_crop,
+    crop_matrix,
+    crop_to_image,
+    disc_masks,
+    image_to_crop,
+    mask_radius,
+    needs_mirror,
+    normalize_crop,
+    sample_crop,
 )
 from cpak_cli.errors import CpakInputError
 from cpak_cli.landmarks import LANDMARKS, LandmarkFile, read_landmarks, write_landmarks

@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-from pydicom.config import disable_value_validation
 from pydicom import dcmread
+from pydicom.config import disable_value_validation
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset

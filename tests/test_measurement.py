@@ -275,9 +275,7 @@ def test_not_found_landmark_is_an_error_and_keeps_flags():
 
 # ------------------------------------------------------------------ size plausibility (issue 9 item 4)
 
-from cpak_cli.measurement import (  # noqa: E402
-    FEMUR_MM, FEMUR_TIBIA_RATIO, FLAG_SIZE, PLATEAU_TO_FEMUR, TIBIA_MM, size_problems,
-)
+from cpak_cli.measurement import FEMUR_MM, FEMUR_TIBIA_RATIO, FLAG_SIZE, PLATEAU_TO_FEMUR, TIBIA_MM, size_problems  # noqa: E402
 
 
 def _scaled(leg: dict, fy: float, fx: float = 1.0) -> dict:

@@ -7,13 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cpak_cli.metrics import (
-    NOT_MEASURED,
-    classification_report,
-    median_abs_error,
-    point_errors_mm,
-    summarize_errors,
-)
+from cpak_cli.metrics import NOT_MEASURED, classification_report, median_abs_error, point_errors_mm, summarize_errors
 
 # ---------------------------------------------------------------- point errors
 

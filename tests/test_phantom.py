@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpak_cli.landmarks import JOINTS, LANDMARKS, SIDES
 from cpak_cli.cpak import cpak_type
+from cpak_cli.landmarks import JOINTS, LANDMARKS, SIDES
 from cpak_cli.phantom import make_case, render, write_case
 from cpak_cli.phantom.spec import AHKA_RANGES, JLO_RANGES
 
@@ -89,10 +89,10 @@ def test_landmarks_in_image_and_boxes() -> None:
                     assert 0 <= x <= cols - 1 and 0 <= y <= rows - 1
                     assert x0 < x < x1 and y0 < y < y1
         # standard orientation: patient's right on image left, lateral of right leg = smaller x
-        r, l = case.landmarks["right"], case.landmarks["left"]
-        assert r["knee_center"][0] < l["knee_center"][0]
+        r, lt = case.landmarks["right"], case.landmarks["left"]
+        assert r["knee_center"][0] < lt["knee_center"][0]
         assert r["femoral_condyle_lateral"][0] < r["femoral_condyle_medial"][0]
-        assert l["femoral_condyle_lateral"][0] > l["femoral_condyle_medial"][0]
+        assert lt["femoral_condyle_lateral"][0] > lt["femoral_condyle_medial"][0]
         assert r["ankle_lateral"][0] < r["ankle_medial"][0]
         assert r["femoral_head"][1] < r["knee_center"][1] < r["ankle_lateral"][1]
 

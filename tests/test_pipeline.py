@@ -16,7 +16,8 @@ def test_box_moves_onto_the_found_joint_centre_anisotropic():
     sp = (0.4, 0.5)  # (row_mm, col_mm)
     boxes = {"right": {"ankle": (100.0, 200.0, 280.0, 425.0)}}  # 90 mm square: 180 cols, 225 rows
     # ankle centre = mid-point of the two ankle points = (200, 320): 10 cols (5 mm) right, 7.5 rows (3 mm) down
-    preds = {"right": {"ankle_lateral": _pred("ankle_lateral", 180.0, 320.0), "ankle_medial": _pred("ankle_medial", 220.0, 320.0)}}
+    preds = {"right": {"ankle_lateral": _pred("ankle_lateral", 180.0, 320.0),
+                       "ankle_medial": _pred("ankle_medial", 220.0, 320.0)}}
     moved = recentred_boxes(boxes, preds, sp, min_shift_mm=4.0)
     x0, y0, x1, y1 = moved["right"]["ankle"]
     assert (x0 + x1) / 2 == 200.0 and (y0 + y1) / 2 == 320.0
@@ -40,7 +41,8 @@ def test_joint_disagreement_catches_a_joint_line_far_from_the_detected_knee():
 
     sp = (0.5, 0.5)
     det = {"knee": (0.0, 0.0, 270.0, 270.0), "ankle": (500.0, 500.0, 680.0, 680.0)}  # centres (135, 135), (590, 590)
-    names = ["femoral_condyle_lateral", "femoral_condyle_medial", "tibial_plateau_lateral", "tibial_plateau_medial", "knee_center"]
+    names = ["femoral_condyle_lateral", "femoral_condyle_medial", "tibial_plateau_lateral", "tibial_plateau_medial",
+             "knee_center"]
 
     def knee_at(y, x=135.0):
         return {n: _pred(n, x + dx, y) for n, dx in zip(names, (-40.0, 40.0, -50.0, 50.0, 0.0))}
@@ -72,9 +74,11 @@ def test_disagreeing_leg_is_flagged_and_untyped_through_the_measurer(monkeypatch
 
     monkeypatch.setattr(pipeline, "detect_landmarks", fake_detect)
     kx, ky = pts["knee_center"]
-    boxes = {"right": {"hip": (pts["femoral_head"][0] - 120, pts["femoral_head"][1] - 120, pts["femoral_head"][0] + 120, pts["femoral_head"][1] + 120),
+    hx, hy = pts["femoral_head"]
+    ax, ay = pts["ankle_lateral"]
+    boxes = {"right": {"hip": (hx - 120, hy - 120, hx + 120, hy + 120),
                        "knee": (kx - 135, ky - 135 - 60, kx + 135, ky + 135 - 60),  # detector knee 30 mm higher
-                       "ankle": (pts["ankle_lateral"][0] - 90, pts["ankle_lateral"][1] - 90, pts["ankle_lateral"][0] + 90, pts["ankle_lateral"][1] + 90)}}
+                       "ankle": (ax - 90, ay - 90, ax + 90, ay + 90)}}
     det = pipeline.DetectorModel(module=None, width=160, height=384)
     m = pipeline.Measurer(models={}, detector=det, need_detector=False, recentre=False)
     monkeypatch.setattr(m, "detect_boxes", lambda images: [boxes])

@@ -12,8 +12,22 @@ import numpy as np
 import pytest
 
 from cpak_cli.pointeval import (
-    LegEval, angle_differences, box_centre, distance_mm, error_summary, evaluate_leg, fmt_mm, horizontal_distance_mm,
-    jsonable, map_points_between_grids, midpoint, pred_side_for, quantile, share_within, summarize_legs, worst_legs,
+    LegEval,
+    angle_differences,
+    box_centre,
+    distance_mm,
+    error_summary,
+    evaluate_leg,
+    fmt_mm,
+    horizontal_distance_mm,
+    jsonable,
+    map_points_between_grids,
+    midpoint,
+    pred_side_for,
+    quantile,
+    share_within,
+    summarize_legs,
+    worst_legs,
 )
 from cpak_cli.pointlabels import HEAD_RADIUS_FRACTION
 
@@ -267,7 +281,8 @@ def test_evaluate_real_matches_legs_by_image_half(tmp_path, labels_right_on_left
         return LandmarkPrediction(name, x, y, x, y, True, 0.9, 0.9, 10)
 
     # the tool (patient's right on the image left) calls the image-left leg "right"; knee 2 px off there, 7 px on the right
-    res = ScanResult("f.png", image, legs={"right": LegMeasurement("right", error="x"), "left": LegMeasurement("left", error="y")},
+    res = ScanResult("f.png", image,
+                     legs={"right": LegMeasurement("right", error="x"), "left": LegMeasurement("left", error="y")},
                      landmarks={"right": {"knee_center": lp("knee_center", 102.0, 500.0)},
                                 "left": {"knee_center": lp("knee_center", 407.0, 500.0)}},
                      boxes={"right": {"knee": (90.0, 490.0, 110.0, 510.0)}}, box_source="detector")

@@ -10,8 +10,15 @@ import pytest
 
 from cpak_cli.errors import CpakInputError
 from cpak_cli.pointlabels import (
-    HEAD_RADIUS_FRACTION, HOLDOUT_FRACTION, HOLDOUT_SEED, head_centre_from_top, holdout_split, is_held_out,
-    joint_centres, load_pixels, read_point_labels,
+    HEAD_RADIUS_FRACTION,
+    HOLDOUT_FRACTION,
+    HOLDOUT_SEED,
+    head_centre_from_top,
+    holdout_split,
+    is_held_out,
+    joint_centres,
+    load_pixels,
+    read_point_labels,
 )
 from tests.conftest import point_label_folder
 

@@ -9,7 +9,13 @@ import torch
 from cpak_cli.crops import disc_masks
 from cpak_cli.datasets import AugmentOptions, Constraint, LegSample, make_partial_batch
 from cpak_cli.supervision import (
-    BatchSource, LandmarkBatches, constraint_errors_mm, disc_targets, landmark_batch, partial_loss, soft_centroids,
+    BatchSource,
+    LandmarkBatches,
+    constraint_errors_mm,
+    disc_targets,
+    landmark_batch,
+    partial_loss,
+    soft_centroids,
 )
 from cpak_cli.training import dice_bce_loss
 

@@ -26,15 +26,7 @@ from cpak_cli.datasets import (  # noqa: E402
 from cpak_cli.errors import CpakInputError  # noqa: E402
 from cpak_cli.landmarks import JOINTS  # noqa: E402
 from cpak_cli.models import ModelConfig, build_model, load_model  # noqa: E402
-from cpak_cli.training import (  # noqa: E402
-    TrainData,
-    TrainOptions,
-    dice_bce_loss,
-    export_checkpoint,
-    load_checkpoint,
-    lr_at,
-    train,
-)
+from cpak_cli.training import TrainData, TrainOptions, dice_bce_loss, export_checkpoint, load_checkpoint, lr_at, train  # noqa: E402
 
 KNEE = JOINTS["knee"]
 OFFSETS = [(-50, -30), (50, -30), (-50, 30), (50, 30), (0, 0)]  # lateral at small x for the right leg

@@ -19,8 +19,12 @@ def register(app: typer.Typer) -> None:
         scan: Path = typer.Argument(..., help="DICOM file (or PNG/TIFF with --pixel-spacing)."),
         boxes: Optional[Path] = typer.Option(None, "--boxes", help="Joint boxes JSON instead of the detector."),
         json_out: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
-        landmarks_out: Optional[Path] = typer.Option(None, "--landmarks-out", help="Write the landmark JSON `cpak angles` reads."),
-        overlay: Optional[Path] = typer.Option(None, "--overlay", help="Write an overlay: .png, or .dcm for DICOM Secondary Capture."),
+        landmarks_out: Optional[Path] = typer.Option(
+            None, "--landmarks-out", help="Write the landmark JSON `cpak angles` reads."
+        ),
+        overlay: Optional[Path] = typer.Option(
+            None, "--overlay", help="Write an overlay: .png, or .dcm for DICOM Secondary Capture."
+        ),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         pixel_spacing: Optional[tuple[float, float]] = typer.Option(
             None, "--pixel-spacing", metavar="ROW COL", help="Pixel spacing in mm (overrides the file's)."

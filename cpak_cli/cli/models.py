@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
     @guarded
     def models_cmd(
         weights_dir: Optional[Path] = typer.Option(
-            None, "--weights-dir", help="Weights folder (default: $CPAK_WEIGHTS_DIR, else the weights inside the package, cpak_cli/weights/)."
+            None, "--weights-dir", help="Weights folder (default: $CPAK_WEIGHTS_DIR, else the weights inside the package, "
+                                        "cpak_cli/weights/)."
         ),
         check: bool = typer.Option(False, "--check", help="Also build each model and load it strictly (slower)."),
         json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),

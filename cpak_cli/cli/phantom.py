@@ -35,8 +35,6 @@ def register(app: "typer.Typer") -> None:
                                      "collimation, EOS / DR looks, 8..16 bits."),
     ) -> None:
         """Generate phantom standing AP long-leg radiographs with exact landmarks."""
-        import sys
-
         from ..errors import CpakError
 
         try:
@@ -55,6 +53,6 @@ def register(app: "typer.Typer") -> None:
                 opts["variety"] = True
             paths = generate(out, count, seed, start=start, progress=count > 1, preview=preview, **opts)
         except (CpakError, ValueError, OSError) as err:
-            print(" ".join(f"phantom: {err}".split()), file=sys.stderr)
+            typer.echo(" ".join(f"phantom: {err}".split()), err=True)
             raise typer.Exit(2)
         typer.echo(f"wrote {len(paths)} case(s) to {out}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -20,23 +20,42 @@ def register(app: typer.Typer) -> None:
         ),
         phantom: int = typer.Option(0, "--phantom", metavar="N", help="Train on N phantom cases generated in memory."),
         phantom_seed: int = typer.Option(0, "--phantom-seed", help="Seed of the phantom cases."),
-        phantom_variety: bool = typer.Option(False, "--phantom-variety", help="Phantom cases with the wide anatomy/look range (pediatric, OA, shields, processing)."),
-        real: Optional[Path] = typer.Option(
-            None, "--real", help="Folder of real films with three-point labels (labels.csv + images/): partial supervision; its held-out part is never used."
+        phantom_variety: bool = typer.Option(
+            False, "--phantom-variety", help="Phantom cases with the wide anatomy/look range (pediatric, OA, shields, "
+                                             "processing)."
         ),
-        domain: float = typer.Option(0.0, "--domain", min=0.0, help="Strength of the domain randomisation (resolution, tone, processing, noise, JPEG); 0 = off, 1 = default."),
-        batch_workers: int = typer.Option(0, "--batch-workers", min=0, help="Processes that build augmented batches ahead (0 = in the training process)."),
-        jitter: float = typer.Option(0.1, "--jitter", min=0.0, help="Box jitter: centre shift up to +-JITTER x side, size x (1 +- JITTER)."),
-        max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Time box for the optimisation loop; then training ends as if complete."),
-        init: Optional[Path] = typer.Option(None, "--init", help="Start from an exported model (e.g. cpak_cli/weights/knee): fine-tuning."),
+        real: Optional[Path] = typer.Option(
+            None, "--real", help="Folder of real films with three-point labels (labels.csv + images/): partial supervision; "
+                                 "its held-out part is never used."
+        ),
+        domain: float = typer.Option(
+            0.0, "--domain", min=0.0, help="Strength of the domain randomisation (resolution, tone, processing, noise, "
+                                           "JPEG); 0 = off, 1 = default."
+        ),
+        batch_workers: int = typer.Option(
+            0, "--batch-workers", min=0, help="Processes that build augmented batches ahead (0 = in the training process)."
+        ),
+        jitter: float = typer.Option(
+            0.1, "--jitter", min=0.0, help="Box jitter: centre shift up to +-JITTER x side, size x (1 +- JITTER)."
+        ),
+        max_minutes: Optional[float] = typer.Option(
+            None, "--max-minutes", help="Time box for the optimisation loop; then training ends as if complete."
+        ),
+        init: Optional[Path] = typer.Option(
+            None, "--init", help="Start from an exported model (e.g. cpak_cli/weights/knee): fine-tuning."
+        ),
         warmup: int = typer.Option(50, "--warmup", min=0, help="Warm-up steps of the learning rate."),
-        constraint_weight: float = typer.Option(0.05, "--constraint-weight", min=0.0, help="Weight of the partial-label constraints (real films) against Dice + BCE."),
+        constraint_weight: float = typer.Option(
+            0.05, "--constraint-weight", min=0.0, help="Weight of the partial-label constraints (real films) against Dice + BCE."
+        ),
         out: Path = typer.Option(..., "--out", help="Run folder (last.pt, best.pt, history.jsonl, config.json)."),
         steps: int = typer.Option(2000, "--steps", min=1, help="Total optimisation steps."),
         batch_size: int = typer.Option(8, "--batch-size", min=1),
         lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate (warm-up + cosine decay)."),
         input_size: int = typer.Option(256, "--input-size", help="Crop side in pixels (the paper: 512)."),
-        input_norm: str = typer.Option("max", "--input-norm", help="Crop intensities: max (the paper) or minmax (robust stretch)."),
+        input_norm: str = typer.Option(
+            "max", "--input-norm", help="Crop intensities: max (the paper) or minmax (robust stretch)."
+        ),
         encoder: str = typer.Option("tu-resnet10t", "--encoder", help="smp encoder (e.g. tu-resnet10t, vgg16)."),
         encoder_depth: int = typer.Option(4, "--encoder-depth", min=1, max=5),
         decoder_channels: Optional[str] = typer.Option(
@@ -56,7 +75,8 @@ def register(app: typer.Typer) -> None:
             None, "--pixel-spacing", metavar="ROW COL", help="Pixel spacing in mm for every image (PNG/TIFF)."
         ),
         export: Optional[Path] = typer.Option(
-            None, "--export", help="After training, write EXPORT.safetensors + EXPORT.json from best.pt (e.g. cpak_cli/weights/knee)."
+            None, "--export", help="After training, write EXPORT.safetensors + EXPORT.json from best.pt (e.g. "
+                                   "cpak_cli/weights/knee)."
         ),
         no_amp: bool = typer.Option(False, "--no-amp", help="No mixed precision on CUDA."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress display."),
@@ -76,7 +96,9 @@ def register(app: typer.Typer) -> None:
             try:
                 dec = tuple(int(c) for c in decoder_channels.split(","))
             except ValueError:
-                raise CpakInputError(None, f"--decoder-channels must be integers like 128,64,32,16, got {decoder_channels!r}") from None
+                raise CpakInputError(
+                    None, f"--decoder-channels must be integers like 128,64,32,16, got {decoder_channels!r}"
+                ) from None
 
         from cpak_cli.datasets import AugmentOptions
         from cpak_cli.models import ModelConfig
@@ -95,8 +117,12 @@ def register(app: typer.Typer) -> None:
                                  export=None if export is None else str(export), augment=augment,
                                  batch_workers=batch_workers, amp=not no_amp, max_seconds=max_seconds,
                                  init_weights=None if init is None else str(init), warmup_steps=warmup)
+
+            def on_eval(step: int, loss: float, val: dict[str, Any]) -> None:
+                typer.echo(f"step {step}: loss {loss:.4f}, val {val}")
+
             r = train_detector(data, dopts, detector_config(encoder=encoder, encoder_depth=encoder_depth,
-                                                            decoder_channels=dec), progress=progress,
+                                                            decoder_channels=dec), on_eval=on_eval if progress else None,
                                phantom=phantom, phantom_seed=phantom_seed, phantom_options=phantom_options,
                                real_dir=real)
             typer.echo(f"done: {r['steps']} steps, {r['n_train']} train / {r['n_val']} val films, best {r['best']}"

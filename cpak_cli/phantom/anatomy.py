@@ -500,8 +500,8 @@ def _variety_bodies(lp: LegParams, s: float, femur: Body, tibia: Body, fib: Body
     F0, n_f, u_f = v["F0"], v["n_f"], v["u_f"]
     T0, n_t, u_t, w_t = v["T0"], v["n_t"], v["u_t"], v["w_t"]
     A, n_a, u_a, w_a = v["A"], v["n_a"], v["u_a"], v["w_a"]
-    fhead, lmall, d_t, d_a = v["fhead"], v["lmall"], v["d_t"], v["d_a"]
-    fcl, fcm, tpl, tpm, K = v["fcl"], v["fcm"], v["tpl"], v["tpm"], v["K"]
+    fhead, lmall, d_a = v["fhead"], v["lmall"], v["d_a"]
+    fcl, fcm, tpl, tpm = v["fcl"], v["fcm"], v["tpl"], v["tpm"]
     lat_a, shaft_r = v["lat_a"], v["shaft_r"]
     out: list[Body] = []
     ph = lp.physes
@@ -580,9 +580,9 @@ def _variety_bodies(lp: LegParams, s: float, femur: Body, tibia: Body, fib: Body
             out.append(Body("ankle_screw", [_tube(q, q + 40 * s * _unit(u_a - 1.2 * n_a), 2.0, 1.8, 2.0, 1.8)],
                             MU_METAL * 0.6, metal=True))
         elif hw == "nail":  # intramedullary tibial nail
+            bore = _tube(T0 + 15 * s * n_t, A - 40 * s * n_a, 3.0, 3.0, 3.0, 3.0)
             out.append(Body("nail", [_tube(T0 + 15 * s * n_t, A - 40 * s * n_a, 4.5, 4.5, 4.5, 4.5, 2.0)],
-                            MU_METAL * 0.5, holes=[(_tube(T0 + 15 * s * n_t, A - 40 * s * n_a, 3.0, 3.0, 3.0, 3.0), MU_METAL * 0.5)],
-                            metal=True))
+                            MU_METAL * 0.5, holes=[(bore, MU_METAL * 0.5)], metal=True))
     return out
 
 

@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ..landmarks import JOINTS, LANDMARKS, SIDES
-from .anatomy import LegParams, build_leg
-from .scene import (Scene, Xform, distractor_bodies, hemipelvis, leg_soft, pelvis_soft, sacrum)
 from ..atomic import atomic_write_text
 from ..cpak import CPAK_TYPES, cpak_type
 from ..geometry import leg_angles
-from .spec import (SPACINGS, PhantomOptions, quantize_spacing, rng_for,
-                   sample_angles, target_type)
+from ..landmarks import JOINTS, LANDMARKS, SIDES
+from .anatomy import LegParams, build_leg
+from .scene import Scene, Xform, distractor_bodies, hemipelvis, leg_soft, pelvis_soft, sacrum
+from .spec import SPACINGS, PhantomOptions, quantize_spacing, rng_for, sample_angles, target_type
 
 BOX_SIDE_MM = {"hip": (110.0, 130.0), "knee": (120.0, 150.0), "ankle": (80.0, 100.0)}
 

@@ -122,19 +122,28 @@ KEYS = ["background", "soft", "bone", "contrast_soft_bg", "contrast_bone_soft",
         "hip_p5", "hip_p50", "hip_p95", "knee_p5", "knee_p50", "knee_p95", "ankle_p5", "ankle_p50", "ankle_p95"]
 
 
+def comparison_table(real_dir: Path, cases: int) -> str:
+    """Quartiles of each quantity on the real films, all phantom cases and the EOS-look ones, as text."""
+    real = summarise(real_stats(real_dir), KEYS)
+    ph_rows = phantom_stats(cases)
+    ph = summarise(ph_rows, KEYS)
+    eos = summarise([r for r in ph_rows if r["eos"]], KEYS)
+
+    def f(t: tuple[float, ...]) -> str:
+        return "/".join(f"{v:.0f}" for v in t)
+
+    lines = [f"{'quantity (8-bit)':22s} {'real EOS q25/med/q75':>24s} {'phantom variety':>24s} {'phantom EOS look':>24s}"]
+    lines += [f"{k:22s} {f(real[k]):>24s} {f(ph[k]):>24s} {f(eos[k]):>24s}" for k in KEYS]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("real", type=Path)
     ap.add_argument("--cases", type=int, default=60)
     a = ap.parse_args()
-    real = summarise(real_stats(a.real), KEYS)
-    ph_rows = phantom_stats(a.cases)
-    ph = summarise(ph_rows, KEYS)
-    eos = summarise([r for r in ph_rows if r["eos"]], KEYS)
-    print(f"{'quantity (8-bit)':22s} {'real EOS q25/med/q75':>24s} {'phantom variety':>24s} {'phantom EOS look':>24s}")
-    for k in KEYS:
-        f = lambda t: "/".join(f"{v:.0f}" for v in t)  # noqa: E731
-        print(f"{k:22s} {f(real[k]):>24s} {f(ph[k]):>24s} {f(eos[k]):>24s}")
+    # the command-line entry point (python -m cpak_cli.phantom.realism) reports on the terminal
+    print(comparison_table(a.real, a.cases))  # noqa: T201
 
 
 if __name__ == "__main__":

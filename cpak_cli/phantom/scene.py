@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .anatomy import (MU_CORTEX, MU_LEAD, MU_METAL, MU_TRAB, Body, Ellipsoid, Leg, Prim, Tube,
-                      _bone, _tube, soft_tissue)
+from .anatomy import MU_CORTEX, MU_LEAD, MU_METAL, MU_TRAB, Body, Ellipsoid, Leg, Prim, Tube, _bone, _tube, soft_tissue
 
 
 @dataclass
@@ -83,9 +82,11 @@ def hemipelvis(hip_half: float, s: float, head_r: float) -> list[Body]:
     ring_c = np.array([36 * s + 0.25 * (mid - 90 * s), 48 * s])
     ring = Body("pubis", [
         Ellipsoid(float(ring_c[0]), float(ring_c[1]), max(mid - ring_c[0] + 6 * s, 40 * s), 40 * s, 13 * s, 0.0, 2.3),
-    ], MU_CORTEX * 0.75, holes=[(Ellipsoid(float(ring_c[0] - 2 * s), float(ring_c[1] + 3 * s), 21 * s, 27 * s, 1e3, 8.0, 2.0), 10.0)],
+    ], MU_CORTEX * 0.75,
+        holes=[(Ellipsoid(float(ring_c[0] - 2 * s), float(ring_c[1] + 3 * s), 21 * s, 27 * s, 1e3, 8.0, 2.0), 10.0)],
         texture=0.1)
-    ischium = _bone("ischium", [Ellipsoid(float(ring_c[0] - 14 * s), float(ring_c[1] + 34 * s), 20 * s, 17 * s, 16 * s, 25.0, 2.2)],
+    ischium = _bone("ischium",
+                    [Ellipsoid(float(ring_c[0] - 14 * s), float(ring_c[1] + 34 * s), 20 * s, 17 * s, 16 * s, 25.0, 2.2)],
                     [2.0 * s], [MU_TRAB])
     return [acet, ilium, ring, ischium]
 

@@ -103,7 +103,10 @@ def jpeg(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", u8, [int(cv2.IMWRITE_JPEG_QUALITY), int(rng.integers(30, 96))])
     if not ok:
         return x
-    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+    dec = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    if dec is None:
+        return x
+    return dec.astype(np.float32) / 255.0
 
 
 def domain_randomize(x: np.ndarray, rng: np.random.Generator, mm_per_px: float | None, strength: float = 1.0) -> np.ndarray:
@@ -118,7 +121,7 @@ def domain_randomize(x: np.ndarray, rng: np.random.Generator, mm_per_px: float |
         return x
     p = lambda q: rng.random() < min(1.0, q * strength)  # noqa: E731
     size = max(x.shape)
-    y = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    y: np.ndarray = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
     if mm_per_px is not None and p(0.6):
         lo, hi = FILM_SPACING_MM
         y = simulate_resolution(y, mm_per_px, math.exp(rng.uniform(math.log(lo), math.log(hi))))

@@ -140,6 +140,7 @@ def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt
         row.update(base)
         row["error"] = " ".join((error or "no leg found on the film").split())
         return [row]
+    assert img is not None  # a result with legs was measured on a loaded image
     rows = []
     for side in SIDES:
         leg = result.legs.get(side)

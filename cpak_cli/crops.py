@@ -91,7 +91,7 @@ def sample_crop(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, in
     xb = int(np.ceil(corners[:, 0].max())) + pad + 1
     yb = int(np.ceil(corners[:, 1].max())) + pad + 1
     h, w = img.shape
-    window = np.zeros((yb - ya, xb - xa), dtype=np.float32)
+    window: np.ndarray = np.zeros((yb - ya, xb - xa), dtype=np.float32)
     sx0, sy0, sx1, sy1 = max(xa, 0), max(ya, 0), min(xb, w), min(yb, h)
     if sx0 < sx1 and sy0 < sy1:
         window[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa] = img[sy0:sy1, sx0:sx1]

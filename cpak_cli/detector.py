@@ -284,14 +284,14 @@ def decode_film(
                 problems.setdefault(single_side, []).append(
                     ("laterality_conflict", f"ImageLaterality {laterality!s} names the {tag_side} leg but the image "
                                             f"shows the {named[0]} ({why}); measured as the {single_side}"))
-    for joint, chosen in found.items():
-        if len(chosen) == 2:
-            pairs = list(zip(["right", "left"], sorted(chosen, key=lambda b: b[1])))
-        elif len(chosen) == 1 and two_legs:
-            b = chosen[0]
-            pairs = [("right" if b[3] >= b[4] else "left", b)]
+    for joint, picked in found.items():
+        if len(picked) == 2:
+            pairs = list(zip(["right", "left"], sorted(picked, key=lambda b: b[1])))
+        elif len(picked) == 1 and two_legs:
+            one = picked[0]
+            pairs = [("right" if one[3] >= one[4] else "left", one)]
         else:
-            pairs = [(str(single_side), b) for b in chosen]
+            pairs = [(str(single_side), b) for b in picked]
         for side, (peak, u, v, _, _) in pairs:
             x, y = crop_to_image(np.array([[u, v]]), frame.matrix)[0]
             box = square_box((float(x), float(y)), box_side_mm[joint], spacing_mm)

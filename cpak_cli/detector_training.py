@@ -70,7 +70,7 @@ def reduce_film(image_id: str, pixels: np.ndarray, spacing_mm: tuple[float, floa
     ``{side: {joint: (x, y)}}``) reduced to the detector frame."""
     from cpak_cli.crops import image_to_crop
 
-    fr = detector_frame(pixels.shape, spacing_mm, patient_right_on_image_left, width, height)  # type: ignore[arg-type]
+    fr = detector_frame((pixels.shape[0], pixels.shape[1]), spacing_mm, patient_right_on_image_left, width, height)
     centres = np.full((len(DETECTOR_CHANNELS), 2), np.nan)
     for k, ch in enumerate(DETECTOR_CHANNELS):
         side, joint = ch.split("_", 1)
@@ -113,7 +113,7 @@ def augmented_film(s: FilmSample, rng: np.random.Generator, aug: AugmentOptions)
     import cv2
 
     h, w = s.frame.shape
-    img = s.frame.astype(np.float32)
+    img: np.ndarray = s.frame.astype(np.float32)
     pts = s.centres.copy()
     if rng.random() < 0.7:
         ang = rng.uniform(-5, 5)

@@ -102,10 +102,10 @@ def voi_to_unit(path: str, ds: Any, arr: np.ndarray) -> tuple[np.ndarray, str]:
         center = first_number(ds.get("WindowCenter"))
         width = first_number(ds.get("WindowWidth"))
         if center is not None and width is not None:
-            unit = window_to_unit(arr, center, width, raw_str(ds, "VOILUTFunction") or "")
+            windowed = window_to_unit(arr, center, width, raw_str(ds, "VOILUTFunction") or "")
             # a window that misses the data (constant result) is ignored
-            if unit is not None and float(unit.max() - unit.min()) > 1e-6:
-                return unit, "window"
+            if windowed is not None and float(windowed.max() - windowed.min()) > 1e-6:
+                return windowed, "window"
     return minmax(path, arr), "minmax"
 
 

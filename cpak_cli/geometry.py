@@ -68,7 +68,7 @@ def lateral_sign(side: str, patient_right_on_image_left: bool = True) -> float:
     return -1.0 if (side == "right") == bool(patient_right_on_image_left) else 1.0
 
 
-def ankle_center(ankle_lateral: np.ndarray, ankle_medial: np.ndarray) -> np.ndarray:
+def ankle_center(ankle_lateral: Point | np.ndarray, ankle_medial: Point | np.ndarray) -> np.ndarray:
     """Ankle centre: the mid-point of the two ankle landmarks (pixels or mm alike)."""
     return (np.asarray(ankle_lateral, dtype=np.float64) + np.asarray(ankle_medial, dtype=np.float64)) / 2.0
 
@@ -137,9 +137,9 @@ def leg_angles(landmarks_px: Mapping[str, Point], spacing_mm: tuple[float, float
 
 
 def mhka_from_centres(
-    hip_xy: Point,
-    knee_xy: Point,
-    ankle_xy: Point,
+    hip_xy: Point | np.ndarray,
+    knee_xy: Point | np.ndarray,
+    ankle_xy: Point | np.ndarray,
     spacing_mm: tuple[float, float],
     side: str,
     patient_right_on_image_left: bool = True,

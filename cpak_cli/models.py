@@ -438,8 +438,9 @@ def accuracy_summary(acc: dict[str, Any] | None) -> str:
             parts.append(f"{label} {r['median_found']:.1f} mm, found {r.get('found_pct', 0):.0f}%")
     det = real.get("detector")
     if isinstance(det, dict) and det:
-        found = [v.get("found_pct") for v in det.values() if isinstance(v, dict)]
-        if found and all(isinstance(f, (int, float)) for f in found):
+        pcts = [v.get("found_pct") for v in det.values() if isinstance(v, dict)]
+        found = [float(f) for f in pcts if isinstance(f, (int, float))]
+        if found and len(found) == len(pcts):
             parts.append(f"real joints found {min(found):.0f}-{max(found):.0f}%")
     if isinstance(real.get("legs_with_all_angles_pct"), (int, float)):
         parts.append(f"real legs with all angles {real['legs_with_all_angles_pct']:.0f}%")

@@ -67,8 +67,8 @@ def render_overlay(
         return (int(round((p[0] + 0.5) * scale_x - 0.5)), int(round((p[1] + 0.5) * scale - 0.5)))
 
     for side, joints in (boxes or {}).items():
-        for b in joints.values():
-            cv2.rectangle(out, pt((b[0], b[1])), pt((b[2], b[3])), (80, 200, 80), th, cv2.LINE_AA)
+        for box in joints.values():
+            cv2.rectangle(out, pt((box[0], box[1])), pt((box[2], box[3])), (80, 200, 80), th, cv2.LINE_AA)
     for side, leg in legs.items():
         P = {n: leg.get(n) for n in _COL}
         if P["femoral_head"] is not None and P["knee_center"] is not None:
@@ -85,7 +85,7 @@ def render_overlay(
         for n, p in P.items():
             if p is not None:
                 cv2.circle(out, pt(p), r, _COL[n], th, cv2.LINE_AA)
-        if labels and side in labels and P.get("knee_center") is not None:
+        if labels and side in labels and P["knee_center"] is not None:
             # text block above the knee, against the image border on that leg's side
             x_knee, y_knee = pt(P["knee_center"])
             size = fs * 0.7

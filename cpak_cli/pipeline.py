@@ -377,9 +377,10 @@ class Measurer:
         for im, bx, src, pr, det in zip(images, all_boxes, sources, preds, detected_boxes):
             res = ScanResult(path=im.path, image=im, landmarks=pr, boxes=bx, box_source=src, models=versions)
             res.scan_flags, res.notes = scan_flags(im)
-            if getattr(bx, "film", None) is not None:
-                res.notes.extend(bx.film.notes)
-                if bx.film.laterality_conflict:
+            film = getattr(bx, "film", None)
+            if film is not None:
+                res.notes.extend(film.notes)
+                if film.laterality_conflict:
                     res.scan_flags.append("laterality_conflict")
             for side in SIDES:
                 joints_found = set(bx.get(side, {}))

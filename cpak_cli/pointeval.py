@@ -320,8 +320,7 @@ def summarize_legs(legs: Sequence[LegEval]) -> dict[str, Any]:
     with_det = [leg for leg in legs if leg.det_found is not None]
     if with_det:
         out["detector"] = {
-            j: error_summary([leg.det_error_mm[j] for leg in with_det  # type: ignore[index]
-                              if leg.det_error_mm is not None and j in leg.det_error_mm])
+            j: error_summary([d[j] for d in (leg.det_error_mm for leg in with_det) if d is not None and j in d])
             for j in DETECTOR_JOINTS
         }
     else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
@@ -154,17 +154,20 @@ def landmark_batch(state: LandmarkBatches, step: int) -> PartialBatch:
                               state.norm)
 
 
-class BatchSource:
+B = TypeVar("B")
+
+
+class BatchSource(Generic[B]):
     """Batches ``make(state, step)`` of steps ``start..end-1`` in order; with ``workers > 1`` built
     ahead in a spawned process pool (at most ``2 * workers`` in flight; ``make`` must be a module
     level function and ``state`` picklable). Use as a context manager."""
 
-    def __init__(self, make: Callable[[Any, int], Any], state: Any, workers: int = 0) -> None:
+    def __init__(self, make: Callable[[Any, int], B], state: Any, workers: int = 0) -> None:
         self.args = (make, state)
         self.workers = int(workers)
         self.pool: Any = None
 
-    def __enter__(self) -> "BatchSource":
+    def __enter__(self) -> "BatchSource[B]":
         if self.workers > 1:
             import multiprocessing as mp
 
@@ -179,7 +182,7 @@ class BatchSource:
             self.pool.join()
             self.pool = None
 
-    def batches(self, start: int, end: int) -> Iterator[PartialBatch]:
+    def batches(self, start: int, end: int) -> Iterator[B]:
         if self.pool is None:
             for step in range(start, end):
                 yield _make(step)

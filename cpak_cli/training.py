@@ -304,7 +304,8 @@ def evaluate_samples(
         out.update(real_median_mm=num(float(np.median(r))), real_p90_mm=num(float(np.percentile(r, 90))),
                    real_found_rate=float(np.isfinite(r).mean()), real_n=int(r.size))
         parts = [v for v in (out["median_mm"], out["real_median_mm"]) if v is not None] if lab.any() else [out["real_median_mm"]]
-        out["select_mm"] = None if any(v is None for v in parts) else float(sum(parts))  # type: ignore[arg-type]
+        known = [v for v in parts if v is not None]
+        out["select_mm"] = None if len(known) < len(parts) else float(sum(known))
     return out
 
 
@@ -338,7 +339,8 @@ def _metric_key(metric: dict[str, Any] | None) -> float:
 def _rng_state() -> dict[str, Any]:
     import torch
 
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # the legacy tuple (MT19937), as restored below
+    assert isinstance(np_state, tuple)
     st = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)), int(np_state[2]),

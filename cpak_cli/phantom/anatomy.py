@@ -404,7 +404,8 @@ def build_leg(lp: LegParams) -> Leg:
     # ------------------------------------------------------------------ implants
     if lp.tka:
         # femoral component: metal shell on the condyles, distal surfaces at the tangent points
-        comp_outer, comp_holes = [], []
+        comp_outer: list[Prim] = []
+        comp_holes: list[tuple[Prim, float]] = []
         for pnt in (fcl, fcm):
             b = 22.0 * s
             cc = pnt - b * n_f
@@ -430,7 +431,7 @@ def build_leg(lp: LegParams) -> Leg:
                                MU_METAL * 0.6, metal=True))
 
     # ------------------------------------------------------------------ soft tissue
-    soft = []
+    soft: list[tuple[Prim, Prim]] = []
     knee_mid = (F0 + T0) / 2
     thigh_top = H + 35 * s * d_f + 20 * s * np.array([1.0, 0.0])
     return Leg(landmarks, bodies, soft, extra={

@@ -23,7 +23,7 @@ def write_dicom(case: "PhantomCase", img: np.ndarray, path: Path) -> None:
     """
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
     maxv = (1 << case.bits_stored) - 1
     px = np.ascontiguousarray(img.astype(np.uint16))
@@ -39,7 +39,7 @@ def write_dicom(case: "PhantomCase", img: np.ndarray, path: Path) -> None:
     sop_uid = generate_uid(entropy_srcs=ent + ["sop"])
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DX_PRESENTATION
+    meta.MediaStorageSOPClassUID = UID(DX_PRESENTATION)
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = generate_uid(entropy_srcs=["cpak-cli-phantom-impl"])

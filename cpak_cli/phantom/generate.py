@@ -297,7 +297,7 @@ def make_case(seed: int, index: int, **options: Any) -> "PhantomCase":
 
     rp = rng_for(seed, index, 4)
     eq = float(rp.uniform(0.35, 0.6))
-    render_params = {
+    render_params: dict[str, Any] = {
         "n0": float(rp.uniform(700.0, 4000.0)), "heel": float(rp.uniform(-0.25, 0.25)),
         "scatter": float(rp.uniform(0.05, 0.25)), "scatter_sigma_mm": 30.0,
         "blur_px": float(rp.uniform(0.8, 1.5)), "eq": eq, "eq_sigma_mm": float(rp.uniform(20.0, 32.0)),

@@ -114,8 +114,11 @@ def phantom_stats(n: int, seed: int = 101) -> list[dict[str, float]]:
 
 
 def summarise(rows: list[dict[str, float]], keys: list[str]) -> dict[str, tuple[float, float, float]]:
-    return {k: tuple(float(v) for v in np.nanpercentile([r.get(k, np.nan) for r in rows], [25, 50, 75]))
-            for k in keys}
+    out = {}
+    for k in keys:
+        q25, q50, q75 = (float(v) for v in np.nanpercentile([r.get(k, np.nan) for r in rows], [25, 50, 75]))
+        out[k] = (q25, q50, q75)
+    return out
 
 
 KEYS = ["background", "soft", "bone", "contrast_soft_bg", "contrast_bone_soft",

@@ -29,6 +29,14 @@ from .spec import rng_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from .generate import PhantomCase
+    from .scene import Scene
+
+
+def _scene(case: "PhantomCase") -> "Scene":
+    """The case's scene (cases from :func:`make_case` carry one; a bare case cannot be rendered)."""
+    if case.scene is None:
+        raise ValueError("this phantom case has no scene to render")
+    return case.scene
 
 
 def _index_range(bb: tuple[float, float, float, float], region: tuple[int, int, int, int],
@@ -88,7 +96,7 @@ def texture_field(case: "PhantomCase", region: tuple[int, int, int, int]) -> np.
 
 def line_integral(case: "PhantomCase", region: tuple[int, int, int, int]) -> np.ndarray:
     """Attenuation line integral (dimensionless) over a pixel region ``(x0, y0, x1, y1)``."""
-    scene = case.scene
+    scene = _scene(case)
     x0, y0, x1, y1 = region
     row_mm, col_mm = case.spacing_mm
     xs = np.arange(x0, x1, dtype=np.float64) * col_mm
@@ -232,7 +240,7 @@ def _look(P: np.ndarray, look: dict, lo: float, hi: float, pix_mm: float, maxv: 
         np.clip(gain, 0.6, 3.0, out=gain)  # clip limit
         P = m + d * gain
     P = P[crop]
-    V = (P - lo) * (1.0 / (hi - lo))
+    V: np.ndarray = (P - lo) * (1.0 / (hi - lo))
     np.clip(V, 0.0, 1.0, out=V)
     V = V.astype(np.float32, copy=False)
     if look["gamma"] != 1.0:
@@ -252,6 +260,7 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
     rx0, ry0, rx1, ry1 = (int(v) for v in roi)
     if not (rx0 < rx1 and ry0 < ry1):
         raise ValueError(f"empty roi {roi}")
+    scene = _scene(case)
     q = case.params["render"]
     row_mm, col_mm = case.spacing_mm
     pix_mm = math.sqrt(row_mm * col_mm)
@@ -273,18 +282,18 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
     L = line_integral(case, region)
 
     # marker letters (lead): physical, in the beam
-    if case.scene.marker is not None:
-        m = _draw_text_mask(L.shape, [case.scene.marker], region, case.spacing_mm)
+    if scene.marker is not None:
+        m = _draw_text_mask(L.shape, [scene.marker], region, case.spacing_mm)
         if m is not None:
             L += 4.0 * m
 
     coll = None
     if look is not None:
-        for m, mu in _shield_mask(L.shape, case.scene.shields, region, case.spacing_mm):
+        for m, mu in _shield_mask(L.shape, scene.shields, region, case.spacing_mm):
             L += mu * m
-        if case.scene.collimation is not None:
-            coll = _collimation_mask(L.shape, case.scene.collimation, region, case.spacing_mm)
-            L += case.scene.collimation["mu"] * coll
+        if scene.collimation is not None:
+            coll = _collimation_mask(L.shape, scene.collimation, region, case.spacing_mm)
+            L += scene.collimation["mu"] * coll
 
     # seams: overlap band of two cassettes (extra attenuation) + gain step below
     ys_mm = np.arange(wy0, wy1, dtype=np.float32) * row_mm
@@ -292,7 +301,7 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
     if look is not None and look["rowband"] > 0:  # slot-scanner line artefacts (per film row)
         rb = rng_for(case.seed, case.index, 78).standard_normal(rows).astype(np.float32)
         gain_col *= 1.0 + look["rowband"] * rb[wy0:wy1]
-    for sm in case.scene.seams:
+    for sm in scene.seams:
         band = (ys_mm >= sm["y"]) & (ys_mm < sm["y"] + sm["h"])
         L[band, :] += sm["dl"]
         gain_col[ys_mm >= sm["y"] + sm["h"]] *= sm["gain"]
@@ -332,11 +341,11 @@ def render_region(case: "PhantomCase", roi: tuple[int, int, int, int] | None = N
     else:
         crop = (slice(oy0 - wy0, oy1 - wy0), slice(ox0 - wx0, ox1 - wx0))
         V = _look(P, look, lo, hi, pix_mm, maxv, crop)
-        if coll is not None and case.scene.collimation["shutter"]:
+        if coll is not None and scene.collimation is not None and scene.collimation["shutter"]:
             V *= 1.0 - coll[crop]  # electronic shutter: collimated area black
 
     # burned-in annotation (display overlay: maximum value)
-    tm = _draw_text_mask(V.shape, case.scene.text, (ox0, oy0, ox1, oy1), case.spacing_mm)
+    tm = _draw_text_mask(V.shape, scene.text, (ox0, oy0, ox1, oy1), case.spacing_mm)
     if tm is not None:
         V = np.maximum(V, tm * maxv * 0.92)
     out[oy0 - ry0:oy1 - ry0, ox0 - rx0:ox1 - rx0] = np.rint(V).astype(np.uint16)

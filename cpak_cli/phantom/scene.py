@@ -8,6 +8,7 @@ angle of the canonical construction is preserved exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,7 @@ class Xform:
         """Composition: first ``self``, then ``other``."""
         return Xform(other.M @ self.M, other.M @ self.t + other.t)
 
-    def pt(self, p: np.ndarray) -> np.ndarray:
+    def pt(self, p: np.ndarray | Sequence[float]) -> np.ndarray:
         return self.M @ np.asarray(p, dtype=float) + self.t
 
     def prim(self, pr: Prim) -> Prim:

@@ -220,7 +220,7 @@ def look_params(seed: int, index: int, girth: float, ped: bool) -> dict[str, Any
     B = 0.5 * bone_gain * (math.exp(-k * S) if k else 1.0)
     if eos:
         eq = float(r.uniform(0.5, 0.85))
-        q = {"n0": float(r.uniform(2500.0, 9000.0)), "heel": float(r.uniform(-0.05, 0.05)),
+        q: dict[str, Any] = {"n0": float(r.uniform(2500.0, 9000.0)), "heel": float(r.uniform(-0.05, 0.05)),
              "scatter": float(r.uniform(0.0, 0.04)), "scatter_sigma_mm": 30.0,
              "blur_px": float(r.uniform(0.6, 1.3)), "eq": eq, "eq_sigma_mm": float(r.uniform(14.0, 32.0)),
              "detail": float(r.uniform(0.1, 0.8)), "detail_sigma_mm": float(r.uniform(0.8, 3.0))}

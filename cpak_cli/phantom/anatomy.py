@@ -239,6 +239,26 @@ def corner_superellipse(p0: np.ndarray, p1: np.ndarray, n: np.ndarray, half_h: f
     return _ell(c, a, half_h, depth, u, p)
 
 
+def knee_frame(lp: LegParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The knee's frame in the canonical leg frame (hip centre at the origin, lateral = -x, y
+    distal): femoral axis direction ``d_f``, knee centre ``K``, femoral joint line ``u_f``
+    (pointing laterally) with its distal normal ``n_f``, tibial joint line ``u_t`` (``u_f``
+    turned by the JLCA) with its distal normal ``n_t``. Lengths in mm."""
+    d_f = np.array([math.sin(math.radians(lp.theta_f)), math.cos(math.radians(lp.theta_f))])
+    K = lp.femur_len * d_f
+    up = -d_f
+    cand = [_rot(up, lp.ldfa), _rot(up, -lp.ldfa)]
+    u_f = cand[0] if cand[0][0] < cand[1][0] else cand[1]
+    n_f = np.array([-u_f[1], u_f[0]])
+    if n_f[1] < 0:
+        n_f = -n_f
+    u_t = _rot(u_f, lp.jlca)
+    n_t = np.array([-u_t[1], u_t[0]])
+    if n_t[1] < 0:
+        n_t = -n_t
+    return d_f, K, u_f, n_f, u_t, n_t
+
+
 def build_leg(lp: LegParams) -> Leg:
     """Construct a right leg in its canonical frame (hip centre at origin, lateral = -x,
     y distal).  Landmarks are exact by construction:
@@ -252,21 +272,9 @@ def build_leg(lp: LegParams) -> Leg:
     """
     s = lp.size
     H = np.zeros(2)
-    d_f = np.array([math.sin(math.radians(lp.theta_f)), math.cos(math.radians(lp.theta_f))])
-    K = H + lp.femur_len * d_f
-
-    # femoral joint line (u_f points laterally = -x side)
+    d_f, K, u_f, n_f, u_t, n_t = knee_frame(lp)
+    K = H + K
     up = -d_f
-    cand = [_rot(up, lp.ldfa), _rot(up, -lp.ldfa)]
-    u_f = cand[0] if cand[0][0] < cand[1][0] else cand[1]
-    n_f = np.array([-u_f[1], u_f[0]])
-    if n_f[1] < 0:
-        n_f = -n_f
-    # tibial joint line: u_t = u_f rotated by jlca; tibial axis at MPTA to -u_t
-    u_t = _rot(u_f, lp.jlca)
-    n_t = np.array([-u_t[1], u_t[0]])
-    if n_t[1] < 0:
-        n_t = -n_t
     cand = [_rot(-u_t, lp.mpta), _rot(-u_t, -lp.mpta)]
     d_t = cand[0] if cand[0][1] > cand[1][1] else cand[1]
     A = K + lp.tibia_len * d_t
@@ -443,18 +451,7 @@ def knee_gaps(lp: LegParams) -> tuple[float, float]:
     """(lateral, medial) joint-space width in mm: distance from each condylar tangent point to
     the tibial plateau line, along the plateau normal (same construction as :func:`build_leg`)."""
     s = lp.size
-    d_f = np.array([math.sin(math.radians(lp.theta_f)), math.cos(math.radians(lp.theta_f))])
-    K = lp.femur_len * d_f
-    up = -d_f
-    cand = [_rot(up, lp.ldfa), _rot(up, -lp.ldfa)]
-    u_f = cand[0] if cand[0][0] < cand[1][0] else cand[1]
-    n_f = np.array([-u_f[1], u_f[0]])
-    if n_f[1] < 0:
-        n_f = -n_f
-    u_t = _rot(u_f, lp.jlca)
-    n_t = np.array([-u_t[1], u_t[0]])
-    if n_t[1] < 0:
-        n_t = -n_t
+    d_f, K, u_f, n_f, u_t, n_t = knee_frame(lp)
     spine_h = 9.0 * s
     T0 = K + spine_h * n_t
     F0 = K + (spine_h - lp.joint_space) * n_f + 1.0 * s * u_f

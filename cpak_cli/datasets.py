@@ -441,20 +441,22 @@ def intensity_augment(img: np.ndarray, rng: np.random.Generator, aug: AugmentOpt
 
 @dataclass
 class TrainingCrop:
-    """One augmented crop: ``image`` (S, S) normalised, ``masks`` (C, S, S), ``points_uv`` (C, 2)
-    landmark crop pixels, ``matrix`` crop -> image affine (2x3)."""
+    """One augmented crop: ``image`` (S, S) normalised, ``masks`` (C, S, S) (None when not asked
+    for: the partial-label batches draw them on the device), ``points_uv`` (C, 2) landmark crop
+    pixels, ``matrix`` crop -> image affine (2x3)."""
 
     image: np.ndarray
-    masks: np.ndarray
+    masks: np.ndarray | None
     points_uv: np.ndarray
     matrix: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def training_crop(
-    sample: LegSample, size: int, radius: float, aug: AugmentOptions, rng: np.random.Generator, norm: str = "max"
+    sample: LegSample, size: int, radius: float | None, aug: AugmentOptions, rng: np.random.Generator, norm: str = "max"
 ) -> TrainingCrop:
-    """Jitter + (p) affine as ONE crop -> cache affine; masks drawn at the transformed landmarks."""
+    """Jitter + (p) affine as ONE crop -> cache affine; masks drawn at the transformed landmarks
+    (none when ``radius`` is None)."""
     box = jittered_box(sample.box, rng, aug.jitter)
     m_img = crops.crop_matrix(box, size, mirror=sample.mirror)  # crop -> image
     if aug.affine_p > 0 and rng.random() < aug.affine_p:
@@ -462,7 +464,7 @@ def training_crop(
     m_cache = crops.compose(crops.invert(sample.cache_matrix), m_img)  # crop -> cache
     img = crops.sample_crop(sample.cache, m_cache, size)
     pts_uv = crops.image_to_crop(sample.points, m_img)
-    masks = crops.disc_masks(pts_uv, size, radius)
+    masks = None if radius is None else crops.disc_masks(pts_uv, size, radius)
     img = intensity_augment(img, rng, aug, norm, crop_mm_per_px(m_img, sample.spacing_mm)) if aug.intensity else img
     cons = [(c, crops.image_to_crop(np.array([c.xy], dtype=np.float64), m_img)[0]) for c in sample.constraints]
     return TrainingCrop(image=crops.normalize_crop(img, norm), masks=masks, points_uv=pts_uv, matrix=m_img,
@@ -530,6 +532,7 @@ def make_batch(
     xs, ys = [], []
     for k, i in enumerate(indices):
         tc = training_crop(samples[i], size, radius, aug, sample_rng(seed, step, k), norm)
+        assert tc.masks is not None
         xs.append(tc.image)
         ys.append(tc.masks)
     x = np.repeat(np.stack(xs)[:, None], 3, axis=1)
@@ -560,7 +563,7 @@ def make_partial_batch(
     xs, pts, mix, cuv, cw = [], [], [], [], []
     for k, i in enumerate(indices):
         s = samples[i]
-        tc = training_crop(s, size, 1.0, aug, sample_rng(seed, step, k), norm)
+        tc = training_crop(s, size, None, aug, sample_rng(seed, step, k), norm)  # masks are drawn on the device
         c = len(s.points)
         m = np.zeros((MAX_CONSTRAINTS, c), np.float32)
         uv = np.zeros((MAX_CONSTRAINTS, 2), np.float32)

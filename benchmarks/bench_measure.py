@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
                    check=True, capture_output=True)
     cold = time.perf_counter() - t0
 
-    from cpak_cli.boxes import BoxFile
-    from cpak_cli.dicom_io import load_image
-    from cpak_cli.pipeline import Measurer
+    from cpak_cli.input.boxes import BoxFile
+    from cpak_cli.input.loader import load_image
+    from cpak_cli.pipeline.film import Measurer
 
     t0 = time.perf_counter()
     measurer = Measurer(device=args.device)

@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from cpak_cli.boxes import read_boxes
-from cpak_cli.dicom_io import load_image
-from cpak_cli.evaluation import evaluate_pairs, format_summary, pair_files, write_report
-from cpak_cli.landmarks import write_landmarks
-from cpak_cli.pipeline import Measurer
+from cpak_cli.core.landmarks import write_landmarks
+from cpak_cli.evaluation.files import evaluate_pairs, format_summary, pair_files, write_report
+from cpak_cli.input.boxes import read_boxes
+from cpak_cli.input.loader import load_image
+from cpak_cli.pipeline.film import Measurer
 
 
 def main(argv: list[str] | None = None) -> int:

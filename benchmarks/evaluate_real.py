@@ -3,7 +3,7 @@
     python benchmarks/evaluate_real.py --data DIR --out OUTDIR [--subset heldout|train|all]
         [--limit N] [--device cpu|cuda|auto] [--weights-dir W] [--boxes-from-labels] [--chunk 8]
 
-DIR is a folder in the format of :mod:`cpak_cli.pointlabels` (``labels.csv`` + ``images/``, e.g.
+DIR is a folder in the format of :mod:`cpak_cli.training.pointlabels` (``labels.csv`` + ``images/``, e.g.
 ``shared/data/real-eos``); ``--subset heldout`` (default) takes the fixed held-out films that no
 training may see. Each film is loaded with its labelled spacing and measured by the pipeline
 (joint detector + landmark networks); ``--boxes-from-labels`` gives the landmark networks boxes
@@ -11,7 +11,7 @@ centred on the labelled joints instead (``BOX_SIDE_MM``), to tell detector failu
 landmark failures. Legs are matched by the patient's side (a film whose labels put the
 patient's right on the image right is matched leg for leg by image half).
 
-Writes OUTDIR/summary.json (headline figures, see :func:`cpak_cli.pointeval.summarize_legs`),
+Writes OUTDIR/summary.json (headline figures, see :func:`cpak_cli.evaluation.points.summarize_legs`),
 OUTDIR/legs.csv (one row per film and leg) and OUTDIR/worst_<k>_<id>_<side>.png, overlays of the
 five worst legs by mHKA error (misses first): the prediction as ``cpak measure --overlay``
 draws it, the labels as white crosses joined by white lines (head centre estimate: small white
@@ -29,12 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from cpak_cli.atomic import atomic_write_text
-from cpak_cli.boxes import BOX_SIDE_MM, BoxFile, square_box
-from cpak_cli.dicom_io import load_image
 from cpak_cli.errors import CpakInputError
-from cpak_cli.evaluation import legs_csv
-from cpak_cli.pipeline import Measurer, ScanResult
-from cpak_cli.pointeval import (
+from cpak_cli.evaluation.files import legs_csv
+from cpak_cli.evaluation.points import (
     ANGLES,
     LegEval,
     box_centre,
@@ -45,7 +42,10 @@ from cpak_cli.pointeval import (
     summarize_legs,
     worst_legs,
 )
-from cpak_cli.pointlabels import PointLabels, holdout_split, joint_centres, read_point_labels
+from cpak_cli.input.boxes import BOX_SIDE_MM, BoxFile, square_box
+from cpak_cli.input.loader import load_image
+from cpak_cli.pipeline.film import Measurer, ScanResult
+from cpak_cli.training.pointlabels import PointLabels, holdout_split, joint_centres, read_point_labels
 
 WORST = 5
 LABEL_BGR = (255, 255, 255)
@@ -98,7 +98,7 @@ def draw_worst(out_dir: Path, rank: int, leg: LegEval, lab: PointLabels, res: Sc
     """The film's prediction overlay plus the labels (white) of every labelled leg."""
     import cv2
 
-    from cpak_cli.overlay import overlay_for_result, write_png
+    from cpak_cli.outputs.overlay import overlay_for_result, write_png
 
     assert res.image is not None
     title = (f"{lab.image_id} {leg.side}: mHKA err {fmt_mm(leg.mhka_error_deg, 'deg')} "

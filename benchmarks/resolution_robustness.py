@@ -28,12 +28,20 @@ from typing import Any
 import numpy as np
 
 from cpak_cli.atomic import atomic_write_text
-from cpak_cli.dicom_io import LoadedImage, load_image
-from cpak_cli.evaluation import legs_csv
-from cpak_cli.landmarks import LANDMARKS, SIDES, read_landmarks
-from cpak_cli.overlay import write_png
-from cpak_cli.pipeline import Measurer, ScanResult
-from cpak_cli.pointeval import ANGLES, angle_differences, distance_mm, error_summary, fmt_mm, jsonable, map_points_between_grids
+from cpak_cli.core.landmarks import LANDMARKS, SIDES, read_landmarks
+from cpak_cli.evaluation.files import legs_csv
+from cpak_cli.evaluation.points import (
+    ANGLES,
+    angle_differences,
+    distance_mm,
+    error_summary,
+    fmt_mm,
+    jsonable,
+    map_points_between_grids,
+)
+from cpak_cli.input.loader import LoadedImage, load_image
+from cpak_cli.outputs.overlay import write_png
+from cpak_cli.pipeline.film import Measurer, ScanResult
 
 
 def coarse_copy(image: LoadedImage, spacing: float) -> tuple[np.ndarray, tuple[float, float]]:

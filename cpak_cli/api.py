@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from cpak_cli import __version__
+from cpak_cli.core.landmarks import SIDES, read_landmarks
+from cpak_cli.core.measurement import LegMeasurement, measure_leg
 from cpak_cli.errors import CpakInputError
-from cpak_cli.landmarks import SIDES, read_landmarks
-from cpak_cli.measurement import LegMeasurement, measure_leg
 
 
 @dataclass

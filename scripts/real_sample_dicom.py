@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cpak_cli.atomic import atomic_write_bytes, atomic_write_text
-from cpak_cli.pointlabels import load_pixels, read_point_labels
+from cpak_cli.training.pointlabels import load_pixels, read_point_labels
 
 DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 

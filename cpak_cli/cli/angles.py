@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             typer.echo(json.dumps(result.to_json(), indent=2))
         else:
-            from cpak_cli.report import print_legs
+            from cpak_cli.outputs.report import print_legs
 
             print_legs(result.legs, title=f"{file}  (spacing {result.spacing_mm[0]:g} x {result.spacing_mm[1]:g} mm)")
         if not any(leg.measured for leg in result.legs.values()):

@@ -36,13 +36,13 @@ def register(app: typer.Typer) -> None:
 
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from cpak_cli.batch import find_inputs, run_batch
-        from cpak_cli.pipeline import Measurer
+        from cpak_cli.pipeline.batch import find_inputs, run_batch
+        from cpak_cli.pipeline.film import Measurer
 
         salt = salt or os.environ.get("CPAK_ANON_SALT")
         if anonymize and not salt:
             fail("--anonymize needs --salt TEXT (or CPAK_ANON_SALT) so that hashes are reproducible")
-        from cpak_cli.batch import check_output
+        from cpak_cli.pipeline.batch import check_output
 
         check_output(csv_out, resume, overwrite, salt if anonymize else None)
         inputs = find_inputs(folder, recursive)

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from cpak_cli.evaluation import evaluate_pairs, format_summary, pair_files, write_report
+        from cpak_cli.evaluation.files import evaluate_pairs, format_summary, pair_files, write_report
 
         report = evaluate_pairs(pair_files(pred, truth))
         write_report(report, json_out, csv_out)

@@ -35,10 +35,10 @@ def register(app: typer.Typer) -> None:
         """Measure LDFA, MPTA, aHKA, JLO, mHKA and CPAK type of each leg on a full-leg radiograph."""
         import json
 
-        from cpak_cli.boxes import read_boxes
-        from cpak_cli.dicom_io import load_image
-        from cpak_cli.landmarks import write_landmarks
-        from cpak_cli.pipeline import Measurer
+        from cpak_cli.core.landmarks import write_landmarks
+        from cpak_cli.input.boxes import read_boxes
+        from cpak_cli.input.loader import load_image
+        from cpak_cli.pipeline.film import Measurer
 
         image = load_image(scan, pixel_spacing=pixel_spacing)
         box_file = read_boxes(boxes) if boxes is not None else None
@@ -47,14 +47,14 @@ def register(app: typer.Typer) -> None:
         if landmarks_out is not None:
             write_landmarks(landmarks_out, result.to_landmark_file())
         if overlay is not None:
-            from cpak_cli.overlay import overlay_for_result, write_overlay
+            from cpak_cli.outputs.overlay import overlay_for_result, write_overlay
 
             write_overlay(overlay, overlay_for_result(result), image.sop_instance_uid,
                           image.metadata.get("StudyInstanceUID"))
         if json_out:
             typer.echo(json.dumps(result.to_json(), indent=2, default=float))
         else:
-            from cpak_cli.report import print_legs
+            from cpak_cli.outputs.report import print_legs
 
             sp = image.spacing_mm
             print_legs(result.legs, title=f"{scan}  (spacing {sp[0]:g} x {sp[1]:g} mm, {image.spacing_source})")

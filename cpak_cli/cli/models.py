@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
         """List the installed models and check each file's sha256 against its model card."""
         import json
 
-        from cpak_cli.models import MAX_TOTAL_BYTES, list_models
-        from cpak_cli.models import weights_dir as resolve_dir
+        from cpak_cli.networks.models import MAX_TOTAL_BYTES, list_models
+        from cpak_cli.networks.models import weights_dir as resolve_dir
 
         folder = resolve_dir(weights_dir)
         entries = list_models(folder, check_shapes=check)

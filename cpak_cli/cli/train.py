@@ -82,8 +82,8 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress display."),
     ) -> None:
         """Train a landmark segmentation U-Net for one joint (Dice + BCE, Adam, paper augmentation)."""
+        from cpak_cli.core.landmarks import JOINTS
         from cpak_cli.errors import CpakInputError
-        from cpak_cli.landmarks import JOINTS
 
         if joint not in JOINTS and joint != "detector":
             raise CpakInputError(None, f"--joint must be one of {', '.join(JOINTS)}, detector; got {joint!r}")
@@ -100,16 +100,16 @@ def register(app: typer.Typer) -> None:
                     None, f"--decoder-channels must be integers like 128,64,32,16, got {decoder_channels!r}"
                 ) from None
 
-        from cpak_cli.datasets import AugmentOptions
-        from cpak_cli.models import ModelConfig
-        from cpak_cli.training import TrainData, TrainOptions, train
+        from cpak_cli.networks.models import ModelConfig
+        from cpak_cli.training.datasets import AugmentOptions
+        from cpak_cli.training.trainer import TrainData, TrainOptions, train
 
         augment = AugmentOptions(domain=domain, jitter=jitter)
         max_seconds = None if max_minutes is None else 60.0 * max_minutes
         phantom_options = {"variety": True} if phantom_variety else {}
 
         if joint == "detector":
-            from cpak_cli.detector_training import detector_config, train_detector
+            from cpak_cli.training.detector import detector_config, train_detector
 
             dopts = TrainOptions(out_dir=str(out), steps=steps, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
                                  folds=folds, fold=fold, seed=seed, device=device, workers=workers, threads=threads,

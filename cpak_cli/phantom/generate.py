@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from cpak_cli.core.cpak import CPAK_TYPES, cpak_type
+from cpak_cli.core.geometry import leg_angles
+from cpak_cli.core.landmarks import JOINTS, LANDMARKS, SIDES
+
 from ..atomic import atomic_write_text
-from ..cpak import CPAK_TYPES, cpak_type
-from ..geometry import leg_angles
-from ..landmarks import JOINTS, LANDMARKS, SIDES
 from .anatomy import LegParams, build_leg
 from .scene import Scene, Xform, distractor_bodies, hemipelvis, leg_soft, pelvis_soft, sacrum
 from .spec import SPACINGS, PhantomOptions, quantize_spacing, rng_for, sample_angles, target_type

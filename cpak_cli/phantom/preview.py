@@ -1,6 +1,6 @@
 """Human-check preview PNG: down-sampled film with the true landmarks, boxes, mechanical axes,
 joint lines and angles drawn (the DICOM itself never carries any mark). Drawing is
-:func:`cpak_cli.overlay.render_overlay`, the same as `cpak measure --overlay`."""
+:func:`cpak_cli.outputs.overlay.render_overlay`, the same as `cpak measure --overlay`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cpak_cli.overlay import render_overlay, write_png
+from cpak_cli.outputs.overlay import render_overlay, write_png
 
 if TYPE_CHECKING:  # pragma: no cover
     from .generate import PhantomCase

@@ -1,0 +1,280 @@
+"""Per-leg measurement: angles, CPAK type and geometric quality flags from 8 landmarks.
+
+Pure functions over pixel landmarks ``(x, y)`` and pixel spacing ``(row_mm, col_mm)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from cpak_cli.core.cpak import BORDERLINE_DEG, cpak_type, display_conflicts, is_borderline
+from cpak_cli.core.geometry import (
+    LDFA_LANDMARKS,
+    MHKA_LANDMARKS,
+    MPTA_LANDMARKS,
+    ankle_center,
+    lateral_sign,
+    ldfa_deg,
+    leg_angles,
+    mhka_deg,
+    mpta_deg,
+    to_mm,
+)
+from cpak_cli.core.landmarks import LANDMARKS
+
+#: Flags a measured leg can carry (README documents each).
+FLAG_BORDERLINE = "borderline"
+FLAG_ANGLE_RANGE = "angle_out_of_range"
+FLAG_GEOMETRY = "implausible_geometry"
+FLAG_LOW_CONFIDENCE = "low_confidence"
+FLAG_SPACING_UNCORRECTED = "spacing_uncorrected_magnification"
+FLAG_SPACING_USER = "spacing_user_supplied"
+FLAG_ORIENTATION_ASSUMED = "orientation_assumed"
+FLAG_SIZE = "size_implausible"
+FLAG_LATERALITY = "laterality_conflict"
+
+#: Anatomical plausibility range of LDFA and MPTA (degrees, inclusive). Normal values are 85-90
+#: for both (Paley, Principles of Deformity Correction, 2002: mLDFA 87.5 +- 2.5, MPTA 87.5 +- 2.5)
+#: and the CPAK cohorts of healthy and arthritic knees (MacDessi et al., Bone Joint J 2021) keep
+#: aHKA within about +-10, i.e. LDFA and MPTA rarely leave 80-100. 75-105 (a right angle +- 15,
+#: some 5 SD from Paley's mean) still types severe deformities; outside it the leg is flagged
+#: ``angle_out_of_range`` and gets no CPAK type (a wrong point or two joints of different legs is
+#: far likelier than such a knee). The range is symmetric about 90, so it cannot see a pure
+#: medial/lateral swap (x -> 180 - x); the medial/lateral order checks of
+#: :func:`geometry_problems` do.
+PLAUSIBLE_ANGLE_DEG = (75.0, 105.0)
+#: The femoral and tibial mechanical axes of a leg meet at the knee at this angle or more
+#: (180 = straight); less means folded axes (a point of another leg or a wrong joint).
+AXIS_MIN_ANGLE_DEG = 150.0
+
+#: Size plausibility (mm, inclusive), mechanical lengths: femur = femoral head centre -> knee
+#: centre, tibia = knee centre -> ankle centre. Anderson, Green & Messner (J Bone Joint Surg Am
+#: 1963;45:1-14, orthoroentgenograms) give femur lengths of about 20-22 cm and tibia lengths of
+#: about 16-17 cm at 3 years (mean - 2 SD a little below), and the mechanical length is some 1-2
+#: cm shorter than the whole bone; tall adults reach femora of about 52-55 cm and tibiae of about
+#: 44-46 cm, and a spacing not corrected for magnification adds up to 15 % (flagged on its own).
+#: Hence femur 180-620 mm and tibia 140-540 mm: children from about 3 years to tall adults on an
+#: uncorrected film pass; a film scaled by a factor of two or more does not.
+FEMUR_MM = (180.0, 620.0)
+TIBIA_MM = (140.0, 540.0)
+#: Femur/tibia length ratio: about 1.2 in adults and children alike (tibia about 80-85 % of the
+#: femur; Anderson et al. 1963); 0.95-1.6 leaves room for growth disorders and lets a femur or
+#: tibia of another joint or leg (or a misplaced point) through only when it is close to right.
+FEMUR_TIBIA_RATIO = (0.95, 1.6)
+#: Width of the tibial plateau (lateral -> medial margin) over the femur length: about 0.15-0.20
+#: in adults (plateau 70-85 mm, femur 400-480 mm) and a little more in young children, whose
+#: epiphyses are relatively wide. Lengths alone cannot see a film whose rows were resampled while
+#: the spacing stayed (rows x 0.5 leaves an adult femur of 234 mm, a 4-year-old's), but the
+#: horizontal plateau keeps its width: such a film gives 0.35 or more. Outside 0.08-0.30: flagged.
+PLATEAU_TO_FEMUR = (0.08, 0.30)
+
+
+@dataclass
+class LegMeasurement:
+    """Result for one leg. Angles in degrees; None when the leg could not be measured (``error``).
+
+    ``mhka`` is the mechanical HKA (hip-knee-ankle centres, valgus positive, 0 = straight; see
+    :func:`cpak_cli.core.geometry.mhka_from_centres`); it is given whenever the hip, knee centre and
+    both ankle points exist, even on a leg that is otherwise not measured.
+    """
+
+    side: str
+    ldfa: float | None = None
+    mpta: float | None = None
+    ahka: float | None = None
+    jlo: float | None = None
+    mhka: float | None = None
+    cpak: str | None = None
+    flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ldfa": self.ldfa,
+            "mpta": self.mpta,
+            "ahka": self.ahka,
+            "jlo": self.jlo,
+            "mhka": self.mhka,
+            "cpak": self.cpak,
+            "flags": list(self.flags),
+            "notes": list(self.notes),
+            "error": self.error,
+        }
+
+
+def geometry_problems(
+    landmarks_px: Mapping[str, Sequence[float] | None],
+    spacing_mm: tuple[float, float],
+    side: str,
+    patient_right_on_image_left: bool = True,
+) -> list[str]:
+    """Reasons why a leg's landmarks are anatomically impossible (empty list when plausible).
+
+    Checks, in mm space: femoral head above the knee and ankle below it (image y grows
+    downwards); lateral landmarks on the lateral side of their medial partners (for the patient's
+    right leg lateral is towards the image side that holds the patient's right); the femoral and
+    tibial mechanical axes not folded back on each other (they must meet at 150 degrees or more).
+    Landmarks that are missing (None or absent) skip only the checks that need them, so a partly
+    measured leg gets every check its points allow.
+    """
+    p = {n: to_mm(np.asarray(landmarks_px[n], dtype=np.float64), spacing_mm)
+         for n in LANDMARKS if landmarks_px.get(n) is not None}
+    problems: list[str] = []
+    knee = p.get("knee_center")
+    ankle = (ankle_center(p["ankle_lateral"], p["ankle_medial"])
+             if "ankle_lateral" in p and "ankle_medial" in p else None)
+    hip = p.get("femoral_head")
+    if hip is not None and knee is not None and not hip[1] < knee[1]:
+        problems.append("femoral head not above the knee")
+    if ankle is not None and knee is not None and not ankle[1] > knee[1]:
+        problems.append("ankle not below the knee")
+    lateral_dir = lateral_sign(side, patient_right_on_image_left)  # +1 when lateral means larger image x
+    for lat, med, what in (
+        ("femoral_condyle_lateral", "femoral_condyle_medial", "femoral condyles"),
+        ("tibial_plateau_lateral", "tibial_plateau_medial", "tibial plateau margins"),
+        ("ankle_lateral", "ankle_medial", "ankle landmarks"),
+    ):
+        if lat in p and med in p and (p[lat][0] - p[med][0]) * lateral_dir <= 0:
+            problems.append(f"{what} in the wrong medial/lateral order")
+    if hip is not None and knee is not None and ankle is not None:
+        femur = hip - knee
+        tibia = ankle - knee
+        cos = float(np.dot(femur, tibia) / (np.linalg.norm(femur) * np.linalg.norm(tibia) + 1e-12))
+        if cos > math.cos(math.radians(AXIS_MIN_ANGLE_DEG)):
+            problems.append(f"femoral and tibial axes meet at less than {AXIS_MIN_ANGLE_DEG:.0f} degrees")
+    return problems
+
+
+def size_problems(
+    landmarks_px: Mapping[str, Sequence[float] | None],
+    spacing_mm: tuple[float, float],
+) -> list[str]:
+    """Why a leg's size in mm is not a human leg's (empty when plausible); each note gives the
+    lengths. Femur (head centre -> knee centre) against :data:`FEMUR_MM`, tibia (knee centre ->
+    ankle centre) against :data:`TIBIA_MM`, their ratio against :data:`FEMUR_TIBIA_RATIO` and the
+    tibial plateau width over the femur length against :data:`PLATEAU_TO_FEMUR` (the last catches
+    rows or columns resampled while the spacing stayed). Missing points skip only the checks
+    that need them."""
+    p = {n: to_mm(np.asarray(landmarks_px[n], dtype=np.float64), spacing_mm)
+         for n in LANDMARKS if landmarks_px.get(n) is not None}
+    knee, hip = p.get("knee_center"), p.get("femoral_head")
+    ankle = (ankle_center(p["ankle_lateral"], p["ankle_medial"])
+             if "ankle_lateral" in p and "ankle_medial" in p else None)
+    femur = float(np.linalg.norm(hip - knee)) if hip is not None and knee is not None else None
+    tibia = float(np.linalg.norm(ankle - knee)) if ankle is not None and knee is not None else None
+    out: list[str] = []
+    for name, v, (lo, hi) in (("femur", femur, FEMUR_MM), ("tibia", tibia, TIBIA_MM)):
+        if v is not None and not lo <= v <= hi:
+            out.append(f"{name} length {v:.0f} mm outside {lo:.0f}-{hi:.0f} mm (not a leg from about 3 years "
+                       "to a tall adult: spacing or image size wrong?)")
+    if femur is not None and tibia is not None and tibia > 0:
+        lo, hi = FEMUR_TIBIA_RATIO
+        if not lo <= femur / tibia <= hi:
+            out.append(f"femur {femur:.0f} mm / tibia {tibia:.0f} mm = {femur / tibia:.2f} outside {lo:g}-{hi:g}")
+    if femur and "tibial_plateau_lateral" in p and "tibial_plateau_medial" in p:
+        width = float(np.linalg.norm(p["tibial_plateau_lateral"] - p["tibial_plateau_medial"]))
+        lo, hi = PLATEAU_TO_FEMUR
+        if not lo <= width / femur <= hi:
+            out.append(f"tibial plateau {width:.0f} mm wide for a {femur:.0f} mm femur (ratio {width / femur:.2f} "
+                       f"outside {lo:g}-{hi:g}: rows or columns resampled while the spacing stayed?)")
+    return out
+
+
+def _range_problem(ldfa: float | None, mpta: float | None) -> str | None:
+    """Note when a given LDFA or MPTA lies outside :data:`PLAUSIBLE_ANGLE_DEG` (None if inside)."""
+    lo, hi = PLAUSIBLE_ANGLE_DEG
+    bad = [f"{name} {v:.1f}" for name, v in (("LDFA", ldfa), ("MPTA", mpta))
+           if v is not None and math.isfinite(v) and not lo <= v <= hi]
+    return f"{' and '.join(bad)} outside the anatomical range {lo:.0f}-{hi:.0f} degrees" if bad else None
+
+
+def measure_leg(
+    side: str,
+    landmarks_px: Mapping[str, Sequence[float] | None],
+    spacing_mm: tuple[float, float],
+    patient_right_on_image_left: bool = True,
+) -> LegMeasurement:
+    """Angles, CPAK type and flags for one leg from pixel landmarks.
+
+    A leg with missing landmarks is not measured (``error`` names them, no CPAK type), but the
+    angle that its landmarks allow is still given (LDFA without an ankle, MPTA without a hip,
+    mHKA without condyles or plateau), with the range and geometry checks its points allow. A
+    measured leg always reports its numbers; doubts go into ``flags`` (with ``notes``). A leg
+    with LDFA or MPTA outside :data:`PLAUSIBLE_ANGLE_DEG` (``angle_out_of_range``) or with
+    implausible geometry (``implausible_geometry``: medial/lateral order, joints above/below each
+    other, folded axes) or an implausible size in mm (``size_implausible``, :func:`size_problems`)
+    gets no CPAK type. The type is decided on full precision; ``borderline``
+    marks a type within :data:`cpak_cli.core.cpak.BORDERLINE_DEG` of a boundary, with a note when the
+    0.1-degree display would read as the other class. ``side`` is the patient's;
+    ``patient_right_on_image_left`` sets which image side is lateral for the geometry checks and
+    the sign of mHKA.
+    """
+    result = LegMeasurement(side=side)
+    if all(landmarks_px.get(n) is not None for n in MHKA_LANDMARKS):
+        mhka = mhka_deg(landmarks_px, spacing_mm, side, patient_right_on_image_left)  # type: ignore[arg-type]
+        result.mhka = mhka if math.isfinite(mhka) else None
+    missing = [n for n in LANDMARKS if landmarks_px.get(n) is None]
+    if missing:
+        # measure what is there: LDFA needs only the femur, MPTA only the tibia and ankle
+        result.error = "missing landmark(s): " + ", ".join(missing)
+        if all(landmarks_px.get(n) is not None for n in LDFA_LANDMARKS):
+            ldfa = ldfa_deg(landmarks_px, spacing_mm)  # type: ignore[arg-type]
+            result.ldfa = ldfa if math.isfinite(ldfa) else None
+        if all(landmarks_px.get(n) is not None for n in MPTA_LANDMARKS):
+            mpta = mpta_deg(landmarks_px, spacing_mm)  # type: ignore[arg-type]
+            result.mpta = mpta if math.isfinite(mpta) else None
+        _add_checks(result, landmarks_px, spacing_mm, side, patient_right_on_image_left)
+        return result
+    pts = {n: landmarks_px[n] for n in LANDMARKS}
+    angles = leg_angles(pts, spacing_mm)  # type: ignore[arg-type]
+    result.ldfa, result.mpta, result.ahka, result.jlo = angles.ldfa, angles.mpta, angles.ahka, angles.jlo
+    if not all(math.isfinite(v) for v in (angles.ldfa, angles.mpta)):
+        result.error = "degenerate landmarks (coincident points)"
+        return result
+    if _add_checks(result, pts, spacing_mm, side, patient_right_on_image_left):
+        result.notes.append("no CPAK type: the angles come from implausible landmarks")
+        return result
+    result.cpak = cpak_type(angles.ahka, angles.jlo)
+    conflicts = display_conflicts(angles.ldfa, angles.mpta)
+    if is_borderline(angles.ahka, angles.jlo) or conflicts:
+        result.flags.append(FLAG_BORDERLINE)
+        result.notes.append(f"aHKA or JLO within {BORDERLINE_DEG:g} degrees of a CPAK boundary")
+        result.notes.extend(conflicts)
+    return result
+
+
+def _add_checks(
+    result: LegMeasurement,
+    landmarks_px: Mapping[str, Sequence[float] | None],
+    spacing_mm: tuple[float, float],
+    side: str,
+    patient_right_on_image_left: bool,
+) -> bool:
+    """Add ``angle_out_of_range`` / ``implausible_geometry`` / ``size_implausible`` (with notes)
+    for what the leg's angles and landmarks allow; True when any applies (no CPAK type then)."""
+    bad = False
+    rng = _range_problem(result.ldfa, result.mpta)
+    if rng:
+        result.flags.append(FLAG_ANGLE_RANGE)
+        result.notes.append(rng)
+        bad = True
+    problems = geometry_problems(landmarks_px, spacing_mm, side, patient_right_on_image_left)
+    if problems:
+        result.flags.append(FLAG_GEOMETRY)
+        result.notes.extend(problems)
+        bad = True
+    sizes = size_problems(landmarks_px, spacing_mm)
+    if sizes:
+        result.flags.append(FLAG_SIZE)
+        result.notes.extend(sizes)
+        bad = True
+    return bad

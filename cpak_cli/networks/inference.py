@@ -1,0 +1,143 @@
+"""Landmark inference: crop -> resample -> network -> Method 1-5 -> original pixels -> mm.
+
+Pure numpy parts (:func:`make_crop`, :func:`points_from_probs`) are separate from the torch part
+(:func:`cpak_cli.networks.models.predict`) so the coordinate chain can be tested without a network.
+Coordinates: crop pixels ``(u, v)``, image pixels ``(x, y)`` (x = column, y = row), see
+docs/conventions.md and :mod:`cpak_cli.networks.crops`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from cpak_cli.core.extraction import PointEstimate, extract_points
+from cpak_cli.core.geometry import to_mm
+from cpak_cli.networks.crops import crop_matrix, crop_to_image, needs_mirror, normalize_crop, sample_crop
+from cpak_cli.networks.models import predict
+
+
+@dataclass(frozen=True)
+class CropJob:
+    """One joint crop of one leg of one image."""
+
+    image_index: int
+    side: str
+    joint: str
+    box: tuple[float, float, float, float]
+    mirror: bool
+    matrix: np.ndarray  # 2x3 crop -> image
+
+
+@dataclass
+class LandmarkPrediction:
+    """A detected landmark: image pixels ``(x, y)`` (NaN when not found), mm, and confidence."""
+
+    name: str
+    x: float
+    y: float
+    x_mm: float
+    y_mm: float
+    found: bool
+    confidence: float
+    peak: float
+    area_px: int
+
+    @property
+    def xy(self) -> tuple[float, float] | None:
+        return (self.x, self.y) if self.found else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "x": None if not self.found else self.x,
+            "y": None if not self.found else self.y,
+            "x_mm": None if not self.found else self.x_mm,
+            "y_mm": None if not self.found else self.y_mm,
+            "found": self.found,
+            "confidence": self.confidence,
+            "peak": self.peak,
+            "area_px": self.area_px,
+        }
+
+
+@dataclass
+class JointModel:
+    """A landmark network and what inference needs to know about it."""
+
+    module: Any  # torch.nn.Module producing logits (B, C, S, S)
+    joint: str
+    landmarks: tuple[str, ...]
+    input_size: int
+    name: str = ""
+    card: dict[str, Any] = field(default_factory=dict)
+    input_norm: str = "max"
+
+
+def make_job(image_index: int, side: str, joint: str, box: Sequence[float], size: int,
+             patient_right_on_image_left: bool = True) -> CropJob:
+    """A crop job with its affine (left legs mirrored on a standard AP film)."""
+    mirror = needs_mirror(side, patient_right_on_image_left)
+    b = tuple(float(v) for v in box)
+    return CropJob(image_index, side, joint, b, mirror, crop_matrix(b, size, mirror))  # type: ignore[arg-type]
+
+
+def make_crop(image: np.ndarray, job: CropJob, size: int, norm: str = "max") -> np.ndarray:
+    """The network input for one job: resampled crop normalised to [0, 1], shape (S, S) float32."""
+    return normalize_crop(sample_crop(image, job.matrix, size), norm)
+
+
+def points_from_probs(
+    probs: np.ndarray,
+    matrix: np.ndarray,
+    names: Sequence[str],
+    spacing_mm: tuple[float, float],
+    method: int = 3,
+) -> list[LandmarkPrediction]:
+    """Probability maps ``(C, S, S)`` of one crop to landmark predictions in original pixels + mm."""
+    estimates: list[PointEstimate] = extract_points(np.asarray(probs, dtype=np.float32), method=method)
+    uv = np.array([[e.x, e.y] for e in estimates], dtype=np.float64)
+    xy = crop_to_image(uv, matrix)
+    mm = to_mm(xy, spacing_mm)
+    out = []
+    for name, e, p, q in zip(names, estimates, xy, mm):
+        out.append(LandmarkPrediction(name, float(p[0]), float(p[1]), float(q[0]), float(q[1]),
+                                      bool(e.found), float(e.confidence), float(e.peak), int(e.area_px)))
+    return out
+
+
+def detect_landmarks(
+    images: Sequence[np.ndarray],
+    boxes: Sequence[Mapping[str, Mapping[str, Sequence[float]]]],
+    spacings: Sequence[tuple[float, float]],
+    models: Mapping[str, JointModel],
+    orientations: Sequence[bool] | None = None,
+    method: int = 3,
+    device: str = "cpu",
+    batch_size: int = 16,
+) -> list[dict[str, dict[str, LandmarkPrediction]]]:
+    """Landmarks of several images at once; crops of all images that share a model share batches.
+
+    ``boxes[i][side][joint]`` are pixel boxes of image ``i``; ``orientations[i]`` is
+    ``patient_right_on_image_left`` (default True). Returns per image ``{side: {name: pred}}``
+    holding every landmark of every joint that had a box and a model.
+    """
+    orientations = list(orientations) if orientations is not None else [True] * len(images)
+    results: list[dict[str, dict[str, LandmarkPrediction]]] = [dict() for _ in images]
+    for joint, model in models.items():
+        jobs: list[CropJob] = []
+        for i, per_side in enumerate(boxes):
+            for side, joints in per_side.items():
+                if joint in joints:
+                    jobs.append(make_job(i, side, joint, joints[joint], model.input_size, orientations[i]))
+        if not jobs:
+            continue
+        crops = np.stack([make_crop(images[j.image_index], j, model.input_size, model.input_norm) for j in jobs])
+        probs = predict(model.module, crops, device=device, batch_size=batch_size)
+        for job, p in zip(jobs, probs):
+            preds = points_from_probs(p, job.matrix, model.landmarks, spacings[job.image_index], method)
+            leg = results[job.image_index].setdefault(job.side, {})
+            for pred in preds:
+                leg[pred.name] = pred
+    return results

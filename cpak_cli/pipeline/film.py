@@ -1,0 +1,412 @@
+"""The measurement pipeline: image -> joint boxes -> landmarks -> angles, CPAK and flags.
+
+:class:`Measurer` loads the models once and measures one or many images; crops of several
+images that share a model go through it in one batch. All coordinates follow
+docs/conventions.md (pixel ``(x, y)``, spacing ``(row_mm, col_mm)``, patient sides).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from cpak_cli import __version__
+from cpak_cli.core.landmarks import JOINTS, LANDMARKS, SIDES, LandmarkFile
+from cpak_cli.core.measurement import (
+    FLAG_LOW_CONFIDENCE,
+    FLAG_ORIENTATION_ASSUMED,
+    FLAG_SPACING_UNCORRECTED,
+    FLAG_SPACING_USER,
+    LegMeasurement,
+    measure_leg,
+)
+from cpak_cli.errors import CpakModelError
+from cpak_cli.input.boxes import Box, BoxFile
+from cpak_cli.input.loader import LoadedImage
+from cpak_cli.networks.inference import JointModel, LandmarkPrediction, detect_landmarks
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+#: A detector box is re-centred on the joint its landmarks found when that centre lies further
+#: than this from the box centre (mm); the joint's landmarks are then found again in the new box.
+RECENTRE_MIN_SHIFT_MM = 4.0
+
+
+#: Landmarks whose joint lies further than this from the joint the detector found (mm; for the
+#: knee only the vertical distance counts) disagree with the film: the leg is flagged and untyped.
+DISAGREEMENT_MM = {"hip": 15.0, "knee": 12.0, "ankle": 15.0}
+FLAG_JOINT_DISAGREEMENT = "joint_disagreement"
+
+
+def joint_disagreements(
+    detected: Mapping[str, Box],
+    preds: Mapping[str, LandmarkPrediction],
+    spacing_mm: tuple[float, float],
+    limits_mm: Mapping[str, float] = DISAGREEMENT_MM,
+) -> list[str]:
+    """Why one leg's landmarks disagree with the detector (empty when they agree).
+
+    ``detected`` are the detector's boxes of the leg (their centres are the detected joint
+    centres), ``preds`` the leg's landmarks. For each joint whose landmarks were all found, the
+    joint centre they define (:func:`cpak_cli.networks.detector.joint_centres`) is compared with the
+    detected centre in mm. For the knee only the vertical distance counts: it catches a growth
+    plate (physis) taken for the joint line, while the detector's knee centre may sit to one side
+    (it learned from labels that do). Each disagreement is one sentence naming the joint."""
+    from cpak_cli.networks.detector import joint_centres
+
+    centres = joint_centres({"leg": {n: p.xy for n, p in preds.items() if p.found}}).get("leg", {})
+    row_mm, col_mm = spacing_mm
+    out = []
+    for joint, (x0, y0, x1, y1) in detected.items():
+        c = centres.get(joint)
+        if c is None or joint not in limits_mm:
+            continue
+        dx_mm = (c[0] - (x0 + x1) / 2) * col_mm
+        dy_mm = (c[1] - (y0 + y1) / 2) * row_mm
+        dist = abs(dy_mm) if joint == "knee" else float(np.hypot(dx_mm, dy_mm))
+        if dist > limits_mm[joint]:
+            where = ("below" if dy_mm > 0 else "above") if joint == "knee" else "from"
+            out.append(f"{joint} landmarks {dist:.0f} mm {where} the {joint} the detector found"
+                       + (" (a growth plate taken for the joint line?)" if joint == "knee" else ""))
+    return out
+
+
+def recentred_boxes(
+    boxes: Mapping[str, Mapping[str, Box]],
+    preds: Mapping[str, Mapping[str, LandmarkPrediction]],
+    spacing_mm: tuple[float, float],
+    min_shift_mm: float = RECENTRE_MIN_SHIFT_MM,
+) -> dict[str, dict[str, Box]]:
+    """Boxes (same size) moved onto the joint centre the landmarks found, for the joints whose
+    centre lies more than ``min_shift_mm`` from their box centre and at most half a box side away
+    (a point further out is not trusted to move the box). Only the moved joints are returned."""
+    from cpak_cli.networks.detector import joint_centres
+
+    legs = {side: {n: p.xy for n, p in lm.items() if p.found} for side, lm in preds.items()}
+    centres = joint_centres(legs)
+    row_mm, col_mm = spacing_mm
+    out: dict[str, dict[str, Box]] = {}
+    for side, joints in boxes.items():
+        for joint, (x0, y0, x1, y1) in joints.items():
+            c = centres.get(side, {}).get(joint)
+            if c is None:
+                continue
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            dx_mm, dy_mm = (c[0] - cx) * col_mm, (c[1] - cy) * row_mm
+            shift = float(np.hypot(dx_mm, dy_mm))
+            if min_shift_mm < shift <= 0.5 * min((x1 - x0) * col_mm, (y1 - y0) * row_mm):
+                dx, dy = c[0] - cx, c[1] - cy
+                out.setdefault(side, {})[joint] = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+    return out
+
+
+@dataclass
+class DetectorModel:
+    """The joint detector network and its input frame size."""
+
+    module: Any
+    width: int
+    height: int
+    name: str = "detector"
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScanResult:
+    """Everything measured on one image."""
+
+    path: str
+    image: LoadedImage | None
+    legs: dict[str, LegMeasurement] = field(default_factory=dict)
+    landmarks: dict[str, dict[str, LandmarkPrediction]] = field(default_factory=dict)
+    boxes: dict[str, dict[str, Box]] = field(default_factory=dict)
+    box_source: str = "detector"
+    scan_flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    models: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        img = self.image
+        out: dict[str, Any] = {
+            "image": self.path,
+            "error": self.error,
+            "tool_version": __version__,
+            "models": dict(self.models),
+        }
+        if img is not None:
+            out.update(
+                pixel_spacing_mm=list(img.spacing_mm),
+                spacing_source=img.spacing_source,
+                patient_right_on_image_left=img.patient_right_on_image_left,
+                assumed_orientation=img.assumed_orientation,
+                sop_instance_uid=img.sop_instance_uid,
+                study_date=img.study_date,
+                rows=int(img.pixels.shape[0]),
+                cols=int(img.pixels.shape[1]),
+            )
+        out["box_source"] = self.box_source
+        out["boxes"] = {s: {j: list(b) for j, b in jb.items()} for s, jb in self.boxes.items()}
+        out["scan_flags"] = list(self.scan_flags)
+        out["notes"] = list(self.notes)
+        legs: dict[str, Any] = {}
+        for side in SIDES:
+            if side not in self.legs:
+                continue
+            leg = self.legs[side].to_json()
+            leg["landmarks"] = {n: p.to_json() for n, p in self.landmarks.get(side, {}).items()}
+            legs[side] = leg
+        out["legs"] = legs
+        return out
+
+    def to_landmark_file(self) -> LandmarkFile:
+        """The landmarks in the format `cpak angles` reads (found points only)."""
+        assert self.image is not None
+        legs = {
+            side: {n: (p.xy if p.found else None) for n, p in preds.items()}
+            for side, preds in self.landmarks.items()
+        }
+        conf = {side: {n: p.confidence for n, p in preds.items()} for side, preds in self.landmarks.items()}
+        return LandmarkFile(
+            image=self.path,
+            spacing_mm=self.image.spacing_mm,
+            legs=legs,
+            extra={
+                "patient_right_on_image_left": self.image.patient_right_on_image_left,
+                "confidence": conf,
+                "spacing_source": self.image.spacing_source,
+                "tool_version": __version__,
+                "models": dict(self.models),
+            },
+        )
+
+
+def scan_flags(image: LoadedImage) -> tuple[list[str], list[str]]:
+    """Flags (and notes) that apply to every leg of an image: spacing and orientation doubts."""
+    from cpak_cli.input.loader import UNCORRECTED_SPACING_SOURCES
+
+    flags, notes = [], []
+    if image.spacing_source in UNCORRECTED_SPACING_SOURCES:
+        flags.append(FLAG_SPACING_UNCORRECTED)
+        notes.append(f"spacing from {image.spacing_source}: detector spacing without magnification "
+                     "correction (mm may be too large)")
+    elif image.spacing_source == "user":
+        flags.append(FLAG_SPACING_USER)
+        notes.append("pixel spacing given by the user")
+    if image.assumed_orientation:
+        flags.append(FLAG_ORIENTATION_ASSUMED)
+        notes.append("orientation not in the file; assumed patient's right on the image left")
+    if image.orientation_applied != "none":  # pixel coordinates refer to the turned image
+        notes.append(f"image turned head-up ({image.orientation_applied}) per PatientOrientation "
+                     f"{image.patient_orientation}")
+    return flags, notes
+
+
+def assemble_leg(
+    side: str,
+    preds: Mapping[str, LandmarkPrediction],
+    image: LoadedImage,
+    missing_joints: Sequence[str],
+    min_confidence: float,
+) -> LegMeasurement:
+    """Measure one leg from predictions and attach confidence / scan flags. Pure.
+
+    A leg with a joint off the film or a landmark not found gets ``error`` saying which, and
+    whatever angle the found landmarks still allow (e.g. LDFA when the ankle is cut off). Every
+    leg, measured or not, gets the checks its found landmarks allow (range, geometry on the
+    film's orientation), ``low_confidence`` for found landmarks below ``min_confidence`` and the
+    image's scan flags (spacing, orientation)."""
+    found = {n: preds[n].xy for n in LANDMARKS if n in preds and preds[n].found}
+    not_found = [n for n in LANDMARKS if n not in found]
+    leg = measure_leg(side, {n: found.get(n) for n in LANDMARKS}, image.spacing_mm, image.patient_right_on_image_left)
+    if missing_joints:
+        leg.error = "joint(s) not found on the film: " + ", ".join(missing_joints)
+    elif not_found:
+        leg.error = "landmark(s) not found: " + ", ".join(not_found)
+    if leg.error and leg.cpak is not None:  # a leg that is not measured has no type
+        leg.cpak = None
+        leg.flags = [f for f in leg.flags if f != "borderline"]
+    low = [n for n in found if preds[n].confidence < min_confidence]
+    if low:
+        leg.flags.append(FLAG_LOW_CONFIDENCE)
+        leg.notes.append("low confidence: " + ", ".join(low))
+    flags, notes = scan_flags(image)
+    leg.flags.extend(flags)
+    leg.notes.extend(notes)
+    return leg
+
+
+class DetectedBoxes(dict):
+    """Detector boxes ``{side: {joint: Box}}`` with the film decision (``film``:
+    :class:`cpak_cli.networks.detector.FilmDetections`) they came from."""
+
+    def __init__(self, boxes: Mapping[str, Mapping[str, Box]], film: Any = None) -> None:
+        super().__init__({s: dict(j) for s, j in boxes.items()})
+        self.film = film
+
+
+class Measurer:
+    """Loads the landmark models (and the joint detector) once; measures images.
+
+    ``models`` / ``detector`` may be given directly (tests, notebooks); otherwise they are loaded
+    from ``weights_dir`` (see :func:`cpak_cli.networks.models.weights_dir`). With ``recentre`` (default),
+    detector boxes whose joint the landmarks place off-centre are moved onto it and that joint is
+    measured again (:func:`recentred_boxes`); boxes from a file are used as given.
+    """
+
+    def __init__(
+        self,
+        weights_dir: str | Path | None = None,
+        device: str = "auto",
+        method: int = 3,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        models: Mapping[str, JointModel] | None = None,
+        detector: DetectorModel | None = None,
+        need_detector: bool = True,
+        batch_size: int = 16,
+        recentre: bool = True,
+    ) -> None:
+        from cpak_cli.networks.models import resolve_device
+
+        self.device = resolve_device(device)
+        self.method = method
+        self.min_confidence = min_confidence
+        self.batch_size = batch_size
+        self.recentre = recentre
+        self.weights_dir = weights_dir
+        self.models: dict[str, JointModel] = dict(models) if models is not None else self._load_joint_models()
+        self.detector = detector
+        if self.detector is None and need_detector:
+            self.detector = self._load_detector()
+
+    # ------------------------------------------------------------------ loading
+    def _load_joint_models(self) -> dict[str, JointModel]:
+        from cpak_cli.networks.models import load_model
+
+        out = {}
+        for joint in JOINTS:
+            module, card = load_model(joint, self.weights_dir, self.device)
+            cfg = card["config"]
+            out[joint] = JointModel(module, joint, tuple(cfg.landmarks), cfg.input_size, card.get("name", joint), card,
+                                    cfg.input_norm)
+        return out
+
+    def _load_detector(self) -> DetectorModel:
+        from cpak_cli.networks.models import load_model
+
+        module, card = load_model("detector", self.weights_dir, self.device)
+        cfg = card["config"]
+        width = int(getattr(cfg, "input_width", 0) or cfg.input_size)
+        return DetectorModel(module, width, cfg.input_size, card.get("name", "detector"), card)
+
+    def model_versions(self) -> dict[str, str]:
+        out = {j: f"{m.name}@{str(m.card.get('sha256', ''))[:12]}" for j, m in self.models.items()}
+        if self.detector is not None:
+            out["detector"] = f"{self.detector.name}@{str(self.detector.card.get('sha256', ''))[:12]}"
+        return out
+
+    # ------------------------------------------------------------------ measuring
+    def detect_boxes(self, images: Sequence[LoadedImage]) -> list[dict[str, dict[str, Box]]]:
+        """Joint boxes per image from the detector (one batch for all images).
+
+        The image decides which legs it shows and which side each is
+        (:func:`cpak_cli.networks.detector.decode_film`); the film's ImageLaterality is only checked
+        against it. Each returned dict is a :class:`DetectedBoxes` whose ``film`` holds that
+        decision: per leg, the ``laterality_conflict`` / ``implausible_geometry`` (joint chain)
+        problems :meth:`measure_images` attaches (each leg with one loses its CPAK type)."""
+        from cpak_cli.networks.detector import boxes_from_detections, decode_film, detector_frame, detector_input
+        from cpak_cli.networks.models import predict
+
+        if self.detector is None:
+            raise CpakModelError(
+                "no joint detector loaded; pass --boxes or install the detector weights (cpak_cli/weights/detector)"
+            )
+        det = self.detector
+        frames = [detector_frame(im.pixels.shape, im.spacing_mm, im.patient_right_on_image_left, det.width, det.height)
+                  for im in images]
+        inputs = np.stack([detector_input(im.pixels, f) for im, f in zip(images, frames)])
+        probs = predict(det.module, inputs, device=self.device, batch_size=self.batch_size)
+        out: list[dict[str, dict[str, Box]]] = []
+        for im, f, p in zip(images, frames, probs):
+            film = decode_film(p, f, im.spacing_mm, getattr(im, "laterality", None),
+                               film_width_mm=float(im.pixels.shape[1] * im.spacing_mm[1]))
+            out.append(DetectedBoxes(boxes_from_detections(film.joints), film=film))
+        return out
+
+    def measure_images(
+        self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None] | None = None
+    ) -> list[ScanResult]:
+        """Measure several loaded images; crops that share a model share forward passes."""
+        boxes = list(boxes) if boxes is not None else [None] * len(images)
+        need = [i for i, b in enumerate(boxes) if b is None]
+        detected = self.detect_boxes([images[i] for i in need]) if need else []
+        all_boxes: list[dict[str, dict[str, Box]]] = []
+        sources = []
+        it = iter(detected)
+        for b in boxes:
+            if b is None:
+                all_boxes.append(next(it))
+                sources.append("detector")
+            else:
+                all_boxes.append({s: dict(j) for s, j in b.boxes.items()})
+                sources.append("file")
+        preds = detect_landmarks(
+            [im.pixels for im in images], all_boxes, [im.spacing_mm for im in images], self.models,
+            orientations=[im.patient_right_on_image_left for im in images], method=self.method,
+            device=self.device, batch_size=self.batch_size,
+        )
+        detected_boxes = [{s: dict(j) for s, j in bx.items()} if src == "detector" else None
+                          for bx, src in zip(all_boxes, sources)]
+        if self.recentre:
+            moved = [recentred_boxes(bx, pr, im.spacing_mm) if src == "detector" else {}
+                     for bx, pr, im, src in zip(all_boxes, preds, images, sources)]
+            if any(moved):
+                again = detect_landmarks(
+                    [im.pixels for im in images], moved, [im.spacing_mm for im in images], self.models,
+                    orientations=[im.patient_right_on_image_left for im in images], method=self.method,
+                    device=self.device, batch_size=self.batch_size,
+                )
+                for bx, pr, mv, ag in zip(all_boxes, preds, moved, again):
+                    for side, joints in mv.items():
+                        bx[side].update(joints)
+                        pr.setdefault(side, {}).update(ag.get(side, {}))
+        versions = self.model_versions()
+        results = []
+        for im, bx, src, pr, det in zip(images, all_boxes, sources, preds, detected_boxes):
+            res = ScanResult(path=im.path, image=im, landmarks=pr, boxes=bx, box_source=src, models=versions)
+            res.scan_flags, res.notes = scan_flags(im)
+            film = getattr(bx, "film", None)
+            if film is not None:
+                res.notes.extend(film.notes)
+                if film.laterality_conflict:
+                    res.scan_flags.append("laterality_conflict")
+            for side in SIDES:
+                joints_found = set(bx.get(side, {}))
+                if not joints_found:
+                    continue
+                missing = [j for j in JOINTS if j not in joints_found]
+                leg = assemble_leg(side, pr.get(side, {}), im, missing, self.min_confidence)
+                if det is not None:
+                    problems = joint_disagreements(det.get(side, {}), pr.get(side, {}), im.spacing_mm)
+                    if problems:
+                        leg.flags.append(FLAG_JOINT_DISAGREEMENT)
+                        leg.notes.extend(problems)
+                        leg.cpak = None
+                        leg.flags = [f for f in leg.flags if f != "borderline"]
+                film = getattr(bx, "film", None)  # laterality and joint-chain checks of the detector
+                for flag, note in (film.problems.get(side, []) if film is not None else []):
+                    if flag not in leg.flags:
+                        leg.flags.append(flag)
+                    leg.notes.append(note)
+                    leg.cpak = None
+                    leg.flags = [f for f in leg.flags if f != "borderline"]
+                res.legs[side] = leg
+            if not res.legs:
+                res.notes.append("no leg found on the film")
+            results.append(res)
+        return results
+
+    def measure(self, image: LoadedImage, boxes: BoxFile | None = None) -> ScanResult:
+        return self.measure_images([image], [boxes])[0]

@@ -1,0 +1,108 @@
+"""Training samples from films labelled with three points per leg (:mod:`cpak_cli.training.pointlabels`).
+
+Such films label fewer points than the networks find, so each joint uses what its label defines
+(partial supervision; the phantom supervises everything else):
+
+- knee: NOT used for the landmark network. On the real EOS set the knee label sits 5-30 mm
+  medial of the knee centre (looked at on overlays of many films: between the intercondylar
+  notch and the middle of the medial compartment, not "between the tibial spines"), so its
+  horizontal position would teach a medial bias. A constraint on its height alone was tried
+  (GPU run of 2026-11-26) and taught a shortcut instead: the knee-centre channel learned to fire
+  on the medial condyle, which has the right height, and then sat 26 mm medial on phantoms too.
+  The knee network therefore learns from the phantom (with domain randomisation) only.
+- ankle: no channel is labelled directly; the mid-point of ``ankle_lateral``/``ankle_medial``
+  must be the labelled ankle centre (the phantom's talar dome edges have exactly that mid-point).
+- hip: ``femoral_head`` (the head CENTRE) must lie straight below the labelled head TOP: the
+  horizontal position is exact, the vertical one (head radius, estimated from the femur length;
+  see :func:`cpak_cli.training.pointlabels.head_centre_from_top`) counts with a lower weight.
+- detector: joint centres (hip centre estimated the same way).
+
+The held-out part of the set (:func:`cpak_cli.training.pointlabels.holdout_split`) never becomes a sample.
+numpy/cv2 only, so these run in data worker processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from cpak_cli.input.boxes import BOX_SIDE_MM, square_box
+from cpak_cli.training.datasets import Constraint, LegSample, array_reader, make_leg_sample
+from cpak_cli.training.pointlabels import PointLabels, head_centre_from_top, holdout_split, load_pixels, read_point_labels
+
+#: Weight of the vertical error of the hip constraint (the head radius is estimated).
+HIP_VERTICAL_WEIGHT = 0.3
+
+
+def training_labels(data_dir: str | Path) -> list[PointLabels]:
+    """The films of a labelled folder that training may use: every film except the held-out part."""
+    labels = read_point_labels(data_dir)
+    usable, _ = holdout_split([lab.image_id for lab in labels])
+    keep = set(usable)
+    return [lab for lab in labels if lab.image_id in keep]
+
+
+def leg_supervision(
+    joint: str, names: Sequence[str], pts: dict[str, tuple[float, float]], spacing_mm: tuple[float, float],
+) -> tuple[np.ndarray, tuple[Constraint, ...], tuple[float, float]] | None:
+    """``(points (C, 2) with NaN rows, constraints, box centre)`` of one labelled leg for ``joint``,
+    or None when its labels do not reach that joint (or, for the knee, do not define one of its
+    landmarks). Pixel coordinates of the film."""
+    names = tuple(names)
+    points = np.full((len(names), 2), np.nan)
+    idx = {n: i for i, n in enumerate(names)}
+    cons: list[Constraint] = []
+    if joint == "knee":
+        return None  # see the module docstring: the knee label does not define a knee landmark
+    if joint == "ankle":
+        if "ankle" not in pts or not {"ankle_lateral", "ankle_medial"} <= set(idx):
+            return None
+        a = pts["ankle"]
+        cons.append(Constraint((idx["ankle_lateral"], idx["ankle_medial"]), (float(a[0]), float(a[1])), (1.0, 1.0)))
+        return points, tuple(cons), (float(a[0]), float(a[1]))
+    if joint == "hip":
+        if "hip" not in pts or "knee" not in pts or "femoral_head" not in idx:
+            return None
+        c = head_centre_from_top(pts["hip"], pts["knee"], spacing_mm)
+        cons.append(Constraint((idx["femoral_head"],), c, (1.0, HIP_VERTICAL_WEIGHT)))
+        return points, tuple(cons), c
+    raise ValueError(f"unknown joint {joint!r}")
+
+
+def real_leg_samples(args: tuple[PointLabels, str, tuple[str, ...], int, float]) -> tuple[list[LegSample], int]:
+    """Worker: the samples of one labelled film for one joint (``args`` = labels, joint, names,
+    input_size, context). Boxes are ``BOX_SIDE_MM`` squares around the labelled joint centre
+    (training jitters them like a detector's boxes). Returns ``(samples, skipped_legs)``."""
+    labels, joint, names, input_size, context = args
+    pixels = load_pixels(labels)
+    read = array_reader(pixels)
+    out, skipped = [], 0
+    for side, pts in labels.legs.items():
+        sup = leg_supervision(joint, names, pts, labels.spacing_mm)
+        if sup is None:
+            skipped += 1
+            continue
+        points, cons, centre = sup
+        box = square_box(centre, BOX_SIDE_MM[joint], labels.spacing_mm)
+        s = make_leg_sample(read, f"real-{labels.image_id}", side, box, points, labels.spacing_mm,
+                            labels.patient_right_on_image_left, input_size, context)
+        s.constraints = cons
+        out.append(s)
+    return out, skipped
+
+
+def real_film_sample(args: tuple[PointLabels, int, int]) -> Any:
+    """Worker: one labelled film reduced to the detector frame (a ``FilmSample``; hip centre
+    estimated from the head-top label)."""
+    from cpak_cli.training.detector import reduce_film
+    from cpak_cli.training.pointlabels import joint_centres
+
+    labels, height, width = args
+    return reduce_film(f"real-{labels.image_id}", load_pixels(labels), labels.spacing_mm,
+                       labels.patient_right_on_image_left, joint_centres(labels), height, width)
+
+
+__all__ = ["HIP_VERTICAL_WEIGHT", "training_labels", "leg_supervision", "real_leg_samples",
+           "real_film_sample"]

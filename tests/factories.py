@@ -1,0 +1,245 @@
+"""The one place for test data: hand-built legs with known angles, tiny DICOM films, point-label
+folders and tiny network configurations. Tests import from here; fixtures in conftest.py wrap it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+ROWS, COLS = 64, 48
+
+
+def tiny_model(joint: str = "knee", **kw: Any):
+    """A tiny landmark U-Net configuration (depth 3, 64 px): trains and runs in a second."""
+    from cpak_cli.networks.models import ModelConfig
+
+    kw.setdefault("encoder_depth", 3)
+    kw.setdefault("decoder_channels", (16, 8, 4))
+    kw.setdefault("input_size", 64)
+    return ModelConfig(joint=joint, **kw)
+
+
+
+def build_leg(
+    ldfa: float,
+    mpta: float,
+    side: str = "right",
+    spacing_mm: tuple[float, float] = (0.15, 0.15),
+    rotation_deg: float = 0.0,
+    origin_mm: tuple[float, float] = (150.0, 100.0),
+    patient_right_on_image_left: bool = True,
+    mhka: float | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Eight pixel landmarks of a leg whose LDFA/MPTA are exactly ``ldfa``/``mpta`` (degrees).
+
+    Built in mm (x right, y down), then rotated in-plane by ``rotation_deg`` about the hip and
+    converted to pixels with ``spacing_mm = (row, col)``. Independent of cpak_cli.core.geometry.
+    The femoral mechanical axis is vertical; the ankle centre lies 380 mm from the knee centre.
+    With ``mhka`` (degrees, valgus positive) the tibial axis is turned by exactly that angle
+    from the femoral axis' extension, towards lateral for valgus (knee medial of the hip-ankle
+    line); without it the ankle centre is 12 mm lateral, i.e. mHKA = +atan(12/380) (valgus).
+    """
+    lateral = -1.0 if (side == "right") == patient_right_on_image_left else 1.0
+    hip = np.array([0.0, 0.0])
+    knee = np.array([8.0 * lateral * 0, 450.0])  # straight femoral axis, knee below hip
+    # Femoral axis points up (knee -> hip). Joint line direction (medial -> lateral) makes LDFA with it.
+    up = (hip - knee) / np.linalg.norm(hip - knee)
+    # rotate 'up' towards lateral by ldfa degrees -> direction medial->lateral of condyles
+    def rot(v: np.ndarray, deg: float) -> np.ndarray:
+        a = math.radians(deg)
+        return np.array([v[0] * math.cos(a) - v[1] * math.sin(a), v[0] * math.sin(a) + v[1] * math.cos(a)])
+
+    # choose the sign of rotation so the result points laterally
+    cand = rot(up, ldfa)
+    if np.sign(cand[0]) != lateral:
+        cand = rot(up, -ldfa)
+    med_to_lat_f = cand
+    cond_lat = knee + med_to_lat_f * 38.0 + np.array([0.0, 6.0])
+    cond_med = knee - med_to_lat_f * 38.0 + np.array([0.0, 6.0])
+    # Tibia: ankle 380 mm below the knee with a slight lateral offset.
+    if mhka is None:
+        ankle_center = knee + np.array([12.0 * lateral, 380.0])
+    else:
+        t = math.radians(mhka)
+        ankle_center = knee + 380.0 * np.array([lateral * math.sin(t), math.cos(t)])
+    down = (ankle_center - knee) / np.linalg.norm(ankle_center - knee)
+    cand = rot(down, mpta)
+    if np.sign(cand[0]) != -lateral:
+        cand = rot(down, -mpta)
+    lat_to_med_t = cand  # direction lateral -> medial of plateau
+    plat_med = knee + lat_to_med_t * 36.0 + np.array([0.0, 10.0])
+    plat_lat = knee - lat_to_med_t * 36.0 + np.array([0.0, 10.0])
+    ankle_dir = np.array([lateral, 0.3])
+    ankle_lat = ankle_center + ankle_dir * 14.0
+    ankle_med = ankle_center - ankle_dir * 14.0
+    pts = {
+        "femoral_head": hip,
+        "femoral_condyle_lateral": cond_lat,
+        "femoral_condyle_medial": cond_med,
+        "tibial_plateau_lateral": plat_lat,
+        "tibial_plateau_medial": plat_med,
+        "knee_center": knee,
+        "ankle_lateral": ankle_lat,
+        "ankle_medial": ankle_med,
+    }
+    out = {}
+    for name, p in pts.items():
+        q = rot(p, rotation_deg) + np.asarray(origin_mm)
+        out[name] = (float(q[0] / spacing_mm[1]), float(q[1] / spacing_mm[0]))
+    return out
+
+
+def point_label_folder(root, ids=("a1", "b2", "c3"), spacing_mm=0.9, size=(160, 320)):
+    """A folder in the three-point label format (``labels.csv`` + ``images/<id>.png``): each film
+    a dark background with two bright "legs" (vertical bars); returns ``(root, rows)`` where rows
+    are the label dicts written (pixel coordinates, image left/right legs)."""
+    import csv
+    from pathlib import Path
+
+    import cv2
+
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    w, h = size
+    rows = []
+    for k, iid in enumerate(ids):
+        img = np.full((h, w), 8, np.uint8)
+        for x in (w * 0.3, w * 0.7):
+            cv2.rectangle(img, (int(x) - 8, 20), (int(x) + 8, h - 20), 200, -1)
+            cv2.circle(img, (int(x), 30), 14, 230, -1)
+        cv2.imwrite(str(root / "images" / f"{iid}.png"), img)
+        row = {"id": iid, "pixel_spacing_mm": spacing_mm, "width": w, "height": h}
+        for side, x in (("imgleft", w * 0.3), ("imgright", w * 0.7)):
+            row.update({f"{side}_hip_x": x, f"{side}_hip_y": 16.0 + k, f"{side}_knee_x": x, f"{side}_knee_y": h / 2,
+                        f"{side}_ankle_x": x + 2, f"{side}_ankle_y": h - 30.0})
+        rows.append(row)
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    return root, rows
+
+
+def gradient(rows: int = ROWS, cols: int = COLS, scale: int = 50) -> np.ndarray:
+    """uint16 image whose value grows down the rows and along the columns (all distinct)."""
+    r, c = np.mgrid[0:rows, 0:cols]
+    return (r * scale + c).astype(np.uint16)
+
+
+def make_dx(
+    pixels: np.ndarray | None = None,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    signed: bool = False,
+    pixel_spacing: Any = (0.15, 0.15),
+    imager_spacing: Any = None,
+    magnification: Any = None,
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+    voi_function: str | None = None,
+    patient_orientation: list[str] | None = None,
+    image_laterality: str | None = None,
+    frames: int | None = None,
+) -> Dataset:
+    """A small DX-for-presentation data set (explicit VR little endian) with file meta."""
+    if pixels is None:
+        pixels = gradient()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DX_FOR_PRESENTATION
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = DX_FOR_PRESENTATION
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.StudyDate = "20240131"
+    ds.Modality = "DX"
+    ds.Manufacturer = "TestVendor"
+    ds.PatientID = "SECRET-ID"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
+    itemsize = pixels.dtype.itemsize
+    ds.BitsAllocated = 8 * itemsize
+    ds.BitsStored = bits_stored or 8 * itemsize
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    if frames is not None:
+        ds.NumberOfFrames = frames
+    if pixel_spacing is not None:
+        ds.PixelSpacing = list(pixel_spacing)
+    if imager_spacing is not None:
+        ds.ImagerPixelSpacing = list(imager_spacing)
+    if magnification is not None:
+        ds.EstimatedRadiographicMagnificationFactor = magnification
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+        ds.RescaleType = "US"
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if voi_function is not None:
+        ds.VOILUTFunction = voi_function
+    if patient_orientation is not None:
+        ds.PatientOrientation = patient_orientation
+    if image_laterality is not None:
+        ds.ImageLaterality = image_laterality
+    ds.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
+    return ds
+
+
+def write(ds: Dataset, path: Path) -> Path:
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_dx(tmp_path: Path, name: str = "img.dcm", **kw: Any) -> Path:
+    return write(make_dx(**kw), tmp_path / name)
+
+
+def encode_jpeg_lossless(img: np.ndarray, precision: int) -> bytes:
+    """Minimal JPEG lossless (process 14, predictor 1) encoder, for the decode round trip."""
+    rows, cols = img.shape
+    x = img.astype(np.int64)
+    pred = np.empty_like(x)
+    pred[0, 0] = 1 << (precision - 1)
+    pred[0, 1:] = x[0, :-1]  # first row: left neighbour
+    pred[1:, 0] = x[:-1, 0]  # first column: the pixel above
+    pred[1:, 1:] = x[1:, :-1]  # predictor 1 (Ra)
+    diff = (x - pred) % 65536
+    diff = np.where(diff >= 32768, diff - 65536, diff)
+
+    bits: list[str] = []
+    for d in diff.ravel().tolist():
+        ssss = 0 if d == 0 else (16 if d == -32768 else abs(d).bit_length())
+        bits.append(format(ssss, "05b"))  # 17 symbols, all 5-bit canonical codes 0..16
+        if 0 < ssss < 16:
+            extra = d if d > 0 else d + (1 << ssss) - 1
+            bits.append(format(extra, f"0{ssss}b"))
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)
+    data = bytearray()
+    for i in range(0, len(stream), 8):
+        byte = int(stream[i : i + 8], 2)
+        data.append(byte)
+        if byte == 0xFF:
+            data.append(0x00)
+
+    def seg(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+    sof3 = bytes([precision]) + rows.to_bytes(2, "big") + cols.to_bytes(2, "big") + bytes([1, 1, 0x11, 0])
+    counts = [0] * 16
+    counts[4] = 17
+    dht = bytes([0x00]) + bytes(counts) + bytes(range(17))
+    sos = bytes([1, 1, 0x00, 1, 0, 0])
+    return b"\xff\xd8" + seg(0xC3, sof3) + seg(0xC4, dht) + seg(0xDA, sos) + bytes(data) + b"\xff\xd9"

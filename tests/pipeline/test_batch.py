@@ -1,0 +1,240 @@
+"""cpak batch mechanics with a stand-in measurer (no network): rows, error rows, resume."""
+
+from pathlib import Path
+
+import pytest
+
+from cpak_cli.core.measurement import measure_leg
+from cpak_cli.networks.inference import LandmarkPrediction
+from cpak_cli.pipeline.batch import COLUMNS, done_inputs, find_inputs, run_batch, salted_hash
+from cpak_cli.pipeline.film import ScanResult
+from tests.factories import build_leg, make_dx, write
+
+
+class FakeMeasurer:
+    """Measures every image as the same two known legs (LDFA, MPTA, mHKA); counts calls.
+    Landmarks named in ``drop`` are not found (a partly measured leg)."""
+
+    LEGS = {"right": (87.0, 84.0, -3.25), "left": (90.0, 91.0, 2.5)}  # right: aHKA -3, JLO 171 -> I
+
+    def __init__(self, drop=()):
+        self.calls = 0
+        self.drop = set(drop)
+
+    def measure_images(self, images, boxes=None):
+        self.calls += 1
+        out = []
+        for im in images:
+            res = ScanResult(path=im.path, image=im, box_source="detector", models={"knee": "fake@0"})
+            for side, (ldfa, mpta, mhka) in self.LEGS.items():
+                leg = build_leg(ldfa, mpta, side=side, spacing_mm=im.spacing_mm, mhka=mhka)
+                leg = {n: (None if n in self.drop else p) for n, p in leg.items()}
+                res.landmarks[side] = {
+                    n: LandmarkPrediction(n, p[0], p[1], p[0] * im.spacing_mm[1], p[1] * im.spacing_mm[0], True,
+                                          0.9, 0.95, 300)
+                    for n, p in leg.items() if p is not None
+                }
+                res.legs[side] = measure_leg(side, leg, im.spacing_mm)
+            out.append(res)
+        return out
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    for i in range(4):
+        write(make_dx(), d / f"ok{i}.dcm")
+    write(make_dx(), d / "sub" / "deep.dcm")
+    write(make_dx(pixel_spacing=None), d / "nospacing.dcm")
+    ds = make_dx()
+    del ds.PixelData
+    write(ds, d / "nopixels.dcm")
+    data = (d / "ok0.dcm").read_bytes()
+    (d / "truncated.dcm").write_bytes(data[: len(data) // 2])
+    (d / "notes").write_text("this is not a DICOM file\n")
+    (d / "ignored.txt").write_text("plain text with an extension is not a candidate\n")
+    return d
+
+
+def test_find_inputs(folder):
+    names = [p.name for p in find_inputs(folder)]
+    assert names == sorted(names) and "ignored.txt" not in names and "notes" in names and "deep.dcm" not in names
+    assert "deep.dcm" in [p.name for p in find_inputs(folder, recursive=True)]
+
+
+def _read(p):
+    import csv
+
+    with open(p, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_rows_and_error_rows(folder, tmp_path):
+    out = tmp_path / "out.csv"
+    s = run_batch(find_inputs(folder), out, FakeMeasurer(), workers=1, chunk=3)
+    rows = _read(out)
+    assert s.files == 8 and s.failed == 4 and s.legs == 8
+    errors = {Path(r["input"]).name: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {"nospacing.dcm", "nopixels.dcm", "truncated.dcm", "notes"}
+    assert "pixel spacing" in errors["nospacing.dcm"] and "pixel" in errors["nopixels.dcm"].lower()
+    legs = [r for r in rows if not r["error"]]
+    assert len(legs) == 8 and {r["side"] for r in legs} == {"right", "left"}
+    r0 = legs[0]
+    assert float(r0["ldfa"]) == pytest.approx(87.0, abs=1e-4) and r0["cpak"] == "I"
+    assert len(r0["sha256"]) == 64 and r0["sop_instance_uid"] and r0["femoral_head_x_mm"]
+    assert list(rows[0].keys()) == list(COLUMNS)
+    assert COLUMNS.index("mhka") == COLUMNS.index("jlo") + 1
+    for r in legs:  # mHKA as constructed, 4 decimals like the other angles
+        want = FakeMeasurer.LEGS[r["side"]][2]
+        assert float(r["mhka"]) == pytest.approx(want, abs=0.01) and len(r["mhka"].split(".")[1]) == 4
+    assert all(r["mhka"] == "" for r in rows if r["error"])
+
+
+def test_partial_leg_row_keeps_mhka(folder, tmp_path):
+    out = tmp_path / "partial.csv"
+    drop = ("femoral_condyle_lateral", "femoral_condyle_medial")
+    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=drop), workers=1)
+    rows = _read(out)
+    assert [r["side"] for r in rows] == ["right", "left"]
+    for r in rows:
+        assert "femoral_condyle_lateral" in r["error"] and r["ldfa"] == "" and r["cpak"] == ""
+        assert float(r["mhka"]) == pytest.approx(FakeMeasurer.LEGS[r["side"]][2], abs=0.01)
+        assert float(r["mpta"]) == pytest.approx(FakeMeasurer.LEGS[r["side"]][1], abs=0.01)
+
+
+def test_kill_and_resume_gives_identical_csv(folder, tmp_path):
+    full = tmp_path / "full.csv"
+    run_batch(find_inputs(folder), full, FakeMeasurer(), workers=1, chunk=2)
+    part = tmp_path / "part.csv"
+
+    def die(summary):
+        if summary.files == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, chunk=2, on_file=die)
+    # simulate a torn last line from a hard kill
+    with open(part, "a") as fh:
+        fh.write("/half/written,row")
+    with pytest.raises(Exception, match="--resume"):
+        run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1)
+    s = run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, chunk=2, resume=True)
+    # the torn line is cut and the last finished input is measured again (it may be incomplete)
+    assert s.skipped == 2 and s.files == 6
+    assert part.read_bytes() == full.read_bytes()
+
+
+def test_resume_after_a_kill_between_the_two_legs_of_a_film(folder, tmp_path):
+    full = tmp_path / "full.csv"
+    run_batch(find_inputs(folder), full, FakeMeasurer(), workers=1)
+    lines = full.read_bytes().splitlines(keepends=True)
+    legs_of = [ln for ln in lines if b",right," in ln or b",left," in ln]
+    cut = lines.index(legs_of[2]) + 1  # header + first film's two legs + the right leg of the second
+    part = tmp_path / "part.csv"
+    part.write_bytes(b"".join(lines[:cut]))
+    (tmp_path / "part.csv.run.json").write_bytes((tmp_path / "full.csv.run.json").read_bytes())
+    split_film = legs_of[2].split(b",")[0].decode()
+    done = done_inputs(part)
+    assert split_film not in done and split_film.encode() not in part.read_bytes()
+    assert part.read_bytes() == b"".join(lines[: cut - 1])
+    run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, resume=True)
+    assert part.read_bytes() == full.read_bytes()
+
+
+def test_parallel_decoding_matches_serial(folder, tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    run_batch(find_inputs(folder), a, FakeMeasurer(), workers=1)
+    run_batch(find_inputs(folder), b, FakeMeasurer(), workers=2)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_anonymize_hashes_identifiers(folder, tmp_path):
+    out = tmp_path / "anon.csv"
+    run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="s3cret")
+    rows = _read(out)
+    assert all(str(folder) not in r["input"] for r in rows)
+    first = sorted(find_inputs(folder))[0]
+    assert rows[0]["input"] == salted_hash(str(first), "s3cret") and len(rows[0]["input"]) == 24
+    text = out.read_text()
+    assert str(folder) not in text and "nospacing.dcm" not in text  # no path in any cell, errors included
+    s = run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="s3cret", resume=True)
+    assert s.files == 1 and s.skipped == 7
+    with pytest.raises(Exception, match="different --anonymize"):
+        run_batch(find_inputs(folder), out, FakeMeasurer(), resume=True)
+    with pytest.raises(Exception, match="different --anonymize"):
+        run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="other", resume=True)
+
+
+def test_fallback_spacing_fills_only_files_without_spacing(folder, tmp_path):
+    out = tmp_path / "fb.csv"
+    run_batch(find_inputs(folder), out, FakeMeasurer(), pixel_spacing=(0.3, 0.3))
+    rows = _read(out)
+    by = {Path(r["input"]).name: r for r in rows}
+    assert by["nospacing.dcm"]["spacing_source"] == "user" and by["nospacing.dcm"]["spacing_row_mm"] == "0.3000"
+    assert by["ok0.dcm"]["spacing_source"] == "PixelSpacing" and by["ok0.dcm"]["spacing_row_mm"] == "0.1500"
+
+
+def test_fake_legs_are_far_from_every_cpak_boundary():
+    # the rows test expects type I: the right leg must not sit on an edge (aHKA -3, JLO 171)
+    from cpak_cli.core.cpak import is_borderline
+
+    ldfa, mpta, _ = FakeMeasurer.LEGS["right"]
+    assert not is_borderline(mpta - ldfa, mpta + ldfa, margin=0.9)
+
+
+@pytest.mark.parametrize("cell,want", [
+    ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("+1+2", "'+1+2"), ("-2+3", "'-2+3"), ("@SUM(1)", "'@SUM(1)"),
+    ("\tcmd", "'\tcmd"), ("\rcmd", "'\rcmd"), ("-inf", "'-inf"), ("-", "'-"),
+    ("-2.0000", "-2.0000"), ("+3.5", "+3.5"), ("-1e-3", "-1e-3"), ("-.5", "-.5"), ("170.9999", "170.9999"),
+    ("", ""), ("I", "I"), ("borderline;low_confidence", "borderline;low_confidence"), ("/a/=b.dcm", "/a/=b.dcm"),
+])
+def test_neutralise_cell(cell, want):
+    from cpak_cli.pipeline.batch import neutralise_cell
+
+    assert neutralise_cell(cell) == want
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DA")
+def test_csv_cells_neutralised_and_resume_still_matches(tmp_path, monkeypatch):
+    from cpak_cli.pipeline.batch import FORMULA_START
+
+    src = tmp_path / "=films"
+    src.mkdir()
+    for i in range(3):
+        ds = make_dx()
+        ds.StudyDate = "@SUM(1)" if i == 1 else "20240131"
+        write(ds, src / f"ok{i}.dcm")
+    (src / "notes").write_text("not a DICOM file\n")
+    monkeypatch.chdir(tmp_path)
+    inputs = find_inputs(Path("=films"))  # relative paths: every input cell starts with "="
+    full = tmp_path / "full.csv"
+    run_batch(inputs, full, FakeMeasurer(), workers=1)
+    rows = _read(full)
+    assert len(rows) == 7
+    for r in rows:
+        assert r["input"].startswith("'=films/")
+        for k, v in r.items():
+            if v.startswith(FORMULA_START):
+                float(v)  # only numbers may start with a formula character
+    assert any(r["study_date"] == "'@SUM(1)" for r in rows)
+    assert [r["error"] for r in rows if r["error"]][0].startswith("'=films/notes")
+    legs = [r for r in rows if not r["error"]]
+    assert all(r["ahka"].startswith("-") and float(r["ahka"]) == pytest.approx(-3.0, abs=1e-4)
+               for r in legs if r["side"] == "right")
+    # resume reads its own neutralised cells back: everything already there is skipped ...
+    s = run_batch(inputs, full, FakeMeasurer(), workers=1, resume=True)
+    assert s.skipped == 3 and s.files == 1  # the last input is measured again
+    assert len(_read(full)) == 7
+    # ... and a run cut after the first film gives the same file once resumed
+    part = tmp_path / "part.csv"
+
+    def die(summary):
+        if summary.files == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(inputs, part, FakeMeasurer(), workers=1, chunk=1, on_file=die)
+    s = run_batch(inputs, part, FakeMeasurer(), workers=1, resume=True)
+    assert s.skipped == 1 and s.files == 3
+    assert part.read_bytes() == full.read_bytes()

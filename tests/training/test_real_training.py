@@ -1,0 +1,62 @@
+"""Training samples from films with three-point labels (partial supervision)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cpak_cli.core.landmarks import JOINTS
+from cpak_cli.networks.detector import DETECTOR_CHANNELS
+from cpak_cli.training.pointlabels import head_centre_from_top, read_point_labels
+from cpak_cli.training.real import HIP_VERTICAL_WEIGHT, leg_supervision, real_film_sample, real_leg_samples, training_labels
+from tests.factories import point_label_folder
+
+PTS = {"hip": (100.0, 40.0), "knee": (110.0, 500.0), "ankle": (105.0, 900.0)}
+
+
+def test_ankle_label_constrains_the_mid_point_of_both_channels():
+    points, cons, centre = leg_supervision("ankle", JOINTS["ankle"], PTS, (0.8, 0.8))
+    assert np.isnan(points).all() and centre == PTS["ankle"]
+    (c,) = cons
+    assert c.channels == (0, 1) and c.xy == PTS["ankle"] and c.weights == (1.0, 1.0)
+
+
+def test_hip_label_is_the_head_top_so_the_centre_lies_below_it():
+    points, cons, centre = leg_supervision("hip", JOINTS["hip"], PTS, (0.8, 0.8))
+    (c,) = cons
+    assert np.isnan(points).all() and c.channels == (0,)
+    assert c.xy == head_centre_from_top(PTS["hip"], PTS["knee"], (0.8, 0.8)) == centre
+    assert c.xy[0] == PTS["hip"][0] and c.xy[1] > PTS["hip"][1]
+    assert c.weights == (1.0, HIP_VERTICAL_WEIGHT)
+    assert leg_supervision("hip", JOINTS["hip"], {"hip": PTS["hip"]}, (0.8, 0.8)) is None  # needs the knee
+
+
+def test_knee_label_is_not_used_for_the_knee_network():
+    assert leg_supervision("knee", JOINTS["knee"], PTS, (0.8, 0.8)) is None
+
+
+def test_real_leg_samples_and_film_samples(tmp_path):
+    root, rows = point_label_folder(tmp_path / "set", ids=("f1",))
+    (lab,) = read_point_labels(root)
+    samples, skipped = real_leg_samples((lab, "ankle", JOINTS["ankle"], 64, 1.5))
+    assert skipped == 0 and {s.side for s in samples} == {"right", "left"}
+    right = next(s for s in samples if s.side == "right")
+    assert right.image_id == "real-f1" and not right.mirror and right.constraints
+    cx = (right.box[0] + right.box[2]) / 2
+    assert cx == pytest.approx(rows[0]["imgleft_ankle_x"])  # box centred on the patient's right ankle
+    fs = real_film_sample((lab, 384, 160))
+    assert fs.frame.shape == (384, 160)
+    k = DETECTOR_CHANNELS.index("right_knee")
+    assert np.isfinite(fs.centres).all()
+    assert fs.centres[k, 0] < fs.centres[DETECTOR_CHANNELS.index("left_knee"), 0]  # right on the frame's left
+
+
+def test_held_out_films_never_become_samples(tmp_path):
+    from cpak_cli.training.pointlabels import is_held_out
+
+    ids = [f"id{i}" for i in range(40)]
+    held = [i for i in ids if is_held_out(i)]
+    assert held, "the fixture needs at least one held-out id"
+    root, _ = point_label_folder(tmp_path / "set", ids=tuple(ids), size=(64, 128))
+    used = {lab.image_id for lab in training_labels(root)}
+    assert used == set(ids) - set(held)

@@ -1,0 +1,115 @@
+"""Targets and loss for fully and partly labelled crops; the batch workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cpak_cli.networks.crops import disc_masks
+from cpak_cli.training.datasets import AugmentOptions, Constraint, LegSample, make_partial_batch
+from cpak_cli.training.supervision import (
+    BatchSource,
+    LandmarkBatches,
+    constraint_errors_mm,
+    disc_targets,
+    landmark_batch,
+    partial_loss,
+    soft_centroids,
+)
+from cpak_cli.training.trainer import dice_bce_loss
+
+
+def test_disc_targets_equal_numpy_masks_with_nan_and_per_sample_radius():
+    pts = np.array([[[10.3, 20.7], [np.nan, np.nan]], [[31.0, 5.5], [0.0, 0.0]]], dtype=np.float32)
+    t = disc_targets(torch.from_numpy(pts), 40, 48, torch.tensor([3.0, 5.5])).numpy()
+    assert np.array_equal(t[0], disc_masks(pts[0], (48, 40), 3.0))
+    assert np.array_equal(t[1], disc_masks(pts[1], (48, 40), 5.5))
+    assert t[0, 1].sum() == 0
+
+
+def test_partial_loss_equals_dice_bce_when_everything_is_labelled():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2, 32, 32)
+    pts = torch.tensor([[[5.0, 6.0], [20.0, 21.0]], [[10.0, 10.0], [30.0, 2.0]], [[16.0, 16.0], [1.0, 30.0]]])
+    target = disc_targets(pts, 32, 32, 4.0)
+    assert float(partial_loss(logits, pts, 4.0)) == pytest.approx(float(dice_bce_loss(logits, target)), rel=1e-6)
+
+
+def test_unlabelled_channels_carry_no_loss():
+    torch.manual_seed(1)
+    logits = torch.randn(1, 2, 32, 32)
+    pts = torch.tensor([[[5.0, 6.0], [float("nan"), float("nan")]]])
+    base = float(partial_loss(logits, pts, 4.0))
+    changed = logits.clone()
+    changed[0, 1] += 5.0
+    assert float(partial_loss(changed, pts, 4.0)) == pytest.approx(base)
+    changed[0, 0] += 5.0
+    assert float(partial_loss(changed, pts, 4.0)) != pytest.approx(base)
+
+
+def _blob_logits(centres, size=64, c=2):
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    out = torch.full((1, c, size, size), -12.0)
+    for k, (u, v) in enumerate(centres):
+        out[0, k][(xx - u) ** 2 + (yy - v) ** 2 <= 9] = 12.0
+    return out
+
+
+def test_soft_centroids_find_blobs():
+    cen = soft_centroids(_blob_logits([(10.0, 40.0), (50.0, 12.0)]))[0]
+    assert np.allclose(cen.numpy(), [[10.0, 40.0], [50.0, 12.0]], atol=0.05)
+
+
+def test_constraint_term_pulls_the_channel_mean_to_the_target_per_axis():
+    nan = float("nan")
+    pts = torch.full((1, 2, 2), nan)
+    mix = torch.tensor([[[0.5, 0.5]]])
+    target = torch.tensor([[[30.0, 26.0]]])
+    w = torch.tensor([[[1.0, 1.0]]])
+    at = partial_loss(_blob_logits([(20.0, 26.0), (40.0, 26.0)]), pts, 4.0, mix, target, w)
+    off = partial_loss(_blob_logits([(26.0, 26.0), (46.0, 26.0)]), pts, 4.0, mix, target, w)
+    far = partial_loss(_blob_logits([(36.0, 26.0), (56.0, 26.0)]), pts, 4.0, mix, target, w)
+    assert float(at) < 1e-3 < float(off) < float(far)
+    # an axis with weight 0 is ignored: a vertical-only constraint does not see a horizontal shift
+    w_y = torch.tensor([[[0.0, 1.0]]])
+    assert float(partial_loss(_blob_logits([(36.0, 26.0), (56.0, 26.0)]), pts, 4.0, mix, target, w_y)) < 1e-3
+
+
+def _samples(n=3, size=48):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        cache = rng.random((72, 72)).astype(np.float16)
+        m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        pts = np.array([[30.0 + i, 35.0], [np.nan, np.nan]])
+        cons = (Constraint((0, 1), (36.0, 36.0), (1.0, 0.3)),) if i % 2 else ()
+        out.append(LegSample(f"img{i}", "right", bool(i % 2), cache, m, (12.0, 12.0, 60.0, 60.0), pts, (0.5, 0.5), cons))
+    return out
+
+
+def test_partial_batch_carries_points_and_constraints():
+    s = _samples()
+    b = make_partial_batch(s, [0, 1, 2], 48, AugmentOptions(jitter=0.0, affine_p=0.0, intensity=False), 0, 0)
+    assert b.x.shape == (3, 48, 48) and b.points_uv.shape == (3, 2, 2)
+    assert np.isnan(b.points_uv[:, 1]).all() and np.isfinite(b.points_uv[:, 0]).all()
+    assert np.allclose(b.cons_mix[1, 0], [0.5, 0.5]) and b.cons_w[0].sum() == 0
+    assert np.allclose(b.cons_w[1, 0], [1.0, 0.3])
+
+
+def test_batch_workers_give_the_same_batches():
+    state = LandmarkBatches(_samples(), 48, AugmentOptions(domain=1.0), seed=3, norm="minmax", batch_size=2)
+    with BatchSource(landmark_batch, state, workers=0) as src:
+        inline = list(src.batches(0, 4))
+    with BatchSource(landmark_batch, state, workers=2) as src:
+        pooled = list(src.batches(0, 4))
+    for a, b in zip(inline, pooled):
+        assert np.array_equal(a.x, b.x) and np.array_equal(a.points_uv, b.points_uv, equal_nan=True)
+        assert np.array_equal(a.cons_uv, b.cons_uv)
+
+
+def test_constraint_errors_mm_axes_and_misses():
+    s = _samples()[1]  # constraint: mean of channels 0 and 1 at (36, 36), weights (1, 0.3): x only
+    xy = np.array([[30.0, 50.0], [40.0, 10.0]])  # mean (35, 30): x off by 1 px = 0.5 mm
+    assert constraint_errors_mm(xy, s) == [pytest.approx(0.5)]
+    assert constraint_errors_mm(np.array([[np.nan, np.nan], [40.0, 10.0]]), s) == [float("inf")]

@@ -243,3 +243,62 @@ def encode_jpeg_lossless(img: np.ndarray, precision: int) -> bytes:
     dht = bytes([0x00]) + bytes(counts) + bytes(range(17))
     sos = bytes([1, 1, 0x00, 1, 0, 0])
     return b"\xff\xd8" + seg(0xC3, sof3) + seg(0xC4, dht) + seg(0xDA, sos) + bytes(data) + b"\xff\xd9"
+
+
+# ----------------------------------------------------------------- DICOM outputs (SC overlay, SR)
+
+#: A film big enough to hold a :func:`build_leg` leg at 2 mm pixels (1000 x 500 mm), kept under
+#: the loader's plausibility check size (512 rows).
+LEG_FILM_SHAPE = (500, 250)
+LEG_FILM_SPACING = (2.0, 2.0)
+FAKE_MODELS = {"hip": "hip@0123456789ab", "knee": "knee@fedcba987654", "ankle": "ankle@00aa11bb22cc",
+               "detector": "detector@a1b2c3d4e5f6"}
+
+
+def write_leg_film(tmp_path: Path, name: str = "film.dcm", **kw: Any) -> Path:
+    """A DX film of :data:`LEG_FILM_SHAPE` at :data:`LEG_FILM_SPACING` mm with patient data
+    (PatientName ``DOE^JANE``, PatientID ``SECRET-ID``, accession and study ID) and ``L\\F``
+    orientation unless ``kw`` says otherwise (``make_dx`` keywords)."""
+    kw.setdefault("pixels", gradient(*LEG_FILM_SHAPE, scale=2))
+    kw.setdefault("pixel_spacing", LEG_FILM_SPACING)
+    kw.setdefault("patient_orientation", ["L", "F"])
+    ds = make_dx(**kw)
+    ds.PatientName = "DOE^JANE"
+    ds.PatientBirthDate = "19600101"
+    ds.PatientSex = "F"
+    ds.AccessionNumber = "ACC-SECRET"
+    ds.StudyID = "STUDY-SECRET"
+    ds.StudyTime = "101500"
+    ds.InstitutionName = "SECRET HOSPITAL"
+    return write(ds, tmp_path / name)
+
+
+def measured_result(image: Any, legs: dict[str, dict[str, Any]], confidence: float = 0.9) -> Any:
+    """A :class:`~cpak_cli.pipeline.film.ScanResult` of ``image`` with the given pixel landmarks
+    per side (a landmark that is None or absent is not found) measured by the real
+    :func:`~cpak_cli.pipeline.film.assemble_leg` (no networks), models :data:`FAKE_MODELS`."""
+    from cpak_cli.core.landmarks import LANDMARKS
+    from cpak_cli.networks.inference import LandmarkPrediction
+    from cpak_cli.pipeline.film import ScanResult, assemble_leg
+
+    row_mm, col_mm = image.spacing_mm
+    res = ScanResult(path=image.path, image=image, models=dict(FAKE_MODELS))
+    for side, points in legs.items():
+        preds = {}
+        for n in LANDMARKS:
+            p = points.get(n)
+            preds[n] = (LandmarkPrediction(n, p[0], p[1], p[0] * col_mm, p[1] * row_mm, True, confidence, 0.95, 50)
+                        if p is not None else
+                        LandmarkPrediction(n, math.nan, math.nan, math.nan, math.nan, False, 0.01, 0.01, 0))
+        res.landmarks[side] = preds
+        res.legs[side] = assemble_leg(side, preds, image, [], 0.5)
+    return res
+
+
+def dciodvfy_errors(path: Path) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)``: the lines dicom3tools' ``dciodvfy`` prints for ``path``."""
+    import subprocess
+
+    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    lines = (out.stdout + out.stderr).splitlines()
+    return [ln for ln in lines if ln.startswith("Error")], [ln for ln in lines if ln.startswith("Warning")]

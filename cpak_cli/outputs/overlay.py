@@ -118,50 +118,17 @@ def write_png(path: str | Path, bgr: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.tobytes())
 
 
-def write_secondary_capture(path: str | Path, bgr: np.ndarray, source_uid: str | None = None,
-                            study_uid: str | None = None) -> Path:
-    """Write the overlay as an RGB DICOM Secondary Capture image (atomically)."""
-    import io
+def write_overlay(path: str | Path, bgr: np.ndarray, source_uid: str | None = None, study_uid: str | None = None, *,
+                  source_path: str | Path | None = None, anonymize_salt: str | None = None) -> Path:
+    """PNG, or DICOM Secondary Capture (:mod:`cpak_cli.outputs.dicom_sc`) when the name ends in .dcm.
 
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.ConversionType = "WSD"
-    ds.SeriesDescription = "cpak-cli overlay"
-    ds.ImageType = ["DERIVED", "SECONDARY"]
-    if source_uid:
-        ref = pydicom.Dataset()
-        ref.ReferencedSOPInstanceUID = source_uid
-        ds.SourceImageSequence = [ref]
-    ds.Rows, ds.Columns = rgb.shape[:2]
-    ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "RGB"
-    ds.PlanarConfiguration = 0
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = rgb.tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def write_overlay(path: str | Path, bgr: np.ndarray, source_uid: str | None = None, study_uid: str | None = None) -> Path:
-    """PNG, or DICOM Secondary Capture when the name ends in .dcm."""
+    ``source_path`` (the measured film) and ``anonymize_salt`` are for the Secondary Capture;
+    ``source_uid`` / ``study_uid`` are ignored (the source header is read from ``source_path``).
+    """
     if str(path).lower().endswith(".dcm"):
-        return write_secondary_capture(path, bgr, source_uid, study_uid)
+        from cpak_cli.outputs.dicom_sc import write_secondary_capture
+
+        return write_secondary_capture(path, bgr, source_path, anonymize_salt=anonymize_salt)
     return write_png(path, bgr)
 
 

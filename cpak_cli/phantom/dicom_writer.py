@@ -1,4 +1,22 @@
-"""DX (Digital X-Ray, For Presentation) DICOM writer for phantom films."""
+"""DX (Digital X-Ray, For Presentation) DICOM writer for phantom films.
+
+The files carry every Type 1 and Type 2 attribute of the DX Image For Presentation IOD
+(PS3.3 A.26.1), so a validator (dicom3tools ``dciodvfy``) reports no errors. Spacing, as
+:mod:`cpak_cli.input.spacing` reads it (the effective spacing is always ``case.spacing_mm``):
+
+* ``case.spacing_tag == "ImagerPixelSpacing"``: ImagerPixelSpacing (the detector spacing,
+  effective x magnification) with EstimatedRadiographicMagnificationFactor and the source
+  distances; no PixelSpacing. Loader source ``ImagerPixelSpacing/magnification``.
+* ``case.spacing_tag == "PixelSpacing"``: the film is a parallel projection (magnification
+  1.0, ``case.magnification``), so the detector spacing equals the spacing in the object
+  plane: ImagerPixelSpacing and PixelSpacing carry the same values, and
+  PixelSpacingCalibrationType ``GEOMETRY`` says that PixelSpacing accounts for the (unit)
+  magnification. Loader source ``PixelSpacing (calibrated GEOMETRY)``, never flagged
+  ``spacing_uncorrected_magnification``.
+
+The phantom has no detector or positioner: DetectorType and PositionerType are present and
+empty (Type 2, unknown); AcquisitionContextSequence is empty (Type 2).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +29,23 @@ import numpy as np
 from cpak_cli.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pydicom import Dataset
+
     from .generate import PhantomCase
 
 DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+#: (code value, coding scheme, meaning): SNOMED CT codes of the anatomy and the view (PS3.16
+#: CID 4009 / CID 4010).
+LOWER_LIMB = ("61685007", "SCT", "Lower limb")
+ANTERO_POSTERIOR = ("399348003", "SCT", "antero-posterior")
+
+
+def _code_item(code: tuple[str, str, str]) -> "Dataset":
+    import pydicom
+
+    item = pydicom.Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code
+    return item
 
 
 def write_dicom(case: "PhantomCase", img: np.ndarray, path: Path) -> None:
@@ -82,6 +114,13 @@ def write_dicom(case: "PhantomCase", img: np.ndarray, path: Path) -> None:
     ds.BitsStored = case.bits_stored
     ds.HighBit = case.bits_stored - 1
     ds.PixelRepresentation = 0
+    ds.PresentationLUTShape = "INVERSE" if case.photometric == "MONOCHROME1" else "IDENTITY"  # PS3.3 C.8.11.3
+    ds.BurnedInAnnotation = "NO"
+    ds.AnatomicRegionSequence = [_code_item(LOWER_LIMB)]
+    ds.ViewCodeSequence = [_code_item(ANTERO_POSTERIOR)]
+    ds.DetectorType = ""
+    ds.PositionerType = ""
+    ds.AcquisitionContextSequence = []
     ds.PixelIntensityRelationship = "LOG"
     ds.PixelIntensityRelationshipSign = -1 if case.photometric == "MONOCHROME1" else 1
     ds.RescaleIntercept = "0"
@@ -92,6 +131,9 @@ def write_dicom(case: "PhantomCase", img: np.ndarray, path: Path) -> None:
     ds.LossyImageCompression = "00"
     if case.spacing_tag == "PixelSpacing":
         ds.PixelSpacing = list(case.spacing_strings)
+        ds.ImagerPixelSpacing = list(case.spacing_strings)
+        ds.PixelSpacingCalibrationType = "GEOMETRY"
+        ds.PixelSpacingCalibrationDescription = "phantom: parallel projection, magnification 1.0"
     else:
         ds.ImagerPixelSpacing = list(case.spacing_strings)
         ds.EstimatedRadiographicMagnificationFactor = case.magnification_string

@@ -239,6 +239,10 @@ def check_output(csv_path: Path, resume: bool, overwrite: bool, anonymize_salt: 
 
 @dataclass
 class BatchSummary:
+    """Running counts of a batch: ``files`` measured or failed so far, ``skipped`` (already in the
+    CSV on resume), ``failed`` (error rows), ``legs`` (leg rows), ``total`` (inputs found)."""
+
+    total: int = 0
     files: int = 0
     skipped: int = 0
     failed: int = 0
@@ -260,7 +264,7 @@ def run_batch(
     on_file: Callable[[BatchSummary], None] | None = None,
 ) -> BatchSummary:
     """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees."""
-    summary = BatchSummary()
+    summary = BatchSummary(total=len(inputs))
     done: set[str] = set()
     check_output(csv_path, resume, overwrite, anonymize_salt)
     if csv_path.exists():

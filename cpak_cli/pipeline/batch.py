@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from cpak_cli import __version__
 from cpak_cli.atomic import atomic_write_text
 from cpak_cli.core.landmarks import LANDMARKS, SIDES
+from cpak_cli.core.measurement import leg_length_difference_mm
 from cpak_cli.errors import CpakError, CpakInputError
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
@@ -32,6 +33,8 @@ COLUMNS: tuple[str, ...] = (
     "spacing_row_mm", "spacing_col_mm", "spacing_source", "box_source",
     *[f"{n}_{k}" for n in LANDMARKS for k in ("x", "y", "x_mm", "y_mm", "confidence")],
     "models", "tool_version", "error",
+    # the alignment panel (appended so the earlier columns keep their places)
+    "jlca", "mad_mm", "femur_mm", "tibia_mm", "leg_mm", "leg_length_difference_mm", "outside_normal",
 )
 
 
@@ -141,6 +144,7 @@ def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt
         row["error"] = " ".join((error or "no leg found on the film").split())
         return [row]
     assert img is not None  # a result with legs was measured on a loaded image
+    lld = leg_length_difference_mm(result.legs)  # film level: repeated on each leg's row
     rows = []
     for side in SIDES:
         leg = result.legs.get(side)
@@ -155,6 +159,8 @@ def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt
             spacing_source=img.spacing_source, box_source=result.box_source,
             models=";".join(f"{k}={v}" for k, v in sorted(result.models.items())),
             error=leg.error or "",
+            jlca=_fmt(leg.jlca), mad_mm=_fmt(leg.mad_mm), femur_mm=_fmt(leg.femur_mm), tibia_mm=_fmt(leg.tibia_mm),
+            leg_mm=_fmt(leg.leg_mm), leg_length_difference_mm=_fmt(lld), outside_normal=";".join(leg.outside_normal),
         )
         for n, p in result.landmarks.get(side, {}).items():
             if p.found:

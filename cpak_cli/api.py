@@ -289,10 +289,13 @@ class AnglesResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        from cpak_cli.core.measurement import leg_length_difference_mm
+
         return {
             "source": self.source,
             "pixel_spacing_mm": list(self.spacing_mm),
             "legs": {side: leg.to_json() for side, leg in self.legs.items()},
+            "leg_length_difference_mm": leg_length_difference_mm(self.legs),
             "tool_version": __version__,
         }
 

@@ -239,7 +239,12 @@ def check_output(csv_path: Path, resume: bool, overwrite: bool, anonymize_salt: 
             meta = json.loads(mp.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise CpakInputError(csv_path, f"cannot resume: {mp.name} (how the CSV was made) is missing or unreadable") from None
-        if meta != _run_meta(anonymize_salt):
+        now = _run_meta(anonymize_salt)
+        if meta.get("columns") != now["columns"]:
+            raise CpakInputError(
+                csv_path, f"cannot resume: the CSV has {meta.get('columns')} columns and this version writes "
+                f"{now['columns']} (made by another cpak version); start a new CSV")
+        if meta != now:
             raise CpakInputError(csv_path, "cannot resume: the CSV was made with a different --anonymize/--salt setting")
 
 

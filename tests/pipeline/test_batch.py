@@ -320,3 +320,19 @@ def test_csv_cells_neutralised_and_resume_still_matches(tmp_path, monkeypatch):
     s = run_batch(inputs, part, FakeMeasurer(), workers=1, resume=True)
     assert s.skipped == 1 and s.files == 3
     assert part.read_bytes() == full.read_bytes()
+
+
+def test_resume_of_a_csv_from_another_version_names_the_columns(folder, tmp_path):
+    """A CSV written by a version with other columns cannot be resumed, and the error says why."""
+    import json as _json
+
+    from cpak_cli.pipeline.batch import COLUMNS, meta_path
+
+    out = tmp_path / "old.csv"
+    run_batch(find_inputs(folder)[:2], out, FakeMeasurer())
+    mp = meta_path(out)
+    meta = _json.loads(mp.read_text())
+    meta["columns"] = len(COLUMNS) - 7
+    mp.write_text(_json.dumps(meta))
+    with pytest.raises(Exception, match=f"has {len(COLUMNS) - 7} columns and this version writes {len(COLUMNS)}"):
+        run_batch(find_inputs(folder), out, FakeMeasurer(), resume=True)

@@ -1,15 +1,282 @@
-"""Python API: what the CLI commands call, usable from a notebook too."""
+"""The library's front door: what every CLI command calls, usable the same way from a notebook.
+
+One film::
+
+    from cpak_cli import api
+    film = api.measure_file("scan.dcm")                   # ScanResult: legs, landmarks, flags
+    film.legs["right"].ldfa, film.legs["right"].cpak
+
+Several films in one process (the networks are loaded once and shared)::
+
+    for outcome in api.measure_files(paths, outputs=api.FilmOutputs(overlay="out/{stem}.png")):
+        print(outcome.path, outcome.error or outcome.result.legs)
+
+A folder into a CSV an auditor can trust::
+
+    api.run_batch("films/", "out.csv", batch=api.BatchOptions(workers=2, resume=True))
+
+Options are small frozen dataclasses, one per concern (:class:`MeasureOptions`: how a film is
+measured; :class:`FilmOutputs`: what is written per film; :class:`BatchOptions`: how a folder is
+walked and written), never one function with dozens of arguments. Angles are degrees, lengths
+millimetres; landmark coordinates are pixels of the head-up image (docs/conventions.md).
+Every problem with an input is raised as a one-line :class:`cpak_cli.errors.CpakInputError`
+``"PATH: reason"``; nothing here prints or exits.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from cpak_cli import __version__
-from cpak_cli.core.landmarks import SIDES, read_landmarks
-from cpak_cli.core.measurement import LegMeasurement, measure_leg
-from cpak_cli.errors import CpakInputError
+from cpak_cli.errors import CpakError, CpakInputError
+
+if TYPE_CHECKING:  # heavy modules are imported when used, so that `cpak --help` stays fast
+    from cpak_cli.core.measurement import LegMeasurement
+    from cpak_cli.pipeline.batch import BatchSummary
+    from cpak_cli.pipeline.film import Measurer, ScanResult
+
+__all__ = [
+    "MeasureOptions",
+    "FilmOutputs",
+    "BatchOptions",
+    "FilmOutcome",
+    "AnglesResult",
+    "measurer_for",
+    "measure_file",
+    "measure_files",
+    "run_batch",
+    "angles_from_file",
+]
+
+#: The placeholder of :class:`FilmOutputs` paths replaced by the input's file name without suffix.
+STEM = "{stem}"
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    """How a film is measured.
+
+    Attributes:
+        weights_dir: folder of model weights + cards (None: ``CPAK_WEIGHTS_DIR`` or the shipped ones).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        method: landmark extraction method of the paper, 1-5 (3: threshold half way, largest
+            component, probability-weighted centroid).
+        pixel_spacing: ``(row_mm, col_mm)`` in the file's stored order; overrides the file's
+            spacing (required for PNG/TIFF).
+    """
+
+    weights_dir: Path | None = None
+    device: str = "auto"
+    method: int = 3
+    pixel_spacing: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class FilmOutputs:
+    """Files written for each measured film (None: not written).
+
+    A path may contain ``{stem}`` (the input's file name without its suffix), which is required
+    when several films are measured into the same option. ``overlay``: ``.png`` or ``.dcm``
+    (DICOM Secondary Capture); ``landmarks``: the landmark JSON ``cpak angles`` reads.
+    """
+
+    landmarks: Path | None = None
+    overlay: Path | None = None
+
+    def paths(self) -> dict[str, Path]:
+        """The outputs that are set, by name."""
+        return {k: Path(v) for k, v in (("landmarks", self.landmarks), ("overlay", self.overlay)) if v is not None}
+
+    def for_input(self, source: str | Path) -> FilmOutputs:
+        """These outputs with ``{stem}`` replaced by ``source``'s file name without its suffix."""
+        stem = Path(source).stem
+        return FilmOutputs(**{k: Path(str(v).replace(STEM, stem)) for k, v in self.paths().items()})
+
+    def check_for(self, sources: Iterable[str | Path]) -> None:
+        """Raise :class:`CpakError` when several ``sources`` would write the same output path."""
+        sources = list(sources)
+        if len(sources) < 2:
+            return
+        for name, p in self.paths().items():
+            targets = {str(self.for_input(s).paths()[name]) for s in sources}
+            if len(targets) < len(sources):
+                raise CpakError(
+                    f"--{name.replace('_', '-')} {p}: several films would write the same file; "
+                    f"put {STEM} in the name (e.g. out/{STEM}{p.suffix}) and give films distinct names"
+                )
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a folder is measured into a CSV.
+
+    Attributes:
+        recursive: descend into sub-folders.
+        resume: skip inputs already in the CSV and append the rest.
+        overwrite: replace an existing CSV (otherwise an existing CSV is an error).
+        workers: decoding worker processes (each film is decoded in a caged process).
+        chunk: films whose crops share one forward pass.
+        overlays: folder for one overlay PNG per film.
+        anonymize_salt: when set, inputs and UIDs are written as salted hashes.
+    """
+
+    recursive: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    workers: int = 2
+    chunk: int = 4
+    overlays: Path | None = None
+    anonymize_salt: str | None = None
+
+
+@dataclass
+class FilmOutcome:
+    """One film of :func:`measure_files`: its result, or the one-line error that stopped it."""
+
+    path: str
+    result: ScanResult | None = None
+    error: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        """True when at least one leg has its angles."""
+        return self.result is not None and any(leg.measured for leg in self.result.legs.values())
+
+    def not_measured_reason(self) -> str:
+        """Why no leg was measured, one line (empty when one was)."""
+        if self.error is not None:
+            return self.error
+        if self.measured or self.result is None:
+            return ""
+        reasons = "; ".join(f"{s}: {leg.error}" for s, leg in self.result.legs.items()) or "no leg found on the film"
+        return f"{self.path}: no leg could be measured ({reasons})"
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_measurer(weights_dir: str | None, device: str, method: int, need_detector: bool) -> Measurer:
+    from cpak_cli.pipeline.film import Measurer
+
+    return Measurer(weights_dir=weights_dir, device=device, method=method, need_detector=need_detector)
+
+
+def measurer_for(options: MeasureOptions = MeasureOptions(), need_detector: bool = True) -> Measurer:
+    """The :class:`cpak_cli.pipeline.film.Measurer` for ``options``, loaded once per process and
+    reused (models are read, hash-checked and built on the first call only).
+
+    Raises:
+        CpakModelError: missing or inconsistent weights / model card.
+    """
+    wd = None if options.weights_dir is None else str(options.weights_dir)
+    return _cached_measurer(wd, options.device, options.method, need_detector)
+
+
+def measure_file(
+    path: str | Path,
+    options: MeasureOptions = MeasureOptions(),
+    outputs: FilmOutputs = FilmOutputs(),
+    boxes: str | Path | None = None,
+) -> ScanResult:
+    """Measure every leg of one film and write the requested ``outputs``.
+
+    Args:
+        path: a DICOM file (or PNG/TIFF with ``options.pixel_spacing``); never modified.
+        options: how to measure (:class:`MeasureOptions`).
+        outputs: files to write (atomically); ``{stem}`` is replaced by the input's name.
+        boxes: a joint boxes JSON to use instead of the joint detector.
+
+    Returns:
+        The :class:`cpak_cli.pipeline.film.ScanResult`: per leg the angles (degrees), lengths
+        (mm), CPAK type and flags, the landmarks in head-up image pixels, the boxes, notes.
+
+    Raises:
+        CpakInputError: the film (or the boxes file) cannot be used: one line ``"PATH: reason"``.
+        CpakModelError: missing or inconsistent model weights.
+    """
+    from cpak_cli.input.boxes import read_boxes
+    from cpak_cli.input.loader import load_image
+
+    image = load_image(path, pixel_spacing=options.pixel_spacing)
+    box_file = read_boxes(boxes) if boxes is not None else None
+    measurer = measurer_for(options, need_detector=box_file is None)
+    result = measurer.measure(image, box_file)
+    write_film_outputs(result, outputs.for_input(path))
+    return result
+
+
+def write_film_outputs(result: ScanResult, outputs: FilmOutputs) -> None:
+    """Write ``outputs`` (``{stem}`` already replaced) of one measured film, atomically each."""
+    if outputs.landmarks is not None:
+        from cpak_cli.core.landmarks import write_landmarks
+
+        write_landmarks(outputs.landmarks, result.to_landmark_file())
+    if outputs.overlay is not None:
+        from cpak_cli.outputs.overlay import overlay_for_result, write_overlay
+
+        image = result.image
+        write_overlay(outputs.overlay, overlay_for_result(result),
+                      image.sop_instance_uid if image is not None else None,
+                      image.metadata.get("StudyInstanceUID") if image is not None else None)
+
+
+def measure_files(
+    paths: Iterable[str | Path],
+    options: MeasureOptions = MeasureOptions(),
+    outputs: FilmOutputs = FilmOutputs(),
+    boxes: str | Path | None = None,
+) -> Iterator[FilmOutcome]:
+    """Measure several films in one process, one :class:`FilmOutcome` per film in input order.
+
+    The networks are loaded once. A film that cannot be read gives an outcome with its one-line
+    ``error`` and the next film is measured; a problem with the models (:class:`CpakModelError`)
+    or with ``outputs`` naming one file for several films is raised before anything is written.
+    """
+    paths = [Path(p) for p in paths]
+    outputs.check_for(paths)
+    from cpak_cli.errors import CpakModelError
+
+    for p in paths:
+        try:
+            yield FilmOutcome(str(p), result=measure_file(p, options, outputs, boxes))
+        except CpakModelError:
+            raise
+        except CpakError as exc:
+            yield FilmOutcome(str(p), error=" ".join(str(exc).split()))
+
+
+def run_batch(
+    folder: str | Path,
+    csv_path: str | Path,
+    options: MeasureOptions = MeasureOptions(),
+    batch: BatchOptions = BatchOptions(),
+    on_file: Callable[[BatchSummary], None] | None = None,
+) -> BatchSummary:
+    """Measure every DICOM under ``folder`` into ``csv_path`` (one row per leg, an error row per
+    bad file; rows flushed one film at a time; see :mod:`cpak_cli.pipeline.batch`).
+
+    ``on_file`` is called with the running :class:`cpak_cli.pipeline.batch.BatchSummary` after
+    each film (progress bars).
+
+    Raises:
+        CpakError: no DICOM found, an existing CSV without ``resume``/``overwrite``, or a resume
+            with another anonymization salt.
+        CpakModelError: missing or inconsistent model weights.
+    """
+    from cpak_cli.pipeline import batch as batch_mod
+
+    folder, csv_path = Path(folder), Path(csv_path)
+    batch_mod.check_output(csv_path, batch.resume, batch.overwrite, batch.anonymize_salt)
+    inputs = batch_mod.find_inputs(folder, batch.recursive)
+    if not inputs:
+        raise CpakInputError(folder, "no DICOM files found" + ("" if batch.recursive else " (try --recursive)"))
+    measurer = measurer_for(options)
+    return batch_mod.run_batch(
+        inputs, csv_path, measurer, resume=batch.resume, overwrite=batch.overwrite, workers=batch.workers,
+        chunk=batch.chunk, pixel_spacing=options.pixel_spacing, anonymize_salt=batch.anonymize_salt,
+        overlays=batch.overlays, on_file=on_file,
+    )
 
 
 @dataclass
@@ -22,16 +289,26 @@ class AnglesResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        from cpak_cli.core.measurement import leg_length_difference_mm
+
         return {
             "source": self.source,
             "pixel_spacing_mm": list(self.spacing_mm),
             "legs": {side: leg.to_json() for side, leg in self.legs.items()},
+            "leg_length_difference_mm": leg_length_difference_mm(self.legs),
             "tool_version": __version__,
         }
 
 
 def angles_from_file(path: str | Path, pixel_spacing: tuple[float, float] | None = None) -> AnglesResult:
-    """Measure every leg of a landmark JSON file; ``pixel_spacing`` (row, col mm) overrides the file's."""
+    """Measure every leg of a landmark JSON file; ``pixel_spacing`` (row, col mm) overrides the file's.
+
+    Raises:
+        CpakInputError: unreadable file, no or invalid spacing, no legs.
+    """
+    from cpak_cli.core.landmarks import SIDES, read_landmarks
+    from cpak_cli.core.measurement import measure_leg
+
     lf = read_landmarks(path)
     spacing = pixel_spacing if pixel_spacing is not None else lf.spacing_mm
     if spacing is None:
@@ -46,3 +323,32 @@ def angles_from_file(path: str | Path, pixel_spacing: tuple[float, float] | None
         if side in lf.legs
     }
     return AnglesResult(source=str(path), spacing_mm=(float(spacing[0]), float(spacing[1])), legs=legs)
+
+
+def evaluate_landmark_files(
+    pred: str | Path, truth: str | Path, json_out: str | Path | None = None, csv_out: str | Path | None = None
+) -> dict[str, Any]:
+    """Compare predicted landmark files with true ones (files or folders matched by case name).
+
+    Returns the report (landmark error in mm: median, IQR, p95, SDR; angle MedAE in degrees; CPAK
+    precision/recall/F1) and writes it as JSON / one CSV row per leg when asked (atomically).
+
+    Raises:
+        CpakInputError: unreadable files or no matching pairs.
+    """
+    from cpak_cli.evaluation.files import evaluate_pairs, pair_files, write_report
+
+    report = evaluate_pairs(pair_files(Path(pred), Path(truth)))
+    write_report(report, None if json_out is None else Path(json_out), None if csv_out is None else Path(csv_out))
+    return report
+
+
+def list_models(weights_dir: str | Path | None = None, check: bool = False) -> tuple[Path, list[dict[str, Any]]]:
+    """The weights folder used and one entry per model in it (name, joint, encoder, size, sha256
+    check against its card, recorded accuracy); ``check`` also builds each model and loads it
+    strictly."""
+    from cpak_cli.networks.models import list_models as _list
+    from cpak_cli.networks.models import weights_dir as resolve_dir
+
+    folder = resolve_dir(weights_dir)
+    return folder, _list(folder, check_shapes=check)

@@ -35,19 +35,22 @@ def build_leg(
     origin_mm: tuple[float, float] = (150.0, 100.0),
     patient_right_on_image_left: bool = True,
     mhka: float | None = None,
+    femur_mm: float = 450.0,
+    tibia_mm: float = 380.0,
 ) -> dict[str, tuple[float, float]]:
     """Eight pixel landmarks of a leg whose LDFA/MPTA are exactly ``ldfa``/``mpta`` (degrees).
 
     Built in mm (x right, y down), then rotated in-plane by ``rotation_deg`` about the hip and
     converted to pixels with ``spacing_mm = (row, col)``. Independent of cpak_cli.core.geometry.
-    The femoral mechanical axis is vertical; the ankle centre lies 380 mm from the knee centre.
-    With ``mhka`` (degrees, valgus positive) the tibial axis is turned by exactly that angle
-    from the femoral axis' extension, towards lateral for valgus (knee medial of the hip-ankle
-    line); without it the ankle centre is 12 mm lateral, i.e. mHKA = +atan(12/380) (valgus).
+    The femoral mechanical axis is vertical, ``femur_mm`` long (hip centre -> knee centre); the
+    ankle centre lies ``tibia_mm`` from the knee centre. With ``mhka`` (degrees, valgus positive)
+    the tibial axis is turned by exactly that angle from the femoral axis' extension, towards
+    lateral for valgus (knee medial of the hip-ankle line); without it the ankle centre is
+    ``tibia_mm`` below and 12 mm lateral of the knee centre, i.e. mHKA = +atan(12/tibia_mm) (valgus).
     """
     lateral = -1.0 if (side == "right") == patient_right_on_image_left else 1.0
     hip = np.array([0.0, 0.0])
-    knee = np.array([8.0 * lateral * 0, 450.0])  # straight femoral axis, knee below hip
+    knee = np.array([0.0, femur_mm])  # straight femoral axis, knee below hip
     # Femoral axis points up (knee -> hip). Joint line direction (medial -> lateral) makes LDFA with it.
     up = (hip - knee) / np.linalg.norm(hip - knee)
     # rotate 'up' towards lateral by ldfa degrees -> direction medial->lateral of condyles
@@ -64,10 +67,10 @@ def build_leg(
     cond_med = knee - med_to_lat_f * 38.0 + np.array([0.0, 6.0])
     # Tibia: ankle 380 mm below the knee with a slight lateral offset.
     if mhka is None:
-        ankle_center = knee + np.array([12.0 * lateral, 380.0])
+        ankle_center = knee + np.array([12.0 * lateral, tibia_mm])
     else:
         t = math.radians(mhka)
-        ankle_center = knee + 380.0 * np.array([lateral * math.sin(t), math.cos(t)])
+        ankle_center = knee + tibia_mm * np.array([lateral * math.sin(t), math.cos(t)])
     down = (ankle_center - knee) / np.linalg.norm(ankle_center - knee)
     cand = rot(down, mpta)
     if np.sign(cand[0]) != -lateral:
@@ -91,6 +94,63 @@ def build_leg(
     out = {}
     for name, p in pts.items():
         q = rot(p, rotation_deg) + np.asarray(origin_mm)
+        out[name] = (float(q[0] / spacing_mm[1]), float(q[1] / spacing_mm[0]))
+    return out
+
+
+def _turn(v: np.ndarray, deg: float) -> np.ndarray:
+    """2-D vector turned by ``deg`` degrees, from +x towards +y (clockwise on an image, y down)."""
+    a = math.radians(deg)
+    return np.array([v[0] * math.cos(a) - v[1] * math.sin(a), v[0] * math.sin(a) + v[1] * math.cos(a)])
+
+
+def build_panel_leg(
+    jlca: float,
+    mhka: float = 0.0,
+    side: str = "right",
+    ldfa: float = 87.5,
+    femur_mm: float = 450.0,
+    tibia_mm: float = 380.0,
+    spacing_mm: tuple[float, float] = (0.15, 0.15),
+    rotation_deg: float = 0.0,
+    origin_mm: tuple[float, float] = (150.0, 100.0),
+    patient_right_on_image_left: bool = True,
+) -> dict[str, tuple[float, float]]:
+    """Eight pixel landmarks of a leg with exactly known JLCA, mHKA, LDFA and mechanical lengths.
+
+    Built in mm (x right, y down), independent of cpak_cli: hip centre at the origin, knee centre
+    ``femur_mm`` straight below it; the ankle centre ``tibia_mm`` from the knee centre, the tibial
+    axis turned by ``mhka`` degrees from the femoral axis' extension towards lateral (valgus
+    positive). The femoral condylar line (medial -> lateral) makes ``ldfa`` degrees with the femoral
+    axis on the lateral side; the plateau line (10 mm lower) is the condylar line turned by
+    ``jlca`` degrees so that its lateral end drops (the lines converge medially) when ``jlca`` > 0.
+    Hence MPTA = ldfa + mhka + jlca. The leg is then rotated in-plane by ``rotation_deg`` about
+    the hip, moved by ``origin_mm`` and converted to pixels with ``spacing_mm = (row, col)``.
+    """
+    lateral = -1.0 if (side == "right") == patient_right_on_image_left else 1.0
+    hip = np.array([0.0, 0.0])
+    knee = np.array([0.0, femur_mm])
+    t = math.radians(mhka)
+    ankle = knee + tibia_mm * np.array([lateral * math.sin(t), math.cos(t)])
+    # medial -> lateral along the image x axis, then dropped at its lateral end: turning by
+    # +lateral*d drops the lateral end by d (y grows downwards) on either side.
+    med_to_lat = np.array([lateral, 0.0])
+    condylar = _turn(med_to_lat, lateral * (ldfa - 90.0))  # LDFA > 90: lateral end lower
+    plateau = _turn(condylar, lateral * jlca)
+    ankle_dir = np.array([lateral, 0.0])
+    pts = {
+        "femoral_head": hip,
+        "femoral_condyle_lateral": knee + np.array([0.0, 4.0]) + 38.0 * condylar,
+        "femoral_condyle_medial": knee + np.array([0.0, 4.0]) - 38.0 * condylar,
+        "tibial_plateau_lateral": knee + np.array([0.0, 14.0]) + 36.0 * plateau,
+        "tibial_plateau_medial": knee + np.array([0.0, 14.0]) - 36.0 * plateau,
+        "knee_center": knee,
+        "ankle_lateral": ankle + 14.0 * ankle_dir,
+        "ankle_medial": ankle - 14.0 * ankle_dir,
+    }
+    out = {}
+    for name, p in pts.items():
+        q = _turn(p, rotation_deg) + np.asarray(origin_mm)
         out[name] = (float(q[0] / spacing_mm[1]), float(q[1] / spacing_mm[0]))
     return out
 

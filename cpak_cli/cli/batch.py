@@ -36,35 +36,26 @@ def register(app: typer.Typer) -> None:
 
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from cpak_cli.pipeline.batch import find_inputs, run_batch
-        from cpak_cli.pipeline.film import Measurer
+        from cpak_cli import api
 
         salt = salt or os.environ.get("CPAK_ANON_SALT")
         if anonymize and not salt:
             fail("--anonymize needs --salt TEXT (or CPAK_ANON_SALT) so that hashes are reproducible")
-        from cpak_cli.pipeline.batch import check_output
-
-        check_output(csv_out, resume, overwrite, salt if anonymize else None)
-        inputs = find_inputs(folder, recursive)
-        if not inputs:
-            fail(f"{folder}: no DICOM files found" + ("" if recursive else " (try --recursive)"))
-        measurer = Measurer(weights_dir=weights_dir, device=device)
+        options = api.MeasureOptions(weights_dir=weights_dir, device=device, pixel_spacing=pixel_spacing)
+        batch_options = api.BatchOptions(recursive=recursive, resume=resume, overwrite=overwrite, workers=workers,
+                                         chunk=chunk, overlays=overlays, anonymize_salt=salt if anonymize else None)
         start = time.monotonic()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False) as progress:
-            task = progress.add_task("measuring", total=len(inputs), status="")
+            task = progress.add_task("measuring", total=None, status="")
 
             def on_file(s):  # noqa: ANN001
                 rate = s.files / max(time.monotonic() - start, 1e-6)
-                progress.update(task, completed=s.files + s.skipped,
+                progress.update(task, total=s.total or None, completed=s.files + s.skipped,
                                 status=f"failed {s.failed}  legs {s.legs}  {rate:.2f} files/s")
 
             try:
-                summary = run_batch(
-                    inputs, csv_out, measurer, resume=resume, overwrite=overwrite, workers=workers, chunk=chunk,
-                    pixel_spacing=pixel_spacing, anonymize_salt=salt if anonymize else None, overlays=overlays,
-                    on_file=on_file,
-                )
+                summary = api.run_batch(folder, csv_out, options, batch_options, on_file=on_file)
             except KeyboardInterrupt:
                 progress.stop()
                 typer.echo(f"interrupted: the finished rows are in {csv_out}; continue with --resume", err=True)

@@ -23,10 +23,10 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from cpak_cli.evaluation.files import evaluate_pairs, format_summary, pair_files, write_report
+        from cpak_cli.api import evaluate_landmark_files
+        from cpak_cli.evaluation.files import format_summary
 
-        report = evaluate_pairs(pair_files(pred, truth))
-        write_report(report, json_out, csv_out)
+        report = evaluate_landmark_files(pred, truth, json_out, csv_out)
         table = Table(title=f"{report['n_images']} images, {report['n_legs']} legs")
         table.add_column("metric")
         table.add_column("value")

@@ -1,4 +1,4 @@
-"""`cpak measure`: one radiograph -> landmarks, angles, CPAK type and flags per leg."""
+"""`cpak measure`: radiographs -> landmarks, angles, CPAK type and flags per leg (one call into the API)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from cpak_cli.cli.common import fail, guarded
+from cpak_cli.cli.common import EXIT_INPUT_ERROR, guarded
 
 EXIT_NOT_MEASURED = 1
 
@@ -16,14 +16,18 @@ def register(app: typer.Typer) -> None:
     @app.command("measure")
     @guarded
     def measure(
-        scan: Path = typer.Argument(..., help="DICOM file (or PNG/TIFF with --pixel-spacing)."),
+        scans: list[Path] = typer.Argument(
+            ..., help="DICOM files (or PNG/TIFF with --pixel-spacing); several share one model load."
+        ),
         boxes: Optional[Path] = typer.Option(None, "--boxes", help="Joint boxes JSON instead of the detector."),
-        json_out: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+        json_out: bool = typer.Option(
+            False, "--json", help="Print the full result as JSON (one object per film; a list for several)."
+        ),
         landmarks_out: Optional[Path] = typer.Option(
-            None, "--landmarks-out", help="Write the landmark JSON `cpak angles` reads."
+            None, "--landmarks-out", help="Write the landmark JSON `cpak angles` reads ({stem}: the input's name)."
         ),
         overlay: Optional[Path] = typer.Option(
-            None, "--overlay", help="Write an overlay: .png, or .dcm for DICOM Secondary Capture."
+            None, "--overlay", help="Write an overlay: .png, or .dcm for DICOM Secondary Capture ({stem}: the input's name)."
         ),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         pixel_spacing: Optional[tuple[float, float]] = typer.Option(
@@ -32,34 +36,42 @@ def register(app: typer.Typer) -> None:
         method: int = typer.Option(3, "--method", min=1, max=5, help="Landmark extraction method of the paper (1-5)."),
         weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Folder of model weights (default: shipped)."),
     ) -> None:
-        """Measure LDFA, MPTA, aHKA, JLO, mHKA and CPAK type of each leg on a full-leg radiograph."""
+        """Measure LDFA, MPTA, aHKA, JLO, mHKA and CPAK type of each leg on full-leg radiographs.
+
+        Exit 0 when every film had a leg measured, 1 when a film had none, 2 when a film could not
+        be read (each such film gets one error line; the others are still measured)."""
         import json
 
-        from cpak_cli.core.landmarks import write_landmarks
-        from cpak_cli.input.boxes import read_boxes
-        from cpak_cli.input.loader import load_image
-        from cpak_cli.pipeline.film import Measurer
+        from cpak_cli import api
 
-        image = load_image(scan, pixel_spacing=pixel_spacing)
-        box_file = read_boxes(boxes) if boxes is not None else None
-        measurer = Measurer(weights_dir=weights_dir, device=device, method=method, need_detector=box_file is None)
-        result = measurer.measure(image, box_file)
-        if landmarks_out is not None:
-            write_landmarks(landmarks_out, result.to_landmark_file())
-        if overlay is not None:
-            from cpak_cli.outputs.overlay import overlay_for_result, write_overlay
+        options = api.MeasureOptions(weights_dir=weights_dir, device=device, method=method, pixel_spacing=pixel_spacing)
+        outputs = api.FilmOutputs(landmarks=landmarks_out, overlay=overlay)
+        documents: list[dict] = []
+        code = 0
+        for outcome in api.measure_files(scans, options, outputs, boxes):
+            if outcome.result is None:
+                typer.echo(f"error: {outcome.error}", err=True)
+                code = EXIT_INPUT_ERROR
+                documents.append({"image": outcome.path, "error": outcome.error})
+                continue
+            result = outcome.result
+            if json_out:
+                documents.append(result.to_json())
+            else:
+                from cpak_cli.outputs.report import print_legs
 
-            write_overlay(overlay, overlay_for_result(result), image.sop_instance_uid,
-                          image.metadata.get("StudyInstanceUID"))
-        if json_out:
-            typer.echo(json.dumps(result.to_json(), indent=2, default=float))
-        else:
-            from cpak_cli.outputs.report import print_legs
-
-            sp = image.spacing_mm
-            print_legs(result.legs, title=f"{scan}  (spacing {sp[0]:g} x {sp[1]:g} mm, {image.spacing_source})")
-            for note in result.notes:
-                typer.echo(f"note: {note}")
-        if not any(leg.measured for leg in result.legs.values()):
-            reasons = "; ".join(f"{s}: {leg.error}" for s, leg in result.legs.items()) or "no leg found on the film"
-            fail(f"{scan}: no leg could be measured ({reasons})", EXIT_NOT_MEASURED)
+                image = result.image
+                sp = image.spacing_mm if image is not None else (0.0, 0.0)
+                source = image.spacing_source if image is not None else ""
+                print_legs(result.legs, title=f"{outcome.path}  (spacing {sp[0]:g} x {sp[1]:g} mm, {source})")
+                for note in result.notes:
+                    typer.echo(f"note: {note}")
+            if not outcome.measured:
+                typer.echo(f"error: {outcome.not_measured_reason()}", err=True)
+                code = code or EXIT_NOT_MEASURED
+        if json_out and len(scans) > 1:
+            typer.echo(json.dumps(documents, indent=2, default=float))
+        elif json_out and code != EXIT_INPUT_ERROR:  # one film that was read
+            typer.echo(json.dumps(documents[0], indent=2, default=float))
+        if code:
+            raise typer.Exit(code)

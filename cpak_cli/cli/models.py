@@ -24,11 +24,10 @@ def register(app: typer.Typer) -> None:
         """List the installed models and check each file's sha256 against its model card."""
         import json
 
-        from cpak_cli.networks.models import MAX_TOTAL_BYTES, list_models
-        from cpak_cli.networks.models import weights_dir as resolve_dir
+        from cpak_cli.api import list_models
+        from cpak_cli.networks.models import MAX_TOTAL_BYTES
 
-        folder = resolve_dir(weights_dir)
-        entries = list_models(folder, check_shapes=check)
+        folder, entries = list_models(weights_dir, check)
         total = sum(e["size_bytes"] or 0 for e in entries)
         if json_out:
             typer.echo(json.dumps({"weights_dir": str(folder), "total_bytes": total, "models": entries}, indent=2))

@@ -96,8 +96,9 @@ MPTA_LANDMARKS: tuple[str, ...] = (
 MHKA_LANDMARKS: tuple[str, ...] = ("femoral_head", "knee_center", "ankle_lateral", "ankle_medial")
 
 
-def _mm_points(landmarks_px: Mapping[str, Point], names: tuple[str, ...],
-               spacing_mm: tuple[float, float]) -> dict[str, np.ndarray]:
+def mm_points(landmarks_px: Mapping[str, Point | None], names: tuple[str, ...],
+              spacing_mm: tuple[float, float]) -> dict[str, np.ndarray]:
+    """The named pixel landmarks in mm (:func:`to_mm`); raises KeyError naming the missing ones."""
     missing = [n for n in names if landmarks_px.get(n) is None]
     if missing:
         raise KeyError(", ".join(missing))
@@ -106,7 +107,7 @@ def _mm_points(landmarks_px: Mapping[str, Point], names: tuple[str, ...],
 
 def ldfa_deg(landmarks_px: Mapping[str, Point], spacing_mm: tuple[float, float]) -> float:
     """LDFA: angle between (femoral_head - knee_center) and (condyle_lateral - condyle_medial), mm space."""
-    mm = _mm_points(landmarks_px, LDFA_LANDMARKS, spacing_mm)
+    mm = mm_points(landmarks_px, LDFA_LANDMARKS, spacing_mm)
     return angle_between(
         mm["femoral_head"] - mm["knee_center"],
         mm["femoral_condyle_lateral"] - mm["femoral_condyle_medial"],
@@ -116,7 +117,7 @@ def ldfa_deg(landmarks_px: Mapping[str, Point], spacing_mm: tuple[float, float])
 def mpta_deg(landmarks_px: Mapping[str, Point], spacing_mm: tuple[float, float]) -> float:
     """MPTA: angle between (ankle_center - knee_center) and (plateau_medial - plateau_lateral), mm
     space; ankle_center is the mid-point of ankle_lateral and ankle_medial."""
-    mm = _mm_points(landmarks_px, MPTA_LANDMARKS, spacing_mm)
+    mm = mm_points(landmarks_px, MPTA_LANDMARKS, spacing_mm)
     return angle_between(
         ankle_center(mm["ankle_lateral"], mm["ankle_medial"]) - mm["knee_center"],
         mm["tibial_plateau_medial"] - mm["tibial_plateau_lateral"],

@@ -25,6 +25,16 @@ from cpak_cli.core.geometry import (
     to_mm,
 )
 from cpak_cli.core.landmarks import LANDMARKS
+from cpak_cli.core.panel import (
+    FEMUR_LANDMARKS,
+    TIBIA_LANDMARKS,
+    NormalCheck,
+    femur_length_mm,
+    leg_panel,
+    length_difference_mm,
+    normal_checks,
+    tibia_length_mm,
+)
 
 #: Flags a measured leg can carry (README documents each).
 FLAG_BORDERLINE = "borderline"
@@ -79,7 +89,10 @@ class LegMeasurement:
 
     ``mhka`` is the mechanical HKA (hip-knee-ankle centres, valgus positive, 0 = straight; see
     :func:`cpak_cli.core.geometry.mhka_from_centres`); it is given whenever the hip, knee centre and
-    both ankle points exist, even on a leg that is otherwise not measured.
+    both ankle points exist, even on a leg that is otherwise not measured. The alignment panel
+    (:mod:`cpak_cli.core.panel`): ``jlca`` (degrees, positive = joint lines converging medially),
+    ``mad_mm`` (mechanical axis deviation, mm, positive = medial), ``femur_mm`` and ``tibia_mm``
+    (mechanical lengths, mm); each is given whenever its landmarks exist, like ``mhka``.
     """
 
     side: str
@@ -92,10 +105,34 @@ class LegMeasurement:
     flags: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    jlca: float | None = None
+    mad_mm: float | None = None
+    femur_mm: float | None = None
+    tibia_mm: float | None = None
 
     @property
     def measured(self) -> bool:
         return self.error is None
+
+    @property
+    def leg_mm(self) -> float | None:
+        """Mechanical leg length in mm: femur + tibia (None unless both are given)."""
+        if self.femur_mm is None or self.tibia_mm is None:
+            return None
+        return self.femur_mm + self.tibia_mm
+
+    @property
+    def normal(self) -> dict[str, NormalCheck]:
+        """LDFA, MPTA, mHKA, JLCA and MAD against their normal ranges
+        (:data:`cpak_cli.core.panel.NORMAL_RANGES`). Information about the knee, not a doubt
+        about the measurement: it is not a flag and never removes the CPAK type."""
+        return normal_checks({"ldfa": self.ldfa, "mpta": self.mpta, "mhka": self.mhka, "jlca": self.jlca,
+                              "mad_mm": self.mad_mm})
+
+    @property
+    def outside_normal(self) -> list[str]:
+        """Names of the values outside their normal range (empty when none is; see :attr:`normal`)."""
+        return [name for name, check in self.normal.items() if check.outside]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -108,7 +145,21 @@ class LegMeasurement:
             "flags": list(self.flags),
             "notes": list(self.notes),
             "error": self.error,
+            "jlca": self.jlca,
+            "mad_mm": self.mad_mm,
+            "femur_mm": self.femur_mm,
+            "tibia_mm": self.tibia_mm,
+            "leg_mm": self.leg_mm,
+            "outside_normal": self.outside_normal,
+            "normal": {name: check.to_json() for name, check in self.normal.items()},
         }
+
+
+def leg_length_difference_mm(legs: Mapping[str, LegMeasurement]) -> float | None:
+    """Film-level leg-length difference in mm: the patient's right mechanical leg length minus the
+    left (:attr:`LegMeasurement.leg_mm`; positive = right longer); None unless both are given."""
+    right, left = legs.get("right"), legs.get("left")
+    return length_difference_mm(right.leg_mm if right else None, left.leg_mm if left else None)
 
 
 def geometry_problems(
@@ -166,11 +217,12 @@ def size_problems(
     that need them."""
     p = {n: to_mm(np.asarray(landmarks_px[n], dtype=np.float64), spacing_mm)
          for n in LANDMARKS if landmarks_px.get(n) is not None}
-    knee, hip = p.get("knee_center"), p.get("femoral_head")
-    ankle = (ankle_center(p["ankle_lateral"], p["ankle_medial"])
-             if "ankle_lateral" in p and "ankle_medial" in p else None)
-    femur = float(np.linalg.norm(hip - knee)) if hip is not None and knee is not None else None
-    tibia = float(np.linalg.norm(ankle - knee)) if ankle is not None and knee is not None else None
+    def have(names: tuple[str, ...]) -> bool:
+        return all(landmarks_px.get(n) is not None for n in names)
+
+    # raw lengths: a length that is not finite must fail the check, not skip it
+    femur = femur_length_mm(landmarks_px, spacing_mm) if have(FEMUR_LANDMARKS) else None
+    tibia = tibia_length_mm(landmarks_px, spacing_mm) if have(TIBIA_LANDMARKS) else None
     out: list[str] = []
     for name, v, (lo, hi) in (("femur", femur, FEMUR_MM), ("tibia", tibia, TIBIA_MM)):
         if v is not None and not lo <= v <= hi:
@@ -216,12 +268,17 @@ def measure_leg(
     marks a type within :data:`cpak_cli.core.cpak.BORDERLINE_DEG` of a boundary, with a note when the
     0.1-degree display would read as the other class. ``side`` is the patient's;
     ``patient_right_on_image_left`` sets which image side is lateral for the geometry checks and
-    the sign of mHKA.
+    the signs of mHKA, JLCA and MAD. The alignment panel (JLCA, MAD, mechanical lengths;
+    :func:`cpak_cli.core.panel.leg_panel`) follows the rule of mHKA: every value whose landmarks
+    exist is given (None only when they are missing or degenerate), whatever the flags say; the
+    flags tell how far to trust it. Normal ranges (:attr:`LegMeasurement.normal`) are no flag.
     """
     result = LegMeasurement(side=side)
     if all(landmarks_px.get(n) is not None for n in MHKA_LANDMARKS):
         mhka = mhka_deg(landmarks_px, spacing_mm, side, patient_right_on_image_left)  # type: ignore[arg-type]
         result.mhka = mhka if math.isfinite(mhka) else None
+    panel = leg_panel(landmarks_px, spacing_mm, side, patient_right_on_image_left)
+    result.jlca, result.mad_mm, result.femur_mm, result.tibia_mm = panel.jlca, panel.mad_mm, panel.femur_mm, panel.tibia_mm
     missing = [n for n in LANDMARKS if landmarks_px.get(n) is None]
     if missing:
         # measure what is there: LDFA needs only the femur, MPTA only the tibia and ankle
@@ -239,6 +296,9 @@ def measure_leg(
     result.ldfa, result.mpta, result.ahka, result.jlo = angles.ldfa, angles.mpta, angles.ahka, angles.jlo
     if not all(math.isfinite(v) for v in (angles.ldfa, angles.mpta)):
         result.error = "degenerate landmarks (coincident points)"
+        result.ldfa = angles.ldfa if math.isfinite(angles.ldfa) else None
+        result.mpta = angles.mpta if math.isfinite(angles.mpta) else None
+        result.ahka = result.jlo = None  # never a NaN in the outputs
         return result
     if _add_checks(result, pts, spacing_mm, side, patient_right_on_image_left):
         result.notes.append("no CPAK type: the angles come from implausible landmarks")

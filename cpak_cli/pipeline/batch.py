@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from cpak_cli import __version__
 from cpak_cli.atomic import atomic_write_text
 from cpak_cli.core.landmarks import LANDMARKS, SIDES
+from cpak_cli.core.measurement import leg_length_difference_mm
 from cpak_cli.errors import CpakError, CpakInputError
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ""}
@@ -32,6 +33,8 @@ COLUMNS: tuple[str, ...] = (
     "spacing_row_mm", "spacing_col_mm", "spacing_source", "box_source",
     *[f"{n}_{k}" for n in LANDMARKS for k in ("x", "y", "x_mm", "y_mm", "confidence")],
     "models", "tool_version", "error",
+    # the alignment panel (appended so the earlier columns keep their places)
+    "jlca", "mad_mm", "femur_mm", "tibia_mm", "leg_mm", "leg_length_difference_mm", "outside_normal",
 )
 
 
@@ -141,6 +144,7 @@ def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt
         row["error"] = " ".join((error or "no leg found on the film").split())
         return [row]
     assert img is not None  # a result with legs was measured on a loaded image
+    lld = leg_length_difference_mm(result.legs)  # film level: repeated on each leg's row
     rows = []
     for side in SIDES:
         leg = result.legs.get(side)
@@ -155,6 +159,8 @@ def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt
             spacing_source=img.spacing_source, box_source=result.box_source,
             models=";".join(f"{k}={v}" for k, v in sorted(result.models.items())),
             error=leg.error or "",
+            jlca=_fmt(leg.jlca), mad_mm=_fmt(leg.mad_mm), femur_mm=_fmt(leg.femur_mm), tibia_mm=_fmt(leg.tibia_mm),
+            leg_mm=_fmt(leg.leg_mm), leg_length_difference_mm=_fmt(lld), outside_normal=";".join(leg.outside_normal),
         )
         for n, p in result.landmarks.get(side, {}).items():
             if p.found:
@@ -233,12 +239,21 @@ def check_output(csv_path: Path, resume: bool, overwrite: bool, anonymize_salt: 
             meta = json.loads(mp.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise CpakInputError(csv_path, f"cannot resume: {mp.name} (how the CSV was made) is missing or unreadable") from None
-        if meta != _run_meta(anonymize_salt):
+        now = _run_meta(anonymize_salt)
+        if meta.get("columns") != now["columns"]:
+            raise CpakInputError(
+                csv_path, f"cannot resume: the CSV has {meta.get('columns')} columns and this version writes "
+                f"{now['columns']} (made by another cpak version); start a new CSV")
+        if meta != now:
             raise CpakInputError(csv_path, "cannot resume: the CSV was made with a different --anonymize/--salt setting")
 
 
 @dataclass
 class BatchSummary:
+    """Running counts of a batch: ``files`` measured or failed so far, ``skipped`` (already in the
+    CSV on resume), ``failed`` (error rows), ``legs`` (leg rows), ``total`` (inputs found)."""
+
+    total: int = 0
     files: int = 0
     skipped: int = 0
     failed: int = 0
@@ -260,7 +275,7 @@ def run_batch(
     on_file: Callable[[BatchSummary], None] | None = None,
 ) -> BatchSummary:
     """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees."""
-    summary = BatchSummary()
+    summary = BatchSummary(total=len(inputs))
     done: set[str] = set()
     check_output(csv_path, resume, overwrite, anonymize_salt)
     if csv_path.exists():

@@ -21,6 +21,7 @@ from cpak_cli.core.measurement import (
     FLAG_SPACING_UNCORRECTED,
     FLAG_SPACING_USER,
     LegMeasurement,
+    leg_length_difference_mm,
     measure_leg,
 )
 from cpak_cli.errors import CpakModelError
@@ -159,6 +160,8 @@ class ScanResult:
             leg["landmarks"] = {n: p.to_json() for n, p in self.landmarks.get(side, {}).items()}
             legs[side] = leg
         out["legs"] = legs
+        # film level: right minus left mechanical leg length (femur + tibia), mm; None unless both
+        out["leg_length_difference_mm"] = leg_length_difference_mm(self.legs)
         return out
 
     def to_landmark_file(self) -> LandmarkFile:

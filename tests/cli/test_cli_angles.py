@@ -112,3 +112,16 @@ def test_console_script_version_and_help():
         [sys.executable, "-c", "import sys, cpak_cli.cli; print('torch' in sys.modules)"], capture_output=True, text=True
     )
     assert out.stdout.strip() == "False"  # --help must not pay for importing torch
+
+
+def test_angles_json_has_the_film_level_leg_length_difference(tmp_path):
+    right = build_leg(87.0, 88.0, side="right", spacing_mm=(0.2, 0.2), femur_mm=450.0, tibia_mm=380.0)
+    left = build_leg(86.0, 90.0, side="left", spacing_mm=(0.2, 0.2), origin_mm=(400.0, 100.0), femur_mm=440.0,
+                     tibia_mm=372.0)
+    path = _write(tmp_path, [0.2, 0.2], {"right": right, "left": left})
+    res = runner.invoke(app, ["angles", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    lengths = {s: out["legs"][s]["leg_mm"] for s in ("right", "left")}
+    assert out["leg_length_difference_mm"] == pytest.approx(lengths["right"] - lengths["left"], abs=1e-9)
+    assert out["leg_length_difference_mm"] == pytest.approx((450.0 + 380.0) - (440.0 + 372.0), abs=0.5)

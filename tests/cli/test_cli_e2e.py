@@ -133,3 +133,29 @@ def test_batch_rows_errors_and_resume(tiny_weights, tiny_cases, tmp_path):
     assert csv_path.read_bytes() == before
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "--resume" in res.output
+
+
+def test_measure_many_films_in_one_process(tiny_weights, tiny_cases, tmp_path):
+    """Several films: one result per film in input order, a bad file gets its one-line error and
+    exit 2 while the others are still measured and written ({stem} names each output)."""
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"not a dicom at all")
+    scans = [tiny_cases / "case0000.dcm", bad, tiny_cases / "case0001.dcm"]
+    res = runner.invoke(app, ["measure", *map(str, scans), "--json", "--weights-dir", str(tiny_weights),
+                              "--device", "cpu", "--overlay", str(tmp_path / "ov" / "{stem}.png")])
+    assert res.exit_code == 2, res.output
+    docs = json.loads(res.stdout)
+    assert [d["image"] for d in docs] == [str(s) for s in scans]
+    assert docs[1]["error"].startswith(f"{bad}: not a DICOM file") and "legs" not in docs[1]
+    assert docs[0]["legs"] and docs[2]["legs"]
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir()) == ["case0000.png", "case0001.png"]
+    assert f"error: {bad}: not a DICOM file" in res.stderr
+
+
+def test_measure_many_films_refuses_one_output_name_for_all(tiny_weights, tiny_cases, tmp_path):
+    scans = [tiny_cases / "case0000.dcm", tiny_cases / "case0001.dcm"]
+    res = runner.invoke(app, ["measure", *map(str, scans), "--weights-dir", str(tiny_weights), "--device", "cpu",
+                              "--landmarks-out", str(tmp_path / "lm.json")])
+    assert res.exit_code == 2
+    assert "several films would write the same file" in res.stderr and "{stem}" in res.stderr
+    assert not (tmp_path / "lm.json").exists()

@@ -10,20 +10,31 @@ import pytest
 from cpak_cli.core.cpak import display_angles, display_conflicts
 from cpak_cli.core.measurement import measure_leg
 from cpak_cli.outputs.report import print_legs
-from tests.factories import build_leg
+from tests.factories import build_leg, build_panel_leg
 
 SP = (0.15, 0.15)
 
 
-def _rows(capsys, legs) -> dict[str, list[str]]:
+def _tables(capsys, legs) -> tuple[list[dict[str, list[str]]], list[str]]:
+    """The printed tables (rows by leg, cells stripped) and the lines after the last table."""
     print_legs(legs, title="t")
     out = capsys.readouterr().out
-    rows = {}
+    tables: list[dict[str, list[str]]] = []
+    after: list[str] = []
     for line in out.splitlines():
+        if line.startswith("┏"):
+            tables.append({})
+            after = []
         cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
         if cells and cells[0] in ("right", "left"):
-            rows[cells[0]] = cells
-    return rows
+            tables[-1][cells[0]] = cells
+        elif tables and not line.startswith(("┏", "┃", "┡", "└")):
+            after.append(line)
+    return tables, after
+
+
+def _rows(capsys, legs) -> dict[str, list[str]]:
+    return _tables(capsys, legs)[0][0]
 
 
 def test_display_angles_add_up():
@@ -63,3 +74,51 @@ def test_unmeasured_and_untyped_legs(capsys):
     assert "implausible_geometry" in rows["left"][7]
     rows = _rows(capsys, {"left": untyped})
     assert rows["right"][7] == "not in the image"
+
+
+# ------------------------------------------------------------------ the alignment panel table
+
+
+def test_panel_table_values_outside_normal_and_leg_length_difference(capsys):
+    right = measure_leg("right", build_panel_leg(5.0, -6.0, ldfa=88.0, femur_mm=452.0, tibia_mm=371.0), SP)
+    left = measure_leg("left", build_panel_leg(1.0, -1.0, side="left", femur_mm=440.5, tibia_mm=374.0), SP)
+    (main, panel), after = _tables(capsys, {"right": right, "left": left})
+    assert main["right"][6] == "II" and main["right"][7] == ""  # outside normal is no flag
+    header = ["JLCA", "MAD mm", "Femur mm", "Tibia mm", "Leg mm"]
+    for side, leg in (("right", right), ("left", left)):
+        row = panel[side]
+        want = [leg.jlca, leg.mad_mm, leg.femur_mm, leg.tibia_mm, leg.leg_mm]
+        assert [float(c) for c in row[1:6]] == pytest.approx([round(v, 1) for v in want], abs=1e-9), header
+    assert panel["right"][1:6] == ["5.0", f"{right.mad_mm:.1f}", "452.0", "371.0", "823.0"]
+    assert panel["right"][6] == f"mHKA -6.0 < -3, JLCA 5.0 > 2, MAD {right.mad_mm:.1f} mm > 15"
+    assert panel["left"][6] == ""
+    assert any(ln.startswith("normal: LDFA 85 to 90, MPTA 85 to 90, mHKA -3 to 3, JLCA 0 to 2 degrees; MAD 0 to 15 mm")
+               for ln in after)
+    assert any("JLCA > 0 joint lines converging medially" in ln and "MAD > 0 mechanical axis medial" in ln
+               for ln in after)
+    assert "leg-length difference (right - left): +8.5 mm" in after
+
+
+def test_panel_value_just_outside_prints_outside(capsys):
+    # JLCA 2.04 would read 2.0 (inside 0-2) at one decimal: the outside cell shows 2.04
+    leg = measure_leg("right", build_panel_leg(2.04, 0.0), SP)
+    (_, panel), _ = _tables(capsys, {"right": leg})
+    assert panel["right"][1] == "2.0" and panel["right"][6] == "JLCA 2.04 > 2"
+
+
+def test_panel_table_for_partial_and_missing_legs(capsys):
+    partial = measure_leg("right", {**build_panel_leg(1.0, -2.0), "ankle_lateral": None}, SP)
+    (main, panel), after = _tables(capsys, {"right": partial})
+    assert main["right"][7].startswith("not measured")
+    assert panel["right"][1:6] == ["1.0", "-", "450.0", "-", "-"]
+    assert panel["left"][1:] == ["-", "-", "-", "-", "-", "not in the image"]
+    assert not any("leg-length difference" in ln for ln in after)
+
+
+def test_leg_length_difference_line_says_when_the_sides_are_in_doubt(capsys):
+    right = measure_leg("right", build_panel_leg(1.0, 0.0, femur_mm=452.0), SP)
+    left = measure_leg("left", build_panel_leg(1.0, 0.0, side="left"), SP)
+    left.flags.append("orientation_assumed")
+    _, after = _tables(capsys, {"right": right, "left": left})
+    assert ("leg-length difference (right - left): +2.0 mm (which leg is the right one is in doubt: "
+            "orientation_assumed)") in after

@@ -1,5 +1,7 @@
 """cpak batch mechanics with a stand-in measurer (no network): rows, error rows, resume."""
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ class FakeMeasurer:
     Landmarks named in ``drop`` are not found (a partly measured leg)."""
 
     LEGS = {"right": (87.0, 84.0, -3.25), "left": (90.0, 91.0, 2.5)}  # right: aHKA -3, JLO 171 -> I
+    LENGTHS = {"right": (450.0, 380.0), "left": (446.0, 377.5)}  # femur, tibia (mm): right 6.5 mm longer
 
     def __init__(self, drop=()):
         self.calls = 0
@@ -27,7 +30,9 @@ class FakeMeasurer:
         for im in images:
             res = ScanResult(path=im.path, image=im, box_source="detector", models={"knee": "fake@0"})
             for side, (ldfa, mpta, mhka) in self.LEGS.items():
-                leg = build_leg(ldfa, mpta, side=side, spacing_mm=im.spacing_mm, mhka=mhka)
+                femur, tibia = self.LENGTHS[side]
+                leg = build_leg(ldfa, mpta, side=side, spacing_mm=im.spacing_mm, mhka=mhka, femur_mm=femur,
+                                tibia_mm=tibia)
                 leg = {n: (None if n in self.drop else p) for n, p in leg.items()}
                 res.landmarks[side] = {
                     n: LandmarkPrediction(n, p[0], p[1], p[0] * im.spacing_mm[1], p[1] * im.spacing_mm[0], True,
@@ -101,6 +106,83 @@ def test_partial_leg_row_keeps_mhka(folder, tmp_path):
         assert "femoral_condyle_lateral" in r["error"] and r["ldfa"] == "" and r["cpak"] == ""
         assert float(r["mhka"]) == pytest.approx(FakeMeasurer.LEGS[r["side"]][2], abs=0.01)
         assert float(r["mpta"]) == pytest.approx(FakeMeasurer.LEGS[r["side"]][1], abs=0.01)
+
+
+#: The columns before the alignment panel, in their order (a CSV reader may count on them).
+EARLIER_COLUMNS = (
+    "input", "sha256", "sop_instance_uid", "study_date", "side",
+    "ldfa", "mpta", "ahka", "jlo", "mhka", "cpak", "flags",
+    "spacing_row_mm", "spacing_col_mm", "spacing_source", "box_source",
+    *[f"{n}_{k}" for n in ("femoral_head", "femoral_condyle_lateral", "femoral_condyle_medial",
+                           "tibial_plateau_lateral", "tibial_plateau_medial", "knee_center",
+                           "ankle_lateral", "ankle_medial")
+      for k in ("x", "y", "x_mm", "y_mm", "confidence")],
+    "models", "tool_version", "error",
+)
+PANEL_COLUMNS = ("jlca", "mad_mm", "femur_mm", "tibia_mm", "leg_mm", "leg_length_difference_mm", "outside_normal")
+
+
+def _fake_panel(side):
+    """JLCA, MAD, femur, tibia of a FakeMeasurer leg, by construction (build_leg): JLCA = aHKA -
+    mHKA; MAD from the hip-knee-ankle triangle, medial positive (valgus is lateral)."""
+    ldfa, mpta, mhka = FakeMeasurer.LEGS[side]
+    femur, tibia = FakeMeasurer.LENGTHS[side]
+    t = math.radians(mhka)
+    mad = -femur * tibia * math.sin(t) / math.hypot(tibia * math.sin(t), femur + tibia * math.cos(t))
+    return (mpta - ldfa) - mhka, mad, femur, tibia
+
+
+def test_panel_columns_are_appended_and_filled(folder, tmp_path):
+    assert COLUMNS == EARLIER_COLUMNS + PANEL_COLUMNS
+    out = tmp_path / "panel.csv"
+    run_batch(find_inputs(folder), out, FakeMeasurer(), workers=1)
+    rows = _read(out)
+    legs = [r for r in rows if not r["error"]]
+    assert len(legs) == 8
+    lld = sum(FakeMeasurer.LENGTHS["right"]) - sum(FakeMeasurer.LENGTHS["left"])
+    for r in legs:
+        jlca, mad, femur, tibia = _fake_panel(r["side"])
+        got = [float(r[c]) for c in ("jlca", "mad_mm", "femur_mm", "tibia_mm", "leg_mm", "leg_length_difference_mm")]
+        assert got == pytest.approx([jlca, mad, femur, tibia, femur + tibia, lld], abs=0.01)
+        assert all(len(r[c].split(".")[1]) == 4 for c in PANEL_COLUMNS[:-1])
+    by_side = {r["side"]: r for r in legs[:2]}
+    # right: MPTA 84 and mHKA -3.25 outside, JLCA 0.25 and MAD +11.7 inside; left: MPTA 91,
+    # JLCA -1.5 and MAD -8.9 outside; neither is a flag and both keep their CPAK type
+    assert by_side["right"]["outside_normal"] == "mpta;mhka" and by_side["right"]["cpak"] == "I"
+    assert by_side["left"]["outside_normal"] == "mpta;jlca;mad_mm" and by_side["left"]["cpak"]
+    assert all("outside_normal" not in r["flags"] for r in legs)
+    assert all(r[c] == "" for r in rows if r["error"] for c in PANEL_COLUMNS)
+
+
+def test_panel_of_partial_legs_in_the_csv(folder, tmp_path):
+    out = tmp_path / "partial_panel.csv"
+    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=("tibial_plateau_lateral",)), workers=1)
+    for r in _read(out):  # no JLCA without the plateau; the rest as constructed
+        jlca, mad, femur, tibia = _fake_panel(r["side"])
+        assert r["jlca"] == "" and float(r["mad_mm"]) == pytest.approx(mad, abs=0.01)
+        assert float(r["leg_length_difference_mm"]) == pytest.approx(6.5, abs=0.01)
+    out = tmp_path / "no_ankle.csv"
+    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=("ankle_medial",)), workers=1)
+    for r in _read(out):  # no tibia, so no leg length and no difference; femur and JLCA stay
+        assert r["tibia_mm"] == r["leg_mm"] == r["leg_length_difference_mm"] == r["mad_mm"] == ""
+        assert float(r["femur_mm"]) == pytest.approx(FakeMeasurer.LENGTHS[r["side"]][0], abs=0.01)
+        assert float(r["jlca"]) == pytest.approx(_fake_panel(r["side"])[0], abs=0.01)
+
+
+def test_scan_json_has_the_panel_and_the_leg_length_difference(folder):
+    from cpak_cli.input.loader import load_image
+
+    res = FakeMeasurer().measure_images([load_image(folder / "ok0.dcm")])[0]
+    j = json.loads(json.dumps(res.to_json(), allow_nan=False))
+    assert j["leg_length_difference_mm"] == pytest.approx(6.5, abs=0.01)
+    for side in ("right", "left"):
+        jlca, mad, femur, tibia = _fake_panel(side)
+        leg = j["legs"][side]
+        assert [leg["jlca"], leg["mad_mm"], leg["femur_mm"], leg["tibia_mm"]] == pytest.approx(
+            [jlca, mad, femur, tibia], abs=0.01)
+        assert leg["normal"]["jlca"]["range"] == [0.0, 2.0] and "landmarks" in leg
+    res.legs.pop("left")
+    assert res.to_json()["leg_length_difference_mm"] is None
 
 
 def test_kill_and_resume_gives_identical_csv(folder, tmp_path):
@@ -238,3 +320,19 @@ def test_csv_cells_neutralised_and_resume_still_matches(tmp_path, monkeypatch):
     s = run_batch(inputs, part, FakeMeasurer(), workers=1, resume=True)
     assert s.skipped == 1 and s.files == 3
     assert part.read_bytes() == full.read_bytes()
+
+
+def test_resume_of_a_csv_from_another_version_names_the_columns(folder, tmp_path):
+    """A CSV written by a version with other columns cannot be resumed, and the error says why."""
+    import json as _json
+
+    from cpak_cli.pipeline.batch import COLUMNS, meta_path
+
+    out = tmp_path / "old.csv"
+    run_batch(find_inputs(folder)[:2], out, FakeMeasurer())
+    mp = meta_path(out)
+    meta = _json.loads(mp.read_text())
+    meta["columns"] = len(COLUMNS) - 7
+    mp.write_text(_json.dumps(meta))
+    with pytest.raises(Exception, match=f"has {len(COLUMNS) - 7} columns and this version writes {len(COLUMNS)}"):
+        run_batch(find_inputs(folder), out, FakeMeasurer(), resume=True)

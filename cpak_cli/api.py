@@ -80,15 +80,19 @@ class FilmOutputs:
 
     A path may contain ``{stem}`` (the input's file name without its suffix), which is required
     when several films are measured into the same option. ``overlay``: ``.png`` or ``.dcm``
-    (DICOM Secondary Capture); ``landmarks``: the landmark JSON ``cpak angles`` reads.
+    (DICOM Secondary Capture in the film's study); ``landmarks``: the landmark JSON ``cpak
+    angles`` reads; ``sr``: a DICOM Structured Report (TID 1500 measurement report in the film's
+    study, :mod:`cpak_cli.outputs.sr`; DICOM films only).
     """
 
     landmarks: Path | None = None
     overlay: Path | None = None
+    sr: Path | None = None
 
     def paths(self) -> dict[str, Path]:
         """The outputs that are set, by name."""
-        return {k: Path(v) for k, v in (("landmarks", self.landmarks), ("overlay", self.overlay)) if v is not None}
+        named = (("landmarks", self.landmarks), ("overlay", self.overlay), ("sr", self.sr))
+        return {k: Path(v) for k, v in named if v is not None}
 
     def for_input(self, source: str | Path) -> FilmOutputs:
         """These outputs with ``{stem}`` replaced by ``source``'s file name without its suffix."""
@@ -120,7 +124,9 @@ class BatchOptions:
         workers: decoding worker processes (each film is decoded in a caged process).
         chunk: films whose crops share one forward pass.
         overlays: folder for one overlay PNG per film.
-        anonymize_salt: when set, inputs and UIDs are written as salted hashes.
+        sr_dir: folder for one DICOM SR per film (:func:`cpak_cli.pipeline.batch.sr_name`); not
+            inside the input folder (the SRs would be read as inputs).
+        anonymize_salt: when set, inputs and UIDs are written as salted hashes (the SRs too).
     """
 
     recursive: bool = False
@@ -129,6 +135,7 @@ class BatchOptions:
     workers: int = 2
     chunk: int = 4
     overlays: Path | None = None
+    sr_dir: Path | None = None
     anonymize_salt: str | None = None
 
 
@@ -215,10 +222,11 @@ def write_film_outputs(result: ScanResult, outputs: FilmOutputs) -> None:
     if outputs.overlay is not None:
         from cpak_cli.outputs.overlay import overlay_for_result, write_overlay
 
-        image = result.image
-        write_overlay(outputs.overlay, overlay_for_result(result),
-                      image.sop_instance_uid if image is not None else None,
-                      image.metadata.get("StudyInstanceUID") if image is not None else None)
+        write_overlay(outputs.overlay, overlay_for_result(result), source_path=result.path)
+    if outputs.sr is not None:
+        from cpak_cli.outputs.sr import write_sr
+
+        write_sr(outputs.sr, result, result.path)
 
 
 def measure_files(
@@ -268,6 +276,10 @@ def run_batch(
 
     folder, csv_path = Path(folder), Path(csv_path)
     batch_mod.check_output(csv_path, batch.resume, batch.overwrite, batch.anonymize_salt)
+    if batch.sr_dir is not None:
+        sr_dir, root = Path(batch.sr_dir).resolve(), folder.resolve()
+        if sr_dir == root or (batch.recursive and root in sr_dir.parents):
+            raise CpakInputError(batch.sr_dir, "--sr-dir must not be inside the input folder (its SRs would be read as inputs)")
     inputs = batch_mod.find_inputs(folder, batch.recursive)
     if not inputs:
         raise CpakInputError(folder, "no DICOM files found" + ("" if batch.recursive else " (try --recursive)"))
@@ -275,7 +287,7 @@ def run_batch(
     return batch_mod.run_batch(
         inputs, csv_path, measurer, resume=batch.resume, overwrite=batch.overwrite, workers=batch.workers,
         chunk=batch.chunk, pixel_spacing=options.pixel_spacing, anonymize_salt=batch.anonymize_salt,
-        overlays=batch.overlays, on_file=on_file,
+        overlays=batch.overlays, sr_dir=batch.sr_dir, on_file=on_file,
     )
 
 

@@ -362,3 +362,21 @@ def dciodvfy_errors(path: Path) -> tuple[list[str], list[str]]:
     out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     lines = (out.stdout + out.stderr).splitlines()
     return [ln for ln in lines if ln.startswith("Error")], [ln for ln in lines if ln.startswith("Warning")]
+
+
+class LegsMeasurer:
+    """A stand-in :class:`~cpak_cli.pipeline.film.Measurer` (no networks): every film gets two
+    legs built by :func:`build_leg` (right LDFA 87 / MPTA 84, left 90 / 91) at the film's spacing,
+    placed side by side on a :func:`write_leg_film` film, measured by :func:`measured_result`."""
+
+    LEGS = {"right": (87.0, 84.0, 125.0), "left": (90.0, 91.0, 375.0)}  # ldfa, mpta, origin x (mm)
+
+    def legs(self, image: Any) -> dict[str, dict[str, Any]]:
+        return {side: build_leg(ldfa, mpta, side=side, spacing_mm=image.spacing_mm, origin_mm=(x_mm, 60.0))
+                for side, (ldfa, mpta, x_mm) in self.LEGS.items()}
+
+    def measure(self, image: Any, boxes: Any = None) -> Any:
+        return measured_result(image, self.legs(image))
+
+    def measure_images(self, images: Any, boxes: Any = None) -> list[Any]:
+        return [self.measure(im) for im in images]

@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Skip inputs already in the CSV and append the rest."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CSV."),
         overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write an overlay PNG per scan into this folder."),
+        sr_dir: Optional[Path] = typer.Option(
+            None, "--sr-dir", help="Write a DICOM SR per film into this folder (named after the input; hashed with --anonymize)."
+        ),
         workers: int = typer.Option(2, "--workers", min=1, help="Decoding worker processes."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         anonymize: bool = typer.Option(False, "--anonymize", help="Replace paths and UIDs by salted hashes."),
@@ -43,7 +46,8 @@ def register(app: typer.Typer) -> None:
             fail("--anonymize needs --salt TEXT (or CPAK_ANON_SALT) so that hashes are reproducible")
         options = api.MeasureOptions(weights_dir=weights_dir, device=device, pixel_spacing=pixel_spacing)
         batch_options = api.BatchOptions(recursive=recursive, resume=resume, overwrite=overwrite, workers=workers,
-                                         chunk=chunk, overlays=overlays, anonymize_salt=salt if anonymize else None)
+                                         chunk=chunk, overlays=overlays, sr_dir=sr_dir,
+                                         anonymize_salt=salt if anonymize else None)
         start = time.monotonic()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False) as progress:

@@ -29,6 +29,10 @@ def register(app: typer.Typer) -> None:
         overlay: Optional[Path] = typer.Option(
             None, "--overlay", help="Write an overlay: .png, or .dcm for DICOM Secondary Capture ({stem}: the input's name)."
         ),
+        sr: Optional[Path] = typer.Option(
+            None, "--sr", help="Write a DICOM SR (TID 1500 measurement report in the film's study; DICOM films) "
+                               "({stem}: the input's name)."
+        ),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         pixel_spacing: Optional[tuple[float, float]] = typer.Option(
             None, "--pixel-spacing", metavar="ROW COL", help="Pixel spacing in mm (overrides the file's)."
@@ -45,7 +49,7 @@ def register(app: typer.Typer) -> None:
         from cpak_cli import api
 
         options = api.MeasureOptions(weights_dir=weights_dir, device=device, method=method, pixel_spacing=pixel_spacing)
-        outputs = api.FilmOutputs(landmarks=landmarks_out, overlay=overlay)
+        outputs = api.FilmOutputs(landmarks=landmarks_out, overlay=overlay, sr=sr)
         documents: list[dict] = []
         code = 0
         for outcome in api.measure_files(scans, options, outputs, boxes):

@@ -118,12 +118,11 @@ def write_png(path: str | Path, bgr: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.tobytes())
 
 
-def write_overlay(path: str | Path, bgr: np.ndarray, source_uid: str | None = None, study_uid: str | None = None, *,
-                  source_path: str | Path | None = None, anonymize_salt: str | None = None) -> Path:
+def write_overlay(path: str | Path, bgr: np.ndarray, source_path: str | Path | None = None,
+                  anonymize_salt: str | None = None) -> Path:
     """PNG, or DICOM Secondary Capture (:mod:`cpak_cli.outputs.dicom_sc`) when the name ends in .dcm.
 
-    ``source_path`` (the measured film) and ``anonymize_salt`` are for the Secondary Capture;
-    ``source_uid`` / ``study_uid`` are ignored (the source header is read from ``source_path``).
+    ``source_path`` (the measured film) and ``anonymize_salt`` are for the Secondary Capture.
     """
     if str(path).lower().endswith(".dcm"):
         from cpak_cli.outputs.dicom_sc import write_secondary_capture

@@ -15,8 +15,12 @@ Content:
   the algorithm identification (TID 4019: name ``cpak-cli``, the tool version, parameters: each
   model with its card's sha256 prefix, the pixel spacing and its source). A value the leg has
   not got (null in the JSON) is a NUM item with an empty Measured Value Sequence and the
-  Numeric Value Qualifier DCM 114006 "Measurement failure", never a number. The CPAK type (when
-  the leg has one) and each flag are coded qualitative evaluations (:data:`SCHEME`).
+  Numeric Value Qualifier DCM 114006 "Measurement failure", never a number. A value with a
+  normal range (the JSON's ``normal``) carries it (TID 312, SCT lower/upper limit) and its
+  normality (TID 310: SCT Normal, Abnormally Low, Abnormally High). The CPAK type (when the leg
+  has one) and each flag are coded qualitative evaluations (:data:`SCHEME`).
+* The film's leg-length difference (right minus left, mm) in a group ``"both legs"`` when the
+  JSON has one.
 * Per found landmark a TID 1410 planar ROI group (tracking identifier ``"right
   femoral_condyle_lateral"``, finding type SCT 711101009 "Anatomical point", finding site with
   laterality and lateral/medial modifier) whose region is an SCOORD POINT on the source image,
@@ -80,9 +84,18 @@ MM = ("mm", "UCUM", "millimeter")
 NO_UNITS = ("1", "UCUM", "no units")
 LOWER_LIMB = ("61685007", "SCT", "Lower limb")
 KNEE = ("72696002", "SCT", "Knee")
+FEMUR = ("71341001", "SCT", "Femur")
+TIBIA = ("12611008", "SCT", "Tibia")
 LATERALITY = {"right": ("24028007", "SCT", "Right"), "left": ("7771000", "SCT", "Left")}
 MODIFIER = {"lateral": ("49370004", "SCT", "Lateral"), "medial": ("255561001", "SCT", "Medial")}
 MEASUREMENT_FAILURE = ("114006", "DCM", "Measurement failure")
+#: Normality (PS3.16 CID 222) and normal range limits (CID 223), SNOMED CT.
+NORMAL = ("17621005", "SCT", "Normal")
+ABNORMALLY_LOW = ("371880002", "SCT", "Abnormally Low")
+ABNORMALLY_HIGH = ("371879000", "SCT", "Abnormally High")
+RANGE_LOWER = ("385524004", "SCT", "Normal Range Lower Limit")
+RANGE_UPPER = ("371933006", "SCT", "Normal Range Upper Limit")
+NORMAL_RANGE_AUTHORITY = "cpak-cli alignment panel (cpak_cli.core.panel.NORMAL_RANGES; see README)"
 ANATOMICAL_POINT = ("711101009", "SCT", "Anatomical point")
 PLAIN_RADIOGRAPHY = ("168537006", "SCT", "Plain radiography")
 LEG_ALIGNMENT = ("LEGALIGN", SCHEME, "Coronal alignment of the lower limb")
@@ -109,7 +122,16 @@ LEG_NUMBERS: tuple[LegNumber, ...] = (
     LegNumber("ahka", ("AHKA", SCHEME, "Arithmetic hip-knee-ankle angle"), DEG),
     LegNumber("jlo", ("JLO", SCHEME, "Joint line obliquity"), DEG),
     LegNumber("mhka", ("MHKA", SCHEME, "Mechanical hip-knee-ankle angle"), DEG, LOWER_LIMB),
+    LegNumber("jlca", ("JLCA", SCHEME, "Joint line convergence angle"), DEG),
+    LegNumber("mad_mm", ("MAD", SCHEME, "Mechanical axis deviation"), MM),
+    LegNumber("femur_mm", ("FEMURLEN", SCHEME, "Femoral mechanical length"), MM, FEMUR),
+    LegNumber("tibia_mm", ("TIBIALEN", SCHEME, "Tibial mechanical length"), MM, TIBIA),
+    LegNumber("leg_mm", ("LEGLEN", SCHEME, "Mechanical leg length"), MM, LOWER_LIMB),
 )
+#: The film's leg-length difference (``ScanResult.to_json()["leg_length_difference_mm"]``, right
+#: minus left): its own measurement group, present when the JSON has a number.
+LEG_LENGTH_DIFFERENCE = LegNumber("leg_length_difference_mm",
+                                  ("LLD", SCHEME, "Leg length difference, right minus left"), MM, LOWER_LIMB)
 
 #: Flag name -> code value in :data:`SCHEME` (code meaning: the flag name). A flag not listed
 #: gets ``F-`` and 10 hex digits of its name's SHA-1 (stable, within the 16 characters of SH).
@@ -178,19 +200,37 @@ def _algorithm(result: "ScanResult") -> Any:
     return hd.sr.AlgorithmIdentification(name=MANUFACTURER, version=__version__, parameters=params)
 
 
-def _measurement(number: LegNumber, value: Any, side: str, algorithm: Any, ctx: dict[str, Any]) -> Any:
-    """A TID 300 measurement; a value that is None or not finite becomes a failure (empty
-    Measured Value Sequence + qualifier "Measurement failure")."""
+def _properties(number: LegNumber, value: float, normal: Any) -> Any:
+    """TID 310 properties of a value with a normal range (``{"range": [lo, hi], ...}`` of the
+    leg's JSON ``normal``): normality (Normal / Abnormally Low / High) and the range (TID 312)."""
+    import highdicom as hd
+
+    lo, hi = (float(v) for v in normal["range"])
+    normality = ABNORMALLY_LOW if value < lo else ABNORMALLY_HIGH if value > hi else NORMAL
+    limits = [hd.sr.NumContentItem(_code(*concept), limit, _code(*number.unit),
+                                   relationship_type=hd.sr.RelationshipTypeValues.HAS_PROPERTIES)
+              for concept, limit in ((RANGE_LOWER, lo), (RANGE_UPPER, hi))]
+    return hd.sr.MeasurementProperties(
+        normality=_code(*normality),
+        normal_range_properties=hd.sr.NormalRangeProperties(values=limits, authority=NORMAL_RANGE_AUTHORITY))
+
+
+def _measurement(number: LegNumber, value: Any, side: str | None, algorithm: Any, ctx: dict[str, Any],
+                 normal: Any = None) -> Any:
+    """A TID 300 measurement (with its normal range when ``normal`` is given); a value that is
+    None or not finite becomes a failure (empty Measured Value Sequence + qualifier
+    "Measurement failure"). ``side`` None: no laterality (a film-level value)."""
     import highdicom as hd
 
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    m = hd.sr.Measurement(
+    laterality = _code(*LATERALITY[side]) if side else None
+    return hd.sr.Measurement(
         name=_code(*number.name), value=float(value) if ok else 0.0, unit=_code(*number.unit),
         qualifier=None if ok else _code(*MEASUREMENT_FAILURE),
-        finding_sites=[hd.sr.FindingSite(_code(*number.site), laterality=_code(*LATERALITY[side]))],
+        finding_sites=[hd.sr.FindingSite(_code(*number.site), laterality=laterality)],
         algorithm_id=algorithm, referenced_images=[ctx["measurement_image"]],
+        properties=_properties(number, float(value), normal) if ok and normal else None,
     )
-    return m
 
 
 def _empty_failed_values(items: Any) -> int:
@@ -212,7 +252,9 @@ def _leg_group(side: str, leg: dict[str, Any], algorithm: Any, ctx: dict[str, An
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    measurements = [_measurement(n, leg.get(n.key), side, algorithm, ctx) for n in LEG_NUMBERS if n.key in leg]
+    normal = leg.get("normal") or {}
+    measurements = [_measurement(n, leg.get(n.key), side, algorithm, ctx, normal.get(n.key))
+                    for n in LEG_NUMBERS if n.key in leg]
     evaluations = []
     if leg.get("cpak"):
         evaluations.append(hd.sr.QualitativeEvaluation(
@@ -275,12 +317,20 @@ def build_sr(result: "ScanResult", source: SourceReference) -> Any:
 
     ctx = _group_context(source)
     algorithm = _algorithm(result)
-    legs = result.to_json()["legs"]
+    doc = result.to_json()
+    legs = doc["legs"]
     groups: list[Any] = []
     for side in SIDES:
         if side in legs:
             groups.append(_leg_group(side, legs[side], algorithm, ctx))
             groups.extend(_landmark_groups(result, side, algorithm, ctx))
+    lld = doc.get(LEG_LENGTH_DIFFERENCE.key)
+    if lld is not None:
+        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="both legs"),
+            finding_sites=[hd.sr.FindingSite(_code(*LOWER_LIMB))], algorithm_id=algorithm,
+            measurements=[_measurement(LEG_LENGTH_DIFFERENCE, lld, None, algorithm, ctx)],
+            source_images=[ctx["group_image"]]))
     observer = hd.sr.ObserverContext(
         observer_type=hd.sr.CodedConcept("121007", "DCM", "Device"),
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

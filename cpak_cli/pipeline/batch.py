@@ -272,9 +272,14 @@ def run_batch(
     pixel_spacing: tuple[float, float] | None = None,
     anonymize_salt: str | None = None,
     overlays: Path | None = None,
+    sr_dir: Path | None = None,
     on_file: Callable[[BatchSummary], None] | None = None,
 ) -> BatchSummary:
-    """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees."""
+    """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees.
+
+    With ``overlays`` / ``sr_dir`` each film with a leg also gets an overlay PNG / a DICOM SR
+    (:func:`sr_name`) there; a film whose file cannot be written keeps its rows, flagged
+    ``overlay_not_written`` / ``sr_not_written``."""
     summary = BatchSummary(total=len(inputs))
     done: set[str] = set()
     check_output(csv_path, resume, overwrite, anonymize_salt)
@@ -319,12 +324,15 @@ def run_batch(
                 res = results.get(d.path)
                 err = d.error or errors.get(d.path)
                 rows = rows_for(d, res, err, anonymize_salt)
-                if overlays is not None and res is not None and res.legs:
+                for folder, write_file, flag in ((overlays, _write_overlay, "overlay_not_written"),
+                                                 (sr_dir, _write_sr, "sr_not_written")):
+                    if folder is None or res is None or not res.legs:
+                        continue
                     try:
-                        _write_overlay(overlays, d, res, anonymize_salt)
-                    except Exception:  # noqa: BLE001 - an overlay problem must not cost the rows
+                        write_file(folder, d, res, anonymize_salt)
+                    except Exception:  # noqa: BLE001 - an output problem must not cost the rows
                         for row in rows:
-                            row["flags"] = ";".join(f for f in (row["flags"], "overlay_not_written") if f)
+                            row["flags"] = ";".join(f for f in (row["flags"], flag) if f)
                 fh.write(_csv_text(rows, header=False))
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -344,6 +352,21 @@ def _write_overlay(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | N
     name = (dec.sha256[:16] or Path(dec.path).name) + ".png"
     title = dec.path if anonymize_salt is None else salted_hash(dec.path, anonymize_salt)
     write_png(folder / name, overlay_for_result(res, title=title))
+
+
+def sr_name(dec: Decoded, anonymize_salt: str | None) -> str:
+    """File name of a film's SR in ``--sr-dir``: ``<input stem>_<first 12 hex of its sha256>.dcm``
+    (distinct for films of the same name in different folders), or under anonymization the
+    input's salted hash (the CSV's ``input`` column) + ``.dcm``."""
+    if anonymize_salt is not None:
+        return salted_hash(dec.path, anonymize_salt) + ".dcm"
+    return f"{Path(dec.path).stem}_{dec.sha256[:12]}.dcm"
+
+
+def _write_sr(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) -> None:
+    from cpak_cli.outputs.sr import write_sr
+
+    write_sr(folder / sr_name(dec, anonymize_salt), res, dec.path, anonymize_salt=anonymize_salt)
 
 
 def _decoded(paths: Sequence[Path], workers: int, spacing: tuple[float, float] | None) -> Iterator[Decoded]:

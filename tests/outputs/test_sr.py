@@ -79,8 +79,18 @@ def test_every_number_equals_the_json(film, tmp_path):
         for n in LEG_NUMBERS:
             num = nums[n.name[0]]
             assert value_of(num) == js[side][n.key]  # exact: the FD value is the JSON float
-            assert num.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue == n.unit[0] == "deg"
+            assert num.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue == n.unit[0]
+            assert n.unit[0] == ("mm" if n.key.endswith("_mm") else "deg")
             assert "NumericValueQualifierCodeSequence" not in num
+            normality = [c for c in num.get("ContentSequence", []) if c.ValueType == "CODE"
+                         and c.ConceptNameCodeSequence[0].CodeValue == "121402"]  # DCM Normality
+            if n.key in js[side]["normal"]:
+                abnormal = normality[0].ConceptCodeSequence[0].CodeValue != "17621005"
+                assert abnormal == (n.key in js[side]["outside_normal"])
+                limits = sorted(value_of(c) for c in _items(num.ContentSequence) if c.ValueType == "NUM")
+                assert limits == sorted(js[side]["normal"][n.key]["range"])
+            else:
+                assert normality == []
         cpak = [c for c in g[f"{side} leg"].ContentSequence
                 if c.ValueType == "CODE" and c.ConceptNameCodeSequence[0].CodeValue == "CPAK"]
         assert [c.ConceptCodeSequence[0].CodeValue for c in cpak] == [f"CPAK-{js[side]['cpak']}"]
@@ -90,7 +100,9 @@ def test_every_number_equals_the_json(film, tmp_path):
     # highdicom reads it back with the same values
     sr = hd.sr.srread(out)
     leg_groups = sr.content.get_image_measurement_groups()
-    assert [grp.tracking_identifier for grp in leg_groups] == ["right leg", "left leg"]
+    assert [grp.tracking_identifier for grp in leg_groups] == ["right leg", "left leg", "both legs"]
+    lld = leg_groups.pop().get_measurements()
+    assert [m.value for m in lld] == [res.to_json()["leg_length_difference_mm"]]
     for grp, side in zip(leg_groups, ("right", "left")):
         got = {m.name.value: m.value for m in grp.get_measurements()}
         assert got == {n.name[0]: js[side][n.key] for n in LEG_NUMBERS}
@@ -120,7 +132,8 @@ def test_failed_and_partial_legs_carry_the_failure_qualifier(film, tmp_path):
                 failed += 1
             else:
                 assert value_of(num) == js[side][n.key] and "NumericValueQualifierCodeSequence" not in num
-    assert failed == 4 + 5  # right: MPTA, aHKA, JLO, mHKA; left: all five
+    assert failed == sum(js[s][n.key] is None for s in ("right", "left") for n in LEG_NUMBERS)
+    assert "both legs" not in g  # no leg-length difference without both lengths
     # only found landmarks become points; a leg without a CPAK type has no CPAK evaluation
     assert {k for k in g if k.startswith("right ")} == {f"right {n}" for n, p in legs["right"].items() if p} | {"right leg"}
     assert not [k for k in g if k.startswith("left ") and k != "left leg"]

@@ -15,7 +15,9 @@
 # took 1-3 minutes, then hip ran 15 steps/s, ankle 13, detector 9 (CPU-bound: 16 cores shared by
 # four trainings' batch workers), and the knee did not finish inside a 500 s command; alone with
 # 14 batch workers the knee ran 24 steps/s. Budget one 10-minute command per one or two networks,
-# or pre-render the phantom samples.
+# or pre-render the phantom samples. ONLY="knee" (or "hip ankle", ...) trains just those networks,
+# e.g. the knee alone in one 10-minute command: ONLY=knee BW_KNEE=14 MAX_MINUTES=7 (the plan for
+# the next GPU session: the knee is the weak network on real films, docs/real-films.md).
 set -euo pipefail
 REAL=${1:?REAL_DIR}
 OUT=${2:?OUT_DIR}
@@ -32,8 +34,10 @@ mkdir -p "$OUT/weights" "$OUT/runs"
 common=(--phantom "$PHANTOM" --phantom-seed 1 --phantom-variety --domain 1 --batch-size "$BATCH"
         --lr 1e-3 --val-fraction 0.1 --eval-every "$EVAL" --checkpoint-every 1000000 --workers "$LOADERS"
         --device "$DEVICE" --jitter 0.15 --threads 2 --no-progress ${MAX_MINUTES:+--max-minutes "$MAX_MINUTES"})
+ONLY=${ONLY:-knee hip ankle detector}
 train() {  # name, extra args...
   local name=$1; shift
+  [[ " $ONLY " == *" $name "* ]] || return 0
   python -m cpak_cli train --joint "$name" "${common[@]}" --out "$OUT/runs/$name" --export "$OUT/weights/$name" "$@" \
     >"$OUT/$name.log" 2>&1 || { echo "training $name failed:"; tail -20 "$OUT/$name.log"; return 1; }
   tail -1 "$OUT/$name.log"

@@ -121,6 +121,8 @@ class BatchOptions:
         chunk: films whose crops share one forward pass.
         overlays: folder for one overlay PNG per film.
         anonymize_salt: when set, inputs and UIDs are written as salted hashes.
+        report: a self-contained HTML report of the whole CSV written at the end
+            (:mod:`cpak_cli.outputs.html_report`; thumbnails kept in ``CSV.thumbs/``).
     """
 
     recursive: bool = False
@@ -130,6 +132,7 @@ class BatchOptions:
     chunk: int = 4
     overlays: Path | None = None
     anonymize_salt: str | None = None
+    report: Path | None = None
 
 
 @dataclass
@@ -257,26 +260,36 @@ def run_batch(
     bad file; rows flushed one film at a time; see :mod:`cpak_cli.pipeline.batch`).
 
     ``on_file`` is called with the running :class:`cpak_cli.pipeline.batch.BatchSummary` after
-    each film (progress bars).
+    each film (progress bars). With ``batch.report`` the HTML report of every row of the CSV
+    (earlier runs included on resume) is written at the end.
 
     Raises:
-        CpakError: no DICOM found, an existing CSV without ``resume``/``overwrite``, or a resume
-            with another anonymization salt.
+        CpakError: no DICOM found, an existing CSV without ``resume``/``overwrite``, a resume
+            with another anonymization salt, or a report path that is a folder or the CSV.
         CpakModelError: missing or inconsistent model weights.
     """
+    from cpak_cli.outputs import html_report
     from cpak_cli.pipeline import batch as batch_mod
 
     folder, csv_path = Path(folder), Path(csv_path)
     batch_mod.check_output(csv_path, batch.resume, batch.overwrite, batch.anonymize_salt)
+    if batch.report is not None:
+        html_report.check_report_path(batch.report, csv_path)
     inputs = batch_mod.find_inputs(folder, batch.recursive)
     if not inputs:
         raise CpakInputError(folder, "no DICOM files found" + ("" if batch.recursive else " (try --recursive)"))
     measurer = measurer_for(options)
-    return batch_mod.run_batch(
+    if not (batch.resume and csv_path.exists()):  # a fresh CSV: no thumbnail of an older one may show
+        html_report.clear_thumbnails(csv_path)
+    thumbnails = None if batch.report is None else html_report.ThumbnailWriter(csv_path, batch.anonymize_salt)
+    summary = batch_mod.run_batch(
         inputs, csv_path, measurer, resume=batch.resume, overwrite=batch.overwrite, workers=batch.workers,
         chunk=batch.chunk, pixel_spacing=options.pixel_spacing, anonymize_salt=batch.anonymize_salt,
-        overlays=batch.overlays, on_file=on_file,
+        overlays=batch.overlays, on_file=on_file, on_result=thumbnails,
     )
+    if batch.report is not None:
+        html_report.write_report(csv_path, batch.report, anonymized=batch.anonymize_salt is not None)
+    return summary
 
 
 @dataclass

@@ -21,6 +21,10 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Skip inputs already in the CSV and append the rest."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing CSV."),
         overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write an overlay PNG per scan into this folder."),
+        report: Optional[Path] = typer.Option(
+            None, "--report", help="Write one self-contained HTML report of the whole CSV (CPAK grid, histograms, "
+            "a thumbnail per film; thumbnails kept in CSV.thumbs/)."
+        ),
         workers: int = typer.Option(2, "--workers", min=1, help="Decoding worker processes."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         anonymize: bool = typer.Option(False, "--anonymize", help="Replace paths and UIDs by salted hashes."),
@@ -43,7 +47,8 @@ def register(app: typer.Typer) -> None:
             fail("--anonymize needs --salt TEXT (or CPAK_ANON_SALT) so that hashes are reproducible")
         options = api.MeasureOptions(weights_dir=weights_dir, device=device, pixel_spacing=pixel_spacing)
         batch_options = api.BatchOptions(recursive=recursive, resume=resume, overwrite=overwrite, workers=workers,
-                                         chunk=chunk, overlays=overlays, anonymize_salt=salt if anonymize else None)
+                                         chunk=chunk, overlays=overlays, anonymize_salt=salt if anonymize else None,
+                                         report=report)
         start = time.monotonic()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False) as progress:
@@ -65,3 +70,5 @@ def register(app: typer.Typer) -> None:
             f"{summary.files} files measured ({summary.legs} leg rows, {summary.failed} error rows), "
             f"{summary.skipped} skipped as already in {csv_out}"
         )
+        if report is not None:
+            typer.echo(f"report: {report}")

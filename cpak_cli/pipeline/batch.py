@@ -120,6 +120,12 @@ def neutralise_cell(value: str) -> str:
     return value
 
 
+def input_cell(path: str | Path, anonymize_salt: str | None) -> str:
+    """The ``input`` cell of a film's rows as the CSV holds it: the path (or its salted hash
+    under ``--anonymize``), neutralised against formula injection (:func:`neutralise_cell`)."""
+    return neutralise_cell(str(path) if anonymize_salt is None else salted_hash(str(path), anonymize_salt))
+
+
 def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt: str | None) -> list[dict[str, str]]:
     """CSV rows (as strings) of one input: one per leg, or one error row."""
     img = dec.image
@@ -262,8 +268,13 @@ def run_batch(
     anonymize_salt: str | None = None,
     overlays: Path | None = None,
     on_file: Callable[[BatchSummary], None] | None = None,
+    on_result: Callable[[Decoded, Any | None], None] | None = None,
 ) -> BatchSummary:
-    """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees."""
+    """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees.
+
+    ``on_file(summary)`` is called after each film's rows are written; ``on_result(decoded,
+    result)`` just before, with the film's :class:`Decoded` and its ``ScanResult`` (None when it
+    could not be decoded or measured), e.g. to keep a thumbnail (it must not raise)."""
     summary = BatchSummary(total=len(inputs))
     done: set[str] = set()
     check_output(csv_path, resume, overwrite, anonymize_salt)
@@ -274,12 +285,9 @@ def run_batch(
             csv_path.unlink()
     if not csv_path.exists() or csv_path.stat().st_size == 0:
         atomic_write_text(meta_path(csv_path), json.dumps(_run_meta(anonymize_salt)) + "\n")
-    # the CSV holds inputs neutralised against formula injection: compare them the same way
-    key = (lambda p: neutralise_cell(salted_hash(str(p), anonymize_salt))) if anonymize_salt is not None else (
-        lambda p: neutralise_cell(str(p)))
     todo = []
     for p in inputs:
-        if key(p) in done:
+        if input_cell(p, anonymize_salt) in done:  # the CSV holds inputs neutralised: compare them so
             summary.skipped += 1
         else:
             todo.append(p)
@@ -308,6 +316,8 @@ def run_batch(
                 res = results.get(d.path)
                 err = d.error or errors.get(d.path)
                 rows = rows_for(d, res, err, anonymize_salt)
+                if on_result is not None:
+                    on_result(d, res)
                 if overlays is not None and res is not None and res.legs:
                     try:
                         _write_overlay(overlays, d, res, anonymize_salt)

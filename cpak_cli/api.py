@@ -127,6 +127,8 @@ class BatchOptions:
         sr_dir: folder for one DICOM SR per film (:func:`cpak_cli.pipeline.batch.sr_name`); not
             inside the input folder (the SRs would be read as inputs).
         anonymize_salt: when set, inputs and UIDs are written as salted hashes (the SRs too).
+        report: a self-contained HTML report of the whole CSV written at the end
+            (:mod:`cpak_cli.outputs.html_report`; thumbnails kept in ``CSV.thumbs/``).
     """
 
     recursive: bool = False
@@ -137,6 +139,7 @@ class BatchOptions:
     overlays: Path | None = None
     sr_dir: Path | None = None
     anonymize_salt: str | None = None
+    report: Path | None = None
 
 
 @dataclass
@@ -265,13 +268,15 @@ def run_batch(
     bad file; rows flushed one film at a time; see :mod:`cpak_cli.pipeline.batch`).
 
     ``on_file`` is called with the running :class:`cpak_cli.pipeline.batch.BatchSummary` after
-    each film (progress bars).
+    each film (progress bars). With ``batch.report`` the HTML report of every row of the CSV
+    (earlier runs included on resume) is written at the end.
 
     Raises:
-        CpakError: no DICOM found, an existing CSV without ``resume``/``overwrite``, or a resume
-            with another anonymization salt.
+        CpakError: no DICOM found, an existing CSV without ``resume``/``overwrite``, a resume
+            with another anonymization salt, or a report path that is a folder or the CSV.
         CpakModelError: missing or inconsistent model weights.
     """
+    from cpak_cli.outputs import html_report
     from cpak_cli.pipeline import batch as batch_mod
 
     folder, csv_path = Path(folder), Path(csv_path)
@@ -280,15 +285,23 @@ def run_batch(
         sr_dir, root = Path(batch.sr_dir).resolve(), folder.resolve()
         if sr_dir == root or (batch.recursive and root in sr_dir.parents):
             raise CpakInputError(batch.sr_dir, "--sr-dir must not be inside the input folder (its SRs would be read as inputs)")
+    if batch.report is not None:
+        html_report.check_report_path(batch.report, csv_path)
     inputs = batch_mod.find_inputs(folder, batch.recursive)
     if not inputs:
         raise CpakInputError(folder, "no DICOM files found" + ("" if batch.recursive else " (try --recursive)"))
     measurer = measurer_for(options)
-    return batch_mod.run_batch(
+    if not (batch.resume and csv_path.exists()):  # a fresh CSV: no thumbnail of an older one may show
+        html_report.clear_thumbnails(csv_path)
+    thumbnails = None if batch.report is None else html_report.ThumbnailWriter(csv_path, batch.anonymize_salt)
+    summary = batch_mod.run_batch(
         inputs, csv_path, measurer, resume=batch.resume, overwrite=batch.overwrite, workers=batch.workers,
         chunk=batch.chunk, pixel_spacing=options.pixel_spacing, anonymize_salt=batch.anonymize_salt,
-        overlays=batch.overlays, sr_dir=batch.sr_dir, on_file=on_file,
+        overlays=batch.overlays, sr_dir=batch.sr_dir, on_file=on_file, on_result=thumbnails,
     )
+    if batch.report is not None:
+        html_report.write_report(csv_path, batch.report, anonymized=batch.anonymize_salt is not None)
+    return summary
 
 
 @dataclass

@@ -155,6 +155,46 @@ def build_panel_leg(
     return out
 
 
+class FakeMeasurer:
+    """A stand-in for :class:`cpak_cli.pipeline.film.Measurer` (no network): measures every image
+    as two known legs ``{side: (LDFA, MPTA, mHKA)}`` (``legs(path)`` when given, else
+    :attr:`LEGS`); counts calls. Landmarks named in ``drop`` are not found (a partly measured leg)."""
+
+    LEGS = {"right": (87.0, 84.0, -3.25), "left": (90.0, 91.0, 2.5)}  # right: aHKA -3, JLO 171 -> I
+    LENGTHS = {"right": (450.0, 380.0), "left": (446.0, 377.5)}  # femur, tibia (mm): right 6.5 mm longer
+
+    def __init__(self, drop=(), legs=None):
+        self.calls = 0
+        self.drop = set(drop)
+        self.legs = legs
+
+    def measure_images(self, images, boxes=None):
+        from cpak_cli.core.measurement import measure_leg
+        from cpak_cli.networks.inference import LandmarkPrediction
+        from cpak_cli.pipeline.film import ScanResult
+
+        self.calls += 1
+        out = []
+        for im in images:
+            res = ScanResult(path=im.path, image=im, box_source="detector", models={"knee": "fake@0"})
+            for side, (ldfa, mpta, mhka) in (self.LEGS if self.legs is None else self.legs(im.path)).items():
+                femur, tibia = self.LENGTHS[side]
+                leg = build_leg(ldfa, mpta, side=side, spacing_mm=im.spacing_mm, mhka=mhka, femur_mm=femur,
+                                tibia_mm=tibia)
+                leg = {n: (None if n in self.drop else p) for n, p in leg.items()}
+                res.landmarks[side] = {
+                    n: LandmarkPrediction(n, p[0], p[1], p[0] * im.spacing_mm[1], p[1] * im.spacing_mm[0], True,
+                                          0.9, 0.95, 300)
+                    for n, p in leg.items() if p is not None
+                }
+                res.legs[side] = measure_leg(side, leg, im.spacing_mm)
+            out.append(res)
+        return out
+
+    def measure(self, image, boxes=None):
+        return self.measure_images([image], [boxes])[0]
+
+
 def point_label_folder(root, ids=("a1", "b2", "c3"), spacing_mm=0.9, size=(160, 320)):
     """A folder in the three-point label format (``labels.csv`` + ``images/<id>.png``): each film
     a dark background with two bright "legs" (vertical bars); returns ``(root, rows)`` where rows

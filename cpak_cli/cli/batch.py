@@ -24,6 +24,10 @@ def register(app: typer.Typer) -> None:
         sr_dir: Optional[Path] = typer.Option(
             None, "--sr-dir", help="Write a DICOM SR per film into this folder (named after the input; hashed with --anonymize)."
         ),
+        report: Optional[Path] = typer.Option(
+            None, "--report", help="Write one self-contained HTML report of the whole CSV (CPAK grid, histograms, "
+            "a thumbnail per film; thumbnails kept in CSV.thumbs/)."
+        ),
         workers: int = typer.Option(2, "--workers", min=1, help="Decoding worker processes."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         anonymize: bool = typer.Option(False, "--anonymize", help="Replace paths and UIDs by salted hashes."),
@@ -47,7 +51,7 @@ def register(app: typer.Typer) -> None:
         options = api.MeasureOptions(weights_dir=weights_dir, device=device, pixel_spacing=pixel_spacing)
         batch_options = api.BatchOptions(recursive=recursive, resume=resume, overwrite=overwrite, workers=workers,
                                          chunk=chunk, overlays=overlays, sr_dir=sr_dir,
-                                         anonymize_salt=salt if anonymize else None)
+                                         anonymize_salt=salt if anonymize else None, report=report)
         start = time.monotonic()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False) as progress:
@@ -69,3 +73,5 @@ def register(app: typer.Typer) -> None:
             f"{summary.files} files measured ({summary.legs} leg rows, {summary.failed} error rows), "
             f"{summary.skipped} skipped as already in {csv_out}"
         )
+        if report is not None:
+            typer.echo(f"report: {report}")

@@ -123,6 +123,12 @@ def neutralise_cell(value: str) -> str:
     return value
 
 
+def input_cell(path: str | Path, anonymize_salt: str | None) -> str:
+    """The ``input`` cell of a film's rows as the CSV holds it: the path (or its salted hash
+    under ``--anonymize``), neutralised against formula injection (:func:`neutralise_cell`)."""
+    return neutralise_cell(str(path) if anonymize_salt is None else salted_hash(str(path), anonymize_salt))
+
+
 def rows_for(dec: Decoded, result: Any | None, error: str | None, anonymize_salt: str | None) -> list[dict[str, str]]:
     """CSV rows (as strings) of one input: one per leg, or one error row."""
     img = dec.image
@@ -274,12 +280,17 @@ def run_batch(
     overlays: Path | None = None,
     sr_dir: Path | None = None,
     on_file: Callable[[BatchSummary], None] | None = None,
+    on_result: Callable[[Decoded, Any | None], None] | None = None,
 ) -> BatchSummary:
     """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees.
 
     With ``overlays`` / ``sr_dir`` each film with a leg also gets an overlay PNG / a DICOM SR
     (:func:`sr_name`) there; a film whose file cannot be written keeps its rows, flagged
-    ``overlay_not_written`` / ``sr_not_written``."""
+    ``overlay_not_written`` / ``sr_not_written``.
+
+    ``on_file(summary)`` is called after each film's rows are written; ``on_result(decoded,
+    result)`` just before, with the film's :class:`Decoded` and its ``ScanResult`` (None when it
+    could not be decoded or measured), e.g. to keep a thumbnail (it must not raise)."""
     summary = BatchSummary(total=len(inputs))
     done: set[str] = set()
     check_output(csv_path, resume, overwrite, anonymize_salt)
@@ -290,12 +301,9 @@ def run_batch(
             csv_path.unlink()
     if not csv_path.exists() or csv_path.stat().st_size == 0:
         atomic_write_text(meta_path(csv_path), json.dumps(_run_meta(anonymize_salt)) + "\n")
-    # the CSV holds inputs neutralised against formula injection: compare them the same way
-    key = (lambda p: neutralise_cell(salted_hash(str(p), anonymize_salt))) if anonymize_salt is not None else (
-        lambda p: neutralise_cell(str(p)))
     todo = []
     for p in inputs:
-        if key(p) in done:
+        if input_cell(p, anonymize_salt) in done:  # the CSV holds inputs neutralised: compare them so
             summary.skipped += 1
         else:
             todo.append(p)
@@ -324,6 +332,8 @@ def run_batch(
                 res = results.get(d.path)
                 err = d.error or errors.get(d.path)
                 rows = rows_for(d, res, err, anonymize_salt)
+                if on_result is not None:
+                    on_result(d, res)
                 for folder, write_file, flag in ((overlays, _write_overlay, "overlay_not_written"),
                                                  (sr_dir, _write_sr, "sr_not_written")):
                     if folder is None or res is None or not res.legs:

@@ -6,42 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cpak_cli.core.measurement import measure_leg
-from cpak_cli.networks.inference import LandmarkPrediction
 from cpak_cli.pipeline.batch import COLUMNS, done_inputs, find_inputs, run_batch, salted_hash
-from cpak_cli.pipeline.film import ScanResult
-from tests.factories import build_leg, make_dx, write
-
-
-class FakeMeasurer:
-    """Measures every image as the same two known legs (LDFA, MPTA, mHKA); counts calls.
-    Landmarks named in ``drop`` are not found (a partly measured leg)."""
-
-    LEGS = {"right": (87.0, 84.0, -3.25), "left": (90.0, 91.0, 2.5)}  # right: aHKA -3, JLO 171 -> I
-    LENGTHS = {"right": (450.0, 380.0), "left": (446.0, 377.5)}  # femur, tibia (mm): right 6.5 mm longer
-
-    def __init__(self, drop=()):
-        self.calls = 0
-        self.drop = set(drop)
-
-    def measure_images(self, images, boxes=None):
-        self.calls += 1
-        out = []
-        for im in images:
-            res = ScanResult(path=im.path, image=im, box_source="detector", models={"knee": "fake@0"})
-            for side, (ldfa, mpta, mhka) in self.LEGS.items():
-                femur, tibia = self.LENGTHS[side]
-                leg = build_leg(ldfa, mpta, side=side, spacing_mm=im.spacing_mm, mhka=mhka, femur_mm=femur,
-                                tibia_mm=tibia)
-                leg = {n: (None if n in self.drop else p) for n, p in leg.items()}
-                res.landmarks[side] = {
-                    n: LandmarkPrediction(n, p[0], p[1], p[0] * im.spacing_mm[1], p[1] * im.spacing_mm[0], True,
-                                          0.9, 0.95, 300)
-                    for n, p in leg.items() if p is not None
-                }
-                res.legs[side] = measure_leg(side, leg, im.spacing_mm)
-            out.append(res)
-        return out
+from tests.factories import FakeMeasurer, make_dx, write
 
 
 @pytest.fixture

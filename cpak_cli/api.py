@@ -121,6 +121,11 @@ class BatchOptions:
         chunk: films whose crops share one forward pass.
         overlays: folder for one overlay PNG per film.
         anonymize_salt: when set, inputs and UIDs are written as salted hashes.
+        engine: ``"local"`` (decoding processes + the networks in this process) or ``"ray"``
+            (Ray Data tasks on one machine or a cluster, :mod:`cpak_cli.pipeline.ray_engine`;
+            ``workers`` is then not used: decoding takes every CPU Ray offers).
+        ray_address: the Ray to run on with ``engine="ray"`` (None: ``RAY_ADDRESS``, a Ray
+            started with ``ray start`` on this machine, or a new local one).
     """
 
     recursive: bool = False
@@ -130,6 +135,12 @@ class BatchOptions:
     chunk: int = 4
     overlays: Path | None = None
     anonymize_salt: str | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+
+
+#: The values of :attr:`BatchOptions.engine`.
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -260,17 +271,30 @@ def run_batch(
     each film (progress bars).
 
     Raises:
-        CpakError: no DICOM found, an existing CSV without ``resume``/``overwrite``, or a resume
-            with another anonymization salt.
+        CpakError: no DICOM found, an existing CSV without ``resume``/``overwrite``, a resume
+            with another anonymization salt, an unknown ``engine``, or ``engine="ray"`` without Ray.
         CpakModelError: missing or inconsistent model weights.
     """
     from cpak_cli.pipeline import batch as batch_mod
 
+    if batch.engine not in ENGINES:
+        raise CpakError(f"--engine {batch.engine}: use one of {', '.join(ENGINES)}")
     folder, csv_path = Path(folder), Path(csv_path)
     batch_mod.check_output(csv_path, batch.resume, batch.overwrite, batch.anonymize_salt)
     inputs = batch_mod.find_inputs(folder, batch.recursive)
     if not inputs:
         raise CpakInputError(folder, "no DICOM files found" + ("" if batch.recursive else " (try --recursive)"))
+    if batch.engine == "ray":
+        from cpak_cli.pipeline import ray_engine
+
+        return ray_engine.run_batch(
+            inputs, csv_path,
+            {"weights_dir": None if options.weights_dir is None else str(options.weights_dir),
+             "device": options.device, "method": options.method},
+            resume=batch.resume, overwrite=batch.overwrite, chunk=batch.chunk, pixel_spacing=options.pixel_spacing,
+            anonymize_salt=batch.anonymize_salt, overlays=batch.overlays, on_file=on_file,
+            ray_address=batch.ray_address,
+        )
     measurer = measurer_for(options)
     return batch_mod.run_batch(
         inputs, csv_path, measurer, resume=batch.resume, overwrite=batch.overwrite, workers=batch.workers,

@@ -30,6 +30,11 @@ def register(app: typer.Typer) -> None:
         ),
         weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Folder of model weights."),
         chunk: int = typer.Option(4, "--chunk", min=1, help="Scans whose crops share one forward pass."),
+        engine: str = typer.Option("local", "--engine",
+                                   help="local, or ray: Ray Data tasks on this machine or a Ray cluster."),
+        ray_address: Optional[str] = typer.Option(
+            None, "--ray-address", metavar="ADDR",
+            help="With --engine ray: the Ray cluster (HOST:6379 or auto); default: RAY_ADDRESS or a new local Ray."),
     ) -> None:
         """Measure every radiograph in a folder into a CSV an auditor can trust (resumable)."""
         import time
@@ -43,7 +48,8 @@ def register(app: typer.Typer) -> None:
             fail("--anonymize needs --salt TEXT (or CPAK_ANON_SALT) so that hashes are reproducible")
         options = api.MeasureOptions(weights_dir=weights_dir, device=device, pixel_spacing=pixel_spacing)
         batch_options = api.BatchOptions(recursive=recursive, resume=resume, overwrite=overwrite, workers=workers,
-                                         chunk=chunk, overlays=overlays, anonymize_salt=salt if anonymize else None)
+                                         chunk=chunk, overlays=overlays, anonymize_salt=salt if anonymize else None,
+                                         engine=engine, ray_address=ray_address)
         start = time.monotonic()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False) as progress:

@@ -118,16 +118,16 @@ def run_batch(
         if not todo:
             return summary
         started = _start_ray(ray, ray_address)
+        quiet = _quiet(ray)
         try:
-            quiet = _quiet(ray)
             next(quiet)
             args = dict(measurer_args)
             if args.get("weights_dir") is None and os.environ.get("CPAK_WEIGHTS_DIR"):
                 args["weights_dir"] = os.environ["CPAK_WEIGHTS_DIR"]  # the driver's choice, on every node
-            use_gpu, actors = _plan(ray, str(args.get("device", "auto")))
+            use_gpu, actors, actor_cpus = _plan(ray, str(args.get("device", "auto")))
             args["device"] = "cuda" if use_gpu else "cpu"
-            ds: Any = ray.data.from_items([{"index": i, "path": str(p)} for i, p in enumerate(todo)],
-                                     override_num_blocks=len(todo))
+            items = [{"index": i, "path": str(p)} for i, p in enumerate(todo)]
+            ds: Any = ray.data.from_items(items, override_num_blocks=len(todo))
             # a process that dies on a film (a decoder or the networks crashing) is retried once, not
             # forever (Ray Data's default for actors), then the film gets an error row; these remote
             # arguments (Ray < 2.64) differ between the two steps, which also keeps Ray from fusing
@@ -140,8 +140,8 @@ def run_batch(
                     MeasureActor, batch_size=chunk, batch_format="numpy",
                     fn_constructor_kwargs={"measurer_args": args, "anonymize_salt": anonymize_salt,
                                            "overlays": None if overlays is None else str(Path(overlays).resolve())},
-                    compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if use_gpu else 0, num_cpus=1,
-                    max_task_retries=1,
+                    compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if use_gpu else 0,
+                    num_cpus=actor_cpus, max_task_retries=1,
                 )
             _write_in_order(ds, todo, fh, summary, anonymize_salt, on_file)
         finally:
@@ -229,17 +229,21 @@ def _start_ray(ray: Any, address: str | None) -> bool:
     return True
 
 
-def _plan(ray: Any, device: str) -> tuple[bool, int]:
-    """(use the GPUs, number of measuring actors) for ``device`` on the connected cluster."""
+def _plan(ray: Any, device: str) -> tuple[bool, int, int]:
+    """(use the GPUs, number of measuring actors, CPUs each) for ``device`` on the connected
+    cluster: one actor per GPU (1 CPU each), or with no GPU one actor per node that takes half
+    the CPUs of the smallest node for the networks' threads (Ray sets ``OMP_NUM_THREADS`` to it;
+    the other half decodes). CPU results can differ from the default engine's in the last
+    decimals when the thread count differs (float sums in another order)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise CpakError(f"--device {device}: use auto, cpu or cuda with --engine ray")
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if device == "cuda" and gpus == 0:
         raise CpakError("--device cuda: the Ray cluster has no GPU (use --device cpu or auto)")
-    if device not in ("auto", "cpu", "cuda"):
-        raise CpakError(f"--device {device}: use auto, cpu or cuda with --engine ray")
     if device != "cpu" and gpus > 0:
-        return True, gpus
-    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-    return False, max(1, nodes)
+        return True, gpus, 1
+    cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    return False, max(1, len(cpus)), max(1, int(min(cpus, default=2) // 2))
 
 
 def _cpak_cause(exc: BaseException) -> CpakError | None:

@@ -6,8 +6,8 @@ The same steps as :func:`cpak_cli.pipeline.batch.run_batch`, spread out by Ray:
   any node; a bad file becomes its error row as in the default engine;
 * measure: a pool of actors that load the models once and measure ``chunk`` films per call
   (:func:`~cpak_cli.pipeline.batch.measure_group` + :func:`~cpak_cli.pipeline.batch.film_rows`):
-  one actor per GPU of the cluster, or one per node on the CPU when there is none (or with
-  ``--device cpu``); overlays are written by the actors, so ``--overlays`` must be a folder
+  one actor per GPU of the cluster, or one per node with half its CPUs when there is no GPU (or
+  with ``--device cpu``); overlays are written by the actors, so ``--overlays`` must be a folder
   every node can write (a shared file system) on a cluster;
 * write: the driver (the process that runs ``cpak batch``) receives the rows, puts them back in
   input order and appends them to the CSV one film at a time, flushed and fsynced
@@ -71,10 +71,10 @@ class MeasureActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         decs = [pickle.loads(b) for b in batch["decoded"]]
-        results, errors = measure_group(self.measurer, decs)
+        results, problems = measure_group(self.measurer, decs)
         texts, failed = [], []
         for d in decs:
-            rows, bad = film_rows(d, results.get(d.path), errors.get(d.path), self.anonymize_salt, self.overlays)
+            rows, bad = film_rows(d, results.get(d.path), problems.get(d.path), self.anonymize_salt, self.overlays)
             texts.append(json.dumps(rows))
             failed.append(bad)
         return {"index": np.asarray(batch["index"]), "rows": np.asarray(texts, dtype=object),

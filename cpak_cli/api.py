@@ -129,6 +129,11 @@ class BatchOptions:
         anonymize_salt: when set, inputs and UIDs are written as salted hashes (the SRs too).
         report: a self-contained HTML report of the whole CSV written at the end
             (:mod:`cpak_cli.outputs.html_report`; thumbnails kept in ``CSV.thumbs/``).
+        engine: ``"local"`` (decoding processes + the networks in this process) or ``"ray"``
+            (Ray Data tasks on one machine or a cluster, :mod:`cpak_cli.pipeline.ray_engine`;
+            ``workers`` is then not used: decoding takes every CPU Ray offers).
+        ray_address: the Ray to run on with ``engine="ray"`` (None: ``RAY_ADDRESS``, a Ray
+            started with ``ray start`` on this machine, or a new local one).
     """
 
     recursive: bool = False
@@ -140,6 +145,12 @@ class BatchOptions:
     sr_dir: Path | None = None
     anonymize_salt: str | None = None
     report: Path | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+
+
+#: The values of :attr:`BatchOptions.engine`.
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -273,12 +284,15 @@ def run_batch(
 
     Raises:
         CpakError: no DICOM found, an existing CSV without ``resume``/``overwrite``, a resume
-            with another anonymization salt, or a report path that is a folder or the CSV.
+            with another anonymization salt, a report path that is a folder or the CSV, an unknown
+            ``engine``, or ``engine="ray"`` without Ray.
         CpakModelError: missing or inconsistent model weights.
     """
     from cpak_cli.outputs import html_report
     from cpak_cli.pipeline import batch as batch_mod
 
+    if batch.engine not in ENGINES:
+        raise CpakError(f"--engine {batch.engine}: use one of {', '.join(ENGINES)}")
     folder, csv_path = Path(folder), Path(csv_path)
     batch_mod.check_output(csv_path, batch.resume, batch.overwrite, batch.anonymize_salt)
     if batch.sr_dir is not None:
@@ -290,15 +304,27 @@ def run_batch(
     inputs = batch_mod.find_inputs(folder, batch.recursive)
     if not inputs:
         raise CpakInputError(folder, "no DICOM files found" + ("" if batch.recursive else " (try --recursive)"))
-    measurer = measurer_for(options)
     if not (batch.resume and csv_path.exists()):  # a fresh CSV: no thumbnail of an older one may show
         html_report.clear_thumbnails(csv_path)
     thumbnails = None if batch.report is None else html_report.ThumbnailWriter(csv_path, batch.anonymize_salt)
-    summary = batch_mod.run_batch(
-        inputs, csv_path, measurer, resume=batch.resume, overwrite=batch.overwrite, workers=batch.workers,
-        chunk=batch.chunk, pixel_spacing=options.pixel_spacing, anonymize_salt=batch.anonymize_salt,
-        overlays=batch.overlays, sr_dir=batch.sr_dir, on_file=on_file, on_result=thumbnails,
-    )
+    if batch.engine == "ray":
+        from cpak_cli.pipeline import ray_engine
+
+        summary = ray_engine.run_batch(
+            inputs, csv_path,
+            {"weights_dir": None if options.weights_dir is None else str(options.weights_dir),
+             "device": options.device, "method": options.method},
+            resume=batch.resume, overwrite=batch.overwrite, chunk=batch.chunk, pixel_spacing=options.pixel_spacing,
+            anonymize_salt=batch.anonymize_salt, overlays=batch.overlays, sr_dir=batch.sr_dir, on_file=on_file,
+            on_result=thumbnails, ray_address=batch.ray_address,
+        )
+    else:
+        summary = batch_mod.run_batch(
+            inputs, csv_path, measurer_for(options), resume=batch.resume, overwrite=batch.overwrite,
+            workers=batch.workers, chunk=batch.chunk, pixel_spacing=options.pixel_spacing,
+            anonymize_salt=batch.anonymize_salt, overlays=batch.overlays, sr_dir=batch.sr_dir, on_file=on_file,
+            on_result=thumbnails,
+        )
     if batch.report is not None:
         html_report.write_report(csv_path, batch.report, anonymized=batch.anonymize_salt is not None)
     return summary

@@ -1,10 +1,10 @@
-"""Shared test fixtures: hand-built legs with known angles."""
+"""Shared test fixtures: hand-built legs with known angles, tiny random model weights."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.factories import build_leg
+from tests.factories import build_leg, write_tiny_weights
 
 
 @pytest.fixture
@@ -22,3 +22,10 @@ def one_torch_thread():
     torch.set_num_threads(old)
 
 
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A weights folder of tiny random models (:func:`tests.factories.write_tiny_weights`)."""
+    pytest.importorskip("torch")
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"))

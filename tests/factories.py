@@ -25,6 +25,24 @@ def tiny_model(joint: str = "knee", **kw: Any):
     return ModelConfig(joint=joint, **kw)
 
 
+def write_tiny_weights(folder: Path, seed: int = 0) -> Path:
+    """A weights folder of tiny randomly initialised models (the three joints at 64 px and a
+    128 x 48 detector) with their cards: the whole pipeline runs on it in well under a second
+    per film (mechanics and consistency, not accuracy). Same ``seed``, same weights."""
+    import torch
+
+    from cpak_cli.core.landmarks import JOINTS
+    from cpak_cli.networks.models import build_model, save_weights
+    from cpak_cli.training.detector import detector_config
+
+    torch.manual_seed(seed)
+    for joint in JOINTS:
+        cfg = tiny_model(joint)
+        save_weights(build_model(cfg), cfg, folder / joint, training={"note": "tiny random test model"})
+    cfg = detector_config(height=128, width=48, encoder_depth=3, decoder_channels=(16, 8, 4))
+    save_weights(build_model(cfg), cfg, folder / "detector", training={"note": "tiny random test model"})
+    return folder
+
 
 def build_leg(
     ldfa: float,

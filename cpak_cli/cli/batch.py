@@ -37,6 +37,11 @@ def register(app: typer.Typer) -> None:
         ),
         weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Folder of model weights."),
         chunk: int = typer.Option(4, "--chunk", min=1, help="Scans whose crops share one forward pass."),
+        engine: str = typer.Option("local", "--engine",
+                                   help="local, or ray: Ray Data tasks on this machine or a Ray cluster."),
+        ray_address: Optional[str] = typer.Option(
+            None, "--ray-address", metavar="ADDR",
+            help="With --engine ray: the Ray cluster (HOST:6379 or auto); default: RAY_ADDRESS or a new local Ray."),
     ) -> None:
         """Measure every radiograph in a folder into a CSV an auditor can trust (resumable)."""
         import time
@@ -51,7 +56,8 @@ def register(app: typer.Typer) -> None:
         options = api.MeasureOptions(weights_dir=weights_dir, device=device, pixel_spacing=pixel_spacing)
         batch_options = api.BatchOptions(recursive=recursive, resume=resume, overwrite=overwrite, workers=workers,
                                          chunk=chunk, overlays=overlays, sr_dir=sr_dir,
-                                         anonymize_salt=salt if anonymize else None, report=report)
+                                         anonymize_salt=salt if anonymize else None, report=report,
+                                         engine=engine, ray_address=ray_address)
         start = time.monotonic()
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False) as progress:

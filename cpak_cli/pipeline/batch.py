@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
 
 from cpak_cli import __version__
 from cpak_cli.atomic import atomic_write_text
@@ -291,6 +291,27 @@ def run_batch(
     ``on_file(summary)`` is called after each film's rows are written; ``on_result(decoded,
     result)`` just before, with the film's :class:`Decoded` and its ``ScanResult`` (None when it
     could not be decoded or measured), e.g. to keep a thumbnail (it must not raise)."""
+    todo, summary = pending_inputs(inputs, csv_path, resume, overwrite, anonymize_salt)
+    with open_csv(csv_path) as fh:
+        for group in _chunks(_decoded(todo, workers, pixel_spacing), chunk):
+            results, errors = measure_group(measurer, group)
+            for d in group:
+                rows, failed = film_rows(d, results.get(d.path), errors.get(d.path), anonymize_salt,
+                                         overlays=overlays, sr_dir=sr_dir, on_result=on_result)
+                write_film(fh, rows, failed, summary)
+                if on_file is not None:
+                    on_file(summary)
+    return summary
+
+
+def pending_inputs(
+    inputs: Sequence[Path], csv_path: Path, resume: bool, overwrite: bool, anonymize_salt: str | None
+) -> tuple[list[Path], BatchSummary]:
+    """The inputs still to measure (input order) and a summary counting the skipped ones.
+
+    Checks the output (:func:`check_output`), cuts a resumed CSV back to its last finished input
+    (:func:`done_inputs`), removes a CSV being overwritten and writes the run sidecar
+    (:func:`meta_path`). Raises :class:`CpakInputError` as :func:`check_output` does."""
     summary = BatchSummary(total=len(inputs))
     done: set[str] = set()
     check_output(csv_path, resume, overwrite, anonymize_salt)
@@ -307,53 +328,77 @@ def run_batch(
             summary.skipped += 1
         else:
             todo.append(p)
+    return todo, summary
+
+
+def open_csv(csv_path: Path) -> TextIO:
+    """``csv_path`` opened for appending rows; the header is written (and synced) when it is new."""
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     new_file = not csv_path.exists() or csv_path.stat().st_size == 0
-    with open(csv_path, "a", encoding="utf-8", newline="") as fh:
-        if new_file:
-            fh.write(_csv_text([], header=True))
-            fh.flush()
-            os.fsync(fh.fileno())
-        for group in _chunks(_decoded(todo, workers, pixel_spacing), chunk):
-            ok = [d for d in group if d.image is not None]
-            results: dict[str, Any] = {}
-            errors: dict[str, str] = {}
-            if ok:
+    fh = open(csv_path, "a", encoding="utf-8", newline="")
+    if new_file:
+        fh.write(_csv_text([], header=True))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return fh
+
+
+def measure_group(measurer: Any, group: Sequence[Decoded]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Measure the decoded films of ``group`` in one call (crops share forward passes); when that
+    fails, one at a time so that only the bad film gets an error. Returns the results and the
+    one-line errors, by input path (films that failed to decode are in neither)."""
+    ok = [d for d in group if d.image is not None]
+    results: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    if ok:
+        try:
+            for d, r in zip(ok, measurer.measure_images([d.image for d in ok])):
+                results[d.path] = r
+        except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad one
+            for d in ok:
                 try:
-                    for d, r in zip(ok, measurer.measure_images([d.image for d in ok])):
-                        results[d.path] = r
-                except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad one
-                    for d in ok:
-                        try:
-                            results[d.path] = measurer.measure_images([d.image])[0]
-                        except Exception as exc:  # noqa: BLE001
-                            errors[d.path] = f"{d.path}: measurement failed ({exc.__class__.__name__}: {exc})"
-            for d in group:
-                res = results.get(d.path)
-                err = d.error or errors.get(d.path)
-                rows = rows_for(d, res, err, anonymize_salt)
-                if on_result is not None:
-                    on_result(d, res)
-                for folder, write_file, flag in ((overlays, _write_overlay, "overlay_not_written"),
-                                                 (sr_dir, _write_sr, "sr_not_written")):
-                    if folder is None or res is None or not res.legs:
-                        continue
-                    try:
-                        write_file(folder, d, res, anonymize_salt)
-                    except Exception:  # noqa: BLE001 - an output problem must not cost the rows
-                        for row in rows:
-                            row["flags"] = ";".join(f for f in (row["flags"], flag) if f)
-                fh.write(_csv_text(rows, header=False))
-                fh.flush()
-                os.fsync(fh.fileno())
-                summary.files += 1
-                if err is not None or res is None or not res.legs:
-                    summary.failed += 1
-                else:
-                    summary.legs += len(rows)
-                if on_file is not None:
-                    on_file(summary)
-    return summary
+                    results[d.path] = measurer.measure_images([d.image])[0]
+                except Exception as exc:  # noqa: BLE001
+                    errors[d.path] = f"{d.path}: measurement failed ({exc.__class__.__name__}: {exc})"
+    return results, errors
+
+
+def film_rows(
+    d: Decoded, res: Any | None, error: str | None, anonymize_salt: str | None, *,
+    overlays: Path | None = None, sr_dir: Path | None = None,
+    on_result: Callable[[Decoded, Any | None], None] | None = None,
+) -> tuple[list[dict[str, str]], bool]:
+    """The CSV rows of one film (:func:`rows_for`) and whether they are an error row.
+
+    ``on_result(d, res)`` is called first (e.g. a thumbnail); a film with a leg gets its overlay
+    PNG in ``overlays`` and its DICOM SR in ``sr_dir`` when set: a file that cannot be written
+    flags the rows (``overlay_not_written`` / ``sr_not_written``), never loses them."""
+    err = d.error or error
+    rows = rows_for(d, res, err, anonymize_salt)
+    if on_result is not None:
+        on_result(d, res)
+    for folder, write_file, flag in ((overlays, _write_overlay, "overlay_not_written"),
+                                     (sr_dir, _write_sr, "sr_not_written")):
+        if folder is None or res is None or not res.legs:
+            continue
+        try:
+            write_file(folder, d, res, anonymize_salt)
+        except Exception:  # noqa: BLE001 - an output problem must not cost the rows
+            for row in rows:
+                row["flags"] = ";".join(f for f in (row["flags"], flag) if f)
+    return rows, err is not None or res is None or not res.legs
+
+
+def write_film(fh: TextIO, rows: Sequence[dict[str, str]], failed: bool, summary: BatchSummary) -> None:
+    """Append one film's rows, flush and fsync (no finished row is lost to a kill); count it."""
+    fh.write(_csv_text(rows, header=False))
+    fh.flush()
+    os.fsync(fh.fileno())
+    summary.files += 1
+    if failed:
+        summary.failed += 1
+    else:
+        summary.legs += len(rows)
 
 
 def _write_overlay(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) -> None:

@@ -15,22 +15,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    from cpak_cli.core.landmarks import JOINTS
-    from cpak_cli.networks.models import ModelConfig, build_model, save_weights
-    from cpak_cli.training.detector import detector_config
-
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("weights")
-    for joint in JOINTS:
-        cfg = ModelConfig(joint=joint, encoder_depth=3, decoder_channels=(16, 8, 4), input_size=64)
-        save_weights(build_model(cfg), cfg, d / joint, training={"note": "tiny random test model"})
-    cfg = detector_config(height=128, width=48, encoder_depth=3, decoder_channels=(16, 8, 4))
-    save_weights(build_model(cfg), cfg, d / "detector", training={"note": "tiny random test model"})
-    return d
-
-
-@pytest.fixture(scope="module")
 def tiny_cases(tmp_path_factory):
     from cpak_cli.phantom import make_case, write_case
 

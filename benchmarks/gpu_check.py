@@ -1,0 +1,223 @@
+"""GPU check of `cpak batch`, in under 10 minutes on one CUDA machine: throughput on realistic
+films and GPU-vs-CPU agreement of the landmarks. Prints one JSON object (and writes it with
+``--json``).
+
+    python benchmarks/gpu_check.py [--out /tmp/cpak_gpu_check] [--data DIR] [--count 256]
+        [--device cuda] [--workers N] [--chunk 8] [--cpu-films 16] [--json OUT.json]
+
+(a) films: ``--data DIR``, or ``--count`` realistic phantom films (full size, about 2900 x 7300
+    pixels at 0.14 mm, JPEG 2000 lossless, the ``variety`` look of real films) generated in
+    parallel processes into ``OUT/films`` (films already there are kept, so a rerun starts at
+    once). Generation stops early at ``--gen-limit-s`` (the JSON says how many were made). On
+    this project's 2-core dev machine one film takes 5-7 s of one core, so 256 films take about
+    2 minutes on 16 cores.
+(b) GPU: ``api.run_batch`` on all films with ``--device`` (models loaded and warmed first;
+    ``--workers`` decoding processes, ``--chunk`` films per forward pass): films/s end to end,
+    the main process's time per stage, decoding time per film, and the networks-only rate on the
+    same network inputs (``--net-batch`` per pass), as ``benchmarks/bench_throughput.py``.
+(c) CPU: the first ``--cpu-films`` films again with ``--device cpu``; per landmark the max and
+    median distance (mm) between the GPU and CPU positions (target: within 0.05 mm), angle
+    differences (degrees), CPAK agreement, and legs / landmarks found by one only.
+(d) one JSON: all figures, the GPU name, torch / CUDA / cuDNN versions, CPU count.
+
+It runs on the CPU too (``--device cpu --count 4``: a check of the script itself).
+
+Needs: torch, torchvision, timm, opencv-python(-headless), scipy, safetensors, typer, rich,
+numpy, and the wheels a bare GPU machine may lack: pydicom, pylibjpeg, pylibjpeg-openjpeg,
+pylibjpeg-libjpeg and segmentation-models-pytorch (pure Python; its huggingface-hub, tqdm and
+pillow come with timm). Not Ray. Carry them as wheels and install without the network, from the
+repository root::
+
+    pip download -d wheels pydicom pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg \\
+        segmentation-models-pytorch --no-deps --python-version 3.11 --only-binary=:all:
+    pip install --no-index --no-deps wheels/*.whl && python benchmarks/gpu_check.py --json gpu.json
+
+(``cpak_cli`` itself is imported from the checkout; no install needed.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # cpak_cli from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_throughput beside this file
+
+from bench_throughput import decode_rate, end_to_end, networks_rate  # noqa: E402
+
+TARGET_MM = 0.05
+
+
+def _make_film(job: tuple[Path, int, int]) -> str:
+    """Pool task: render and write phantom film ``index`` of set ``seed`` (JPEG 2000, full size)."""
+    from cpak_cli.phantom import make_case, write_case
+
+    out, seed, index = job
+    case = make_case(seed, index, compression="jpeg2000", variety=True)
+    return str(write_case(case, out)["dicom"])
+
+
+def generate_films(out: Path, count: int, seed: int, procs: int, limit_s: float) -> dict[str, Any]:
+    """(a): ``count`` films in ``out`` (existing ones kept), ``procs`` processes, at most
+    ``limit_s`` seconds. Returns what was made and how fast."""
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(out, seed, i) for i in range(count) if not (out / f"case{i:04d}.dcm").exists()]
+    t0 = time.perf_counter()
+    made = 0
+    stopped = False
+    if todo:
+        ctx = mp.get_context("spawn")  # no fork of a process that may hold CUDA
+        with ctx.Pool(max(1, min(procs, len(todo)))) as pool:
+            for _ in pool.imap_unordered(_make_film, todo):
+                made += 1
+                if time.perf_counter() - t0 > limit_s and made < len(todo):
+                    stopped = True
+                    pool.terminate()
+                    break
+    dt = time.perf_counter() - t0
+    for tmp in out.glob(".*.tmp"):  # a film cut off by terminate() leaves only an atomic-write temp
+        tmp.unlink()
+    return {"folder": str(out), "requested": count, "generated_now": made, "reused": count - len(todo),
+            "processes": procs, "s": round(dt, 2), "films_per_s": round(made / dt, 3) if made else None,
+            "stopped_at_time_limit": stopped}
+
+
+def _commit() -> str | None:
+    """The checkout's git commit, when git and the .git folder are there."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _rows(csv_path: Path) -> tuple[dict[tuple[str, str], dict[str, str]], set[str]]:
+    """Leg rows by (file sha256, side), and the sha256 of every film in the CSV."""
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return {(r["sha256"], r["side"]): r for r in rows if r["side"]}, {r["sha256"] for r in rows}
+
+
+def compare(gpu_csv: Path, cpu_csv: Path) -> dict[str, Any]:
+    """(c): landmark distances (mm) and angle differences (degrees) between the CPU rows and the
+    GPU rows of the same films and legs."""
+    from cpak_cli.core.landmarks import LANDMARKS
+
+    (gpu, _), (cpu, cpu_films) = _rows(gpu_csv), _rows(cpu_csv)
+    common = sorted(set(gpu) & set(cpu))
+    dist: dict[str, list[float]] = {n: [] for n in LANDMARKS}
+    found_by_one: dict[str, int] = {n: 0 for n in LANDMARKS}
+    angles: dict[str, list[float]] = {k: [] for k in ("ldfa", "mpta", "ahka", "jlo", "mhka")}
+    cpak_same = cpak_legs = 0
+    for key in common:
+        g, c = gpu[key], cpu[key]
+        for n in LANDMARKS:
+            gx, gy, cx, cy = (g[f"{n}_x_mm"], g[f"{n}_y_mm"], c[f"{n}_x_mm"], c[f"{n}_y_mm"])
+            if gx and cx:
+                dist[n].append(((float(gx) - float(cx)) ** 2 + (float(gy) - float(cy)) ** 2) ** 0.5)
+            elif bool(gx) != bool(cx):
+                found_by_one[n] += 1
+        for k, v in angles.items():
+            if g[k] and c[k]:
+                v.append(abs(float(g[k]) - float(c[k])))
+        if g["cpak"] or c["cpak"]:
+            cpak_legs += 1
+            cpak_same += g["cpak"] == c["cpak"]
+    per = {n: {"n": len(d), "max_mm": round(max(d), 4) if d else None,
+               "median_mm": round(statistics.median(d), 4) if d else None, "found_by_one_only": found_by_one[n]}
+           for n, d in dist.items()}
+    all_d = [x for d in dist.values() for x in d]
+    worst = max(all_d) if all_d else None
+    return {
+        "legs_compared": len(common),
+        "legs_gpu_only": sum(1 for k in gpu if k[0] in cpu_films and k not in cpu),
+        "legs_cpu_only": sum(1 for k in cpu if k not in gpu),
+        "landmarks": per, "max_mm": None if worst is None else round(worst, 4),
+        "median_mm": round(statistics.median(all_d), 4) if all_d else None,
+        "angles_max_abs_deg": {k: (round(max(v), 4) if v else None) for k, v in angles.items()},
+        "cpak_agreement": f"{cpak_same}/{cpak_legs}",
+        "target_mm": TARGET_MM,
+        "within_target": worst is not None and worst <= TARGET_MM and not any(found_by_one.values()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/cpak_gpu_check"), help="films and CSVs go here")
+    ap.add_argument("--data", type=Path, default=None, help="use these films instead of generating")
+    ap.add_argument("--count", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--gen-procs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--gen-limit-s", type=float, default=240.0, help="stop generating after this long")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    ap.add_argument("--chunk", type=int, default=8)
+    ap.add_argument("--net-batch", type=int, default=64, help="crops per forward pass, networks only")
+    ap.add_argument("--cpu-films", type=int, default=16)
+    ap.add_argument("--capture-mb", type=float, default=4096, help="network inputs kept for the networks-only rate")
+    ap.add_argument("--weights-dir", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    report: dict[str, Any] = {"argv": sys.argv[1:] if argv is None else argv, "commit": _commit()}
+
+    if args.data is None:
+        folder = args.out / "films"
+        report["generation"] = generate_films(folder, args.count, args.seed, args.gen_procs, args.gen_limit_s)
+    else:
+        folder = args.data
+    from cpak_cli import api
+    from cpak_cli.pipeline.batch import find_inputs
+
+    films = find_inputs(folder)
+    if not films:
+        raise SystemExit(f"no DICOM films in {folder}")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    batch = api.BatchOptions(workers=args.workers, chunk=args.chunk, overwrite=True)
+    options = api.MeasureOptions(weights_dir=args.weights_dir, device=args.device)
+    gpu_csv = args.out / "gpu.csv"
+    e2e, timers = end_to_end(folder, films, options, batch, gpu_csv, args.capture_mb)
+    report["end_to_end"] = e2e
+    report["networks_only"] = net = networks_rate(timers, len(films), args.net_batch)
+    del timers
+    if net and net["films_per_s"]:
+        report["end_to_end_over_networks"] = round(e2e["films_per_s"] / net["films_per_s"], 4)
+    report["decode"] = decode_rate(films, 4)
+
+    sub = args.out / "cpu_films"
+    sub.mkdir(exist_ok=True)
+    for p in films[: args.cpu_films]:
+        link = sub / p.name
+        if not link.exists():
+            link.symlink_to(p.resolve())
+    cpu_csv = args.out / "cpu.csv"
+    cpu_options = api.MeasureOptions(weights_dir=args.weights_dir, device="cpu")
+    api.measurer_for(cpu_options)  # models loaded before the clock starts, as on the GPU
+    t0 = time.perf_counter()
+    api.run_batch(sub, cpu_csv, cpu_options, batch)
+    cpu_s = time.perf_counter() - t0
+    n_cpu = len(find_inputs(sub))
+    report["cpu"] = {"films": n_cpu, "wall_s": round(cpu_s, 2), "films_per_s": round(n_cpu / cpu_s, 3)}
+    report["gpu_vs_cpu"] = compare(gpu_csv, cpu_csv)
+    report["total_s"] = round(time.perf_counter() - t_start, 1)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

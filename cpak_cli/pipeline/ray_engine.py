@@ -63,9 +63,12 @@ class MeasureActor:
     turns a batch of decoded films into their CSV rows (JSON text per film) and error flags."""
 
     def __init__(self, measurer_args: Mapping[str, Any], anonymize_salt: str | None, overlays: str | None,
-                 sr_dir: str | None = None, on_result: Callable[[Decoded, Any | None], None] | None = None) -> None:
+                 sr_dir: str | None = None, on_result: Callable[[Decoded, Any | None], None] | None = None,
+                 cwd: str | None = None) -> None:
         from cpak_cli.pipeline.film import Measurer
 
+        if cwd is not None and os.getcwd() != cwd and os.path.isdir(cwd):
+            os.chdir(cwd)  # relative inputs: the SR re-reads the source's header from the driver's folder
         self.measurer = Measurer(**measurer_args)
         self.anonymize_salt = anonymize_salt
         self.overlays = None if overlays is None else Path(overlays)
@@ -149,7 +152,7 @@ def run_batch(
                     fn_constructor_kwargs={"measurer_args": args, "anonymize_salt": anonymize_salt,
                                            "overlays": None if overlays is None else str(Path(overlays).resolve()),
                                            "sr_dir": None if sr_dir is None else str(Path(sr_dir).resolve()),
-                                           "on_result": on_result},
+                                           "on_result": on_result, "cwd": os.getcwd()},
                     compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if use_gpu else 0,
                     num_cpus=actor_cpus, max_task_retries=1,
                 )

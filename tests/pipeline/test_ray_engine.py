@@ -38,25 +38,41 @@ def local_ray():
         ray.shutdown()
 
 
+def _rows(path):
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
 def _batch(films, csv, weights, engine, on_file=None, **kw):
     options = api.MeasureOptions(weights_dir=weights, device="cpu")
     return api.run_batch(films, csv, options, api.BatchOptions(workers=1, chunk=3, engine=engine, **kw), on_file)
 
 
-@pytest.mark.slow  # about 40 s here with the Ray start (2 cores)
+# in the default suite (about 25-40 s with the Ray start on 2 cores): the issue's acceptance test
 def test_ray_engine_writes_the_rows_and_overlays_of_the_local_engine(films, tiny_weights, local_ray, tmp_path,
                                                                       monkeypatch):
     monkeypatch.chdir(films)  # relative inputs: "=notes" must be read, and written neutralised
     local, remote = tmp_path / "local.csv", tmp_path / "ray.csv"
-    s_local = _batch(".", local, tiny_weights, "local", overlays=tmp_path / "ov_local")
-    s_ray = _batch(".", remote, tiny_weights, "ray", overlays=tmp_path / "ov_ray")
+    s_local = _batch(".", local, tiny_weights, "local", overlays=tmp_path / "ov_local", sr_dir=tmp_path / "sr_local",
+                     report=tmp_path / "local.html")
+    s_ray = _batch(".", remote, tiny_weights, "ray", overlays=tmp_path / "ov_ray", sr_dir=tmp_path / "sr_ray",
+                   report=tmp_path / "ray.html")
     text = local.read_text(encoding="utf-8")
+    differing = [(i, k, a[k], b[k]) for i, (a, b) in enumerate(zip(_rows(local), _rows(remote))) for k in a if a[k] != b[k]]
+    assert differing == []
     assert remote.read_text(encoding="utf-8") == text
     assert (s_ray.files, s_ray.failed, s_ray.legs) == (s_local.files, s_local.failed, s_local.legs)
     assert s_ray.files == 6 and s_ray.failed == 2 and s_ray.legs > 0
     assert "\n'=notes," in text and "\ncase0000_truncated.dcm," in text  # error rows, neutralised input
     overlays = {p.name: p.read_bytes() for p in (tmp_path / "ov_local").iterdir()}
     assert overlays and {p.name: p.read_bytes() for p in (tmp_path / "ov_ray").iterdir()} == overlays
+    srs = sorted(p.name for p in (tmp_path / "sr_local").iterdir())  # one SR per film with a leg, same names
+    assert len(srs) == s_local.files - s_local.failed and sorted(p.name for p in (tmp_path / "sr_ray").iterdir()) == srs
+    for name in ("local", "ray"):  # the report's thumbnails were kept by either engine
+        html = (tmp_path / f"{name}.html").read_text(encoding="utf-8")
+        assert html.count("data:image/jpeg;base64,") == s_local.files - s_local.failed
 
 
 @pytest.mark.slow  # about 11 s, and the Ray start when run alone

@@ -25,6 +25,7 @@ from cpak_cli.core.measurement import (
 )
 from cpak_cli.errors import CpakModelError
 from cpak_cli.input.boxes import Box, BoxFile
+from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.loader import LoadedImage
 from cpak_cli.networks.inference import JointModel, LandmarkPrediction, detect_landmarks
 
@@ -144,8 +145,8 @@ class ScanResult:
                 assumed_orientation=img.assumed_orientation,
                 sop_instance_uid=img.sop_instance_uid,
                 study_date=img.study_date,
-                rows=int(img.pixels.shape[0]),
-                cols=int(img.pixels.shape[1]),
+                rows=_shape(img)[0],
+                cols=_shape(img)[1],
             )
         out["box_source"] = self.box_source
         out["boxes"] = {s: {j: list(b) for j, b in jb.items()} for s, jb in self.boxes.items()}
@@ -238,6 +239,19 @@ def assemble_leg(
     return leg
 
 
+def _shape(image: LoadedImage) -> tuple[int, int]:
+    """``(rows, cols)`` of an image without decoding a :class:`FilmSource`."""
+    if isinstance(image, FilmSource):
+        return image.rows, image.cols
+    return int(image.pixels.shape[0]), int(image.pixels.shape[1])
+
+
+def _view(image: LoadedImage) -> Any:
+    """What the networks read: a :class:`FilmSource` itself (overview and windows decoded on
+    demand), else the pixel array."""
+    return image if isinstance(image, FilmSource) else image.pixels
+
+
 class DetectedBoxes(dict):
     """Detector boxes ``{side: {joint: Box}}`` with the film decision (``film``:
     :class:`cpak_cli.networks.detector.FilmDetections`) they came from."""
@@ -324,22 +338,36 @@ class Measurer:
                 "no joint detector loaded; pass --boxes or install the detector weights (cpak_cli/weights/detector)"
             )
         det = self.detector
-        frames = [detector_frame(im.pixels.shape, im.spacing_mm, im.patient_right_on_image_left, det.width, det.height)
+        frames = [detector_frame(_shape(im), im.spacing_mm, im.patient_right_on_image_left, det.width, det.height)
                   for im in images]
-        inputs = np.stack([detector_input(im.pixels, f) for im, f in zip(images, frames)])
+        inputs = np.stack([detector_input(_view(im), f) for im, f in zip(images, frames)])
         probs = predict(det.module, inputs, device=self.device, batch_size=self.batch_size)
         out: list[dict[str, dict[str, Box]]] = []
         for im, f, p in zip(images, frames, probs):
             film = decode_film(p, f, im.spacing_mm, getattr(im, "laterality", None),
-                               film_width_mm=float(im.pixels.shape[1] * im.spacing_mm[1]))
+                               film_width_mm=float(_shape(im)[1] * im.spacing_mm[1]))
             out.append(DetectedBoxes(boxes_from_detections(film.joints), film=film))
         return out
 
     def measure_images(
         self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None] | None = None
     ) -> list[ScanResult]:
-        """Measure several loaded images; crops that share a model share forward passes."""
+        """Measure several loaded images; crops that share a model share forward passes.
+
+        An image from :func:`cpak_cli.input.loader.open_film` (a :class:`FilmSource`) is read
+        through its overview and windows; when none of its windows proved the VOI window the
+        loader would pick (:meth:`FilmSource.confirm_voi`), it is decoded in full and, if the
+        loader picks another mapping, measured again from the full decode."""
         boxes = list(boxes) if boxes is not None else [None] * len(images)
+        results = self._measure_images(images, boxes)
+        redo = [i for i, im in enumerate(images) if isinstance(im, FilmSource) and not im.confirm_voi()]
+        if redo:
+            again = self._measure_images([images[i] for i in redo], [boxes[i] for i in redo])
+            for i, res in zip(redo, again):
+                results[i] = res
+        return results
+
+    def _measure_images(self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None]) -> list[ScanResult]:
         need = [i for i, b in enumerate(boxes) if b is None]
         detected = self.detect_boxes([images[i] for i in need]) if need else []
         all_boxes: list[dict[str, dict[str, Box]]] = []
@@ -353,7 +381,7 @@ class Measurer:
                 all_boxes.append({s: dict(j) for s, j in b.boxes.items()})
                 sources.append("file")
         preds = detect_landmarks(
-            [im.pixels for im in images], all_boxes, [im.spacing_mm for im in images], self.models,
+            [_view(im) for im in images], all_boxes, [im.spacing_mm for im in images], self.models,
             orientations=[im.patient_right_on_image_left for im in images], method=self.method,
             device=self.device, batch_size=self.batch_size,
         )
@@ -364,7 +392,7 @@ class Measurer:
                      for bx, pr, im, src in zip(all_boxes, preds, images, sources)]
             if any(moved):
                 again = detect_landmarks(
-                    [im.pixels for im in images], moved, [im.spacing_mm for im in images], self.models,
+                    [_view(im) for im in images], moved, [im.spacing_mm for im in images], self.models,
                     orientations=[im.patient_right_on_image_left for im in images], method=self.method,
                     device=self.device, batch_size=self.batch_size,
                 )

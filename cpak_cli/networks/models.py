@@ -131,6 +131,23 @@ def build_model(cfg: ModelConfig) -> "torch.nn.Module":
         raise CpakModelError(f"cannot build encoder {cfg.encoder!r}: {' '.join(str(exc).split())[:200]}") from None
 
 
+def build_inference_model(cfg: ModelConfig, *, empty: bool = False) -> "torch.nn.Module":
+    """The network for ``cfg`` as inference builds it: the plain-torch
+    :class:`cpak_cli.networks.unet.ResNet10tUnet` (same state-dict names, same outputs as
+    :func:`build_model`; no segmentation-models-pytorch import) for the encoders it covers
+    (:data:`cpak_cli.networks.unet.NATIVE_ENCODERS`), else :func:`build_model`. ``empty``
+    allocates no initialised weights (``meta`` tensors) for a model whose every tensor is about
+    to be loaded with ``load_state_dict(..., assign=True)``."""
+    from cpak_cli.networks.unet import NATIVE_ENCODERS, ResNet10tUnet
+
+    if cfg.encoder not in NATIVE_ENCODERS:
+        return build_model(cfg)
+    import torch
+
+    with torch.device("meta") if empty else torch.device("cpu"):
+        return ResNet10tUnet(cfg.encoder_depth, cfg.decoder_channels, cfg.in_channels, cfg.classes)
+
+
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; otherwise checked and returned."""
     import torch
@@ -385,7 +402,7 @@ def load_model(
         tensors = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CpakModelError(f"{wpath}: not a valid safetensors file ({' '.join(str(exc).split())[:160]})") from None
-    model = build_model(cfg)
+    model = build_inference_model(cfg, empty=True)
     expected = model.state_dict()
     missing = [k for k in expected if k not in tensors]
     extra = [k for k in tensors if k not in expected]
@@ -402,7 +419,7 @@ def load_model(
             )
     state = {k: (t.to(expected[k].dtype) if t.is_floating_point() else t.to(expected[k].dtype)) for k, t in tensors.items()}
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise CpakModelError(f"{wpath}: cannot load weights ({' '.join(str(exc).split())[:160]})") from None
     if "num_tensors" in card and int(card["num_tensors"]) != len(tensors):
@@ -526,7 +543,7 @@ def record_accuracy(name_or_path: str | Path, accuracy: dict[str, Any], weights_
 
 
 __all__: Sequence[str] = (
-    "ModelConfig", "build_model", "resolve_device", "to_input", "predict", "weights_dir", "model_paths",
+    "ModelConfig", "build_model", "build_inference_model", "resolve_device", "to_input", "predict", "weights_dir", "model_paths",
     "state_dict_fp16", "save_weights", "read_card", "card_config", "load_model", "list_models",
     "accuracy_summary", "model_size_fp16", "record_accuracy", "MAX_FILE_BYTES", "MAX_TOTAL_BYTES",
 )

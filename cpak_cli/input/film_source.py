@@ -35,10 +35,11 @@ from cpak_cli.input.image import LoadedImage
 from cpak_cli.input.orientation import Orientation
 from cpak_cli.input.values import window_to_unit
 
-__all__ = ["FilmSource", "J2KPixels", "UnitMap"]
+__all__ = ["FilmSource", "J2KPixels", "ReducedView", "UnitMap", "ViewLost"]
 
-#: The smallest window side (pixels) that must not be constant; smaller ones are not checked.
-MIN_CHECKED_SIDE = 16
+#: The smallest window side (pixels) that must not be constant (a joint window of a real film
+#: never is: a constant one means a broken decode); smaller ones are not checked.
+MIN_CHECKED_SIDE = 48
 
 
 @dataclass(frozen=True)
@@ -68,32 +69,67 @@ class UnitMap:
         return np.clip(unit, 0.0, 1.0).astype(np.float32)
 
 
-@dataclass(frozen=True)
 class J2KPixels:
     """The stored pixels of one JPEG 2000 frame, decoded piecewise: ``codestream`` bytes,
     ``shape`` (stored rows, cols), ``levels`` (wavelet levels), ``dtype`` (uint8/uint16, as
-    pydicom returns them) and the value map."""
+    pydicom returns them), the value map, and ``reuse`` (a single-tile codestream: parsed
+    decoders are kept per level and reused, one thread at a time each). Pickles without them."""
 
-    codestream: bytes
-    shape: tuple[int, int]
-    levels: int
-    dtype: str
-    unit_map: UnitMap
+    def __init__(self, codestream: bytes, shape: tuple[int, int], levels: int, dtype: str, unit_map: UnitMap,
+                 reuse: bool = False) -> None:
+        self.codestream, self.shape, self.levels, self.dtype = codestream, shape, levels, dtype
+        self.unit_map, self.reuse = unit_map, reuse
+        self._free: dict[int, list[Any]] = {}
+        self._lock = threading.Lock()
 
-    def stored(self, level: int = 0, area: tuple[int, int, int, int] | None = None, threads: int = 1) -> np.ndarray:
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_free", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._free, self._lock = {}, threading.Lock()
+
+    def _decode(self, level: int, area: tuple[int, int, int, int] | None) -> np.ndarray:
+        from cpak_cli.input.openjp2 import Decoder, decode
+
+        if not self.reuse:
+            return decode(self.codestream, level, area)
+        with self._lock:
+            free = self._free.setdefault(level, [])
+            dec = free.pop() if free else None
+        if dec is None:
+            dec = Decoder(self.codestream, level)
+        try:
+            out = dec.decode(area)
+        except BaseException:
+            dec.close()
+            raise
+        with self._lock:
+            self._free.setdefault(level, []).append(dec)
+        return out
+
+    def release(self) -> None:
+        """Free the kept decoders (they are made again when needed)."""
+        with self._lock:
+            decoders = [d for ds in self._free.values() for d in ds]
+            self._free = {}
+        for d in decoders:
+            d.close()
+
+    def stored(self, level: int = 0, area: tuple[int, int, int, int] | None = None,
+               check_constant: bool = True) -> np.ndarray:
         """Stored values of ``area`` (x0, y0, x1, y1 in stored full-resolution pixels, end
         exclusive; None = all) at ``level``; raises J2KError / ValueError when the decoder fails
-        or returns a wrong or constant array."""
-        from cpak_cli.input.openjp2 import decode
-
+        or returns a wrong array, or (``check_constant``) a constant one at least
+        :data:`MIN_CHECKED_SIDE` pixels on each side."""
         rows, cols = self.shape
         x0, y0, x1, y1 = area if area is not None else (0, 0, cols, rows)
         step = 2**level
         want = (math.ceil(y1 / step) - math.ceil(y0 / step), math.ceil(x1 / step) - math.ceil(x0 / step))
-        out = decode(self.codestream, level, area, threads)
+        out = self._decode(level, area)
         if tuple(out.shape) != want:
             raise ValueError(f"decoded {tuple(out.shape)} pixels, expected {want}")
-        if min(want) >= MIN_CHECKED_SIDE and int(out.min()) == int(out.max()):
+        if check_constant and min(want) >= MIN_CHECKED_SIDE and int(out.min()) == int(out.max()):
             raise ValueError("decoded window is constant")
         info = np.iinfo(self.dtype)
         if int(out.min()) < info.min or int(out.max()) > info.max:
@@ -101,12 +137,18 @@ class J2KPixels:
         return out.astype(self.dtype)
 
 
+class ViewLost(RuntimeError):
+    """A reduced view was asked of a source that has fallen back to its full decode (read the
+    full-resolution film instead)."""
+
+
 class FilmSource(LoadedImage):
     """A :class:`LoadedImage` decoded on demand (see the module docstring).
 
     ``fast`` is True while pieces are decoded from the codestream; after a fallback the full
     image is held and every view is cut from it. Pickles with the codestream (for worker
-    processes), never with decoded full-resolution pixels. Thread-safe.
+    processes) and any overview decoded so far, not with decoded full-resolution pixels (after
+a fallback: with the full decode). Thread-safe.
     """
 
     voi_proven: bool
@@ -137,7 +179,8 @@ class FilmSource(LoadedImage):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_lock", None)
-        state["_full"] = None
+        if self.fast:  # the codestream travels, not a decoded copy of the whole film
+            state["_full"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -171,56 +214,96 @@ class FilmSource(LoadedImage):
                 self._set("_full", load_image(path, pixel_spacing=pixel_spacing, fallback_spacing=fallback_spacing).pixels)
             return self._full  # type: ignore[return-value]
 
+    def release(self) -> None:
+        """Free the kept JPEG 2000 decoders (views can still be read; they decode again)."""
+        self._src.release()
+
     def _fall_back(self, reason: str) -> None:
         if self._fallback_reason is None:
             self._set("_fallback_reason", reason)
         _ = self.pixels
 
     # ------------------------------------------------------------------ views
+    def level_for(self, max_factor: float) -> int:
+        """The reduction level (``2**level`` times smaller) for a view at most ``max_factor``
+        times coarser than the film: 0 after a fallback, at most the codestream's levels."""
+        if max_factor < 2 or not self.fast:
+            return 0
+        return min(int(math.floor(math.log2(max_factor))), self._src.levels)
+
+    def view_matrix(self, level: int) -> np.ndarray:
+        """2x3 affine from pixels ``(u, v)`` of the head-up view at ``level`` to the film's
+        pixels ``(x, y)``: view sample ``i`` lies on stored pixel ``2**level * i``."""
+        step = float(2**level)
+        m = np.array([[step, 0.0, 0.0], [0.0, step, 0.0]])
+        if self._orientation.flip_vertical:  # head-up row y = rows-1 - step*(R-1-v)
+            m[1, 2] = (self.rows - 1) - step * (math.ceil(self.rows / step) - 1)
+        return m
+
     def overview(self, max_factor: float) -> tuple[np.ndarray, np.ndarray]:
-        """The film reduced by ``2**level``, the largest power of two not above ``max_factor``
-        (at most the codestream's levels), head-up, float32 ``[0, 1]``, and the 2x3 affine from
-        its pixels ``(u, v)`` to the film's pixels ``(x, y)``. After a fallback (or with
-        ``max_factor < 2``) this is the full film and the identity."""
-        level = 0 if max_factor < 2 else min(int(math.floor(math.log2(max_factor))), self._src.levels)
-        if level > 0 and self.fast:
+        """The whole film reduced by ``2**level`` (:meth:`level_for`), head-up, float32
+        ``[0, 1]``, and :meth:`view_matrix` (view pixels -> film pixels); cached. At level 0
+        (``max_factor < 2``, or after a fallback) the full film and the identity."""
+        level = self.level_for(max_factor)
+        if level > 0:
             with self._lock:
                 cached = self._overviews.get(level)
             if cached is not None:
                 return cached
+            step = 2**level
+            rows, cols = math.ceil(self.rows / step), math.ceil(self.cols / step)
             try:
-                view = self._oriented(self._src.unit_map.apply(self._src.stored(level)))
-            except (RuntimeError, ValueError, MemoryError) as exc:
-                self._fall_back(f"overview: {exc}")
+                view = self.read(level, 0, 0, cols, rows)
+            except ViewLost:
+                pass
             else:
-                step = float(2**level)
-                m = np.array([[step, 0.0, 0.0], [0.0, step, 0.0]])
-                if self._orientation.flip_vertical:  # head-up row y = rows-1 - step*(R-1-v)
-                    m[1, 2] = (self.rows - 1) - step * (view.shape[0] - 1)
                 with self._lock:
-                    self._overviews[level] = (view, m)
-                return view, m
+                    self._overviews[level] = (view, self.view_matrix(level))
+                return view, self.view_matrix(level)
         return self.pixels, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
-    def window(self, xa: int, ya: int, xb: int, yb: int, threads: int = 1) -> np.ndarray:
+    def reduced(self, max_factor: float) -> "ReducedView | None":
+        """Windows of the film at the coarsest level not above ``max_factor`` (None at level 0:
+        read :meth:`window` itself)."""
+        level = self.level_for(max_factor)
+        return ReducedView(self, level) if level > 0 else None
+
+    def window(self, xa: int, ya: int, xb: int, yb: int) -> np.ndarray:
         """Head-up pixels ``[ya:yb, xa:xb]`` as float32 ``(yb - ya, xb - xa)``; area outside the
-        film reads 0 (the convention of :func:`cpak_cli.networks.crops.sample_crop`)."""
-        out = np.zeros((yb - ya, xb - xa), dtype=np.float32)
-        x0, y0, x1, y1 = max(xa, 0), max(ya, 0), min(xb, self.cols), min(yb, self.rows)
-        if x0 >= x1 or y0 >= y1:
+        film reads 0 (the convention of :func:`cpak_cli.networks.crops.sample_crop`). Exactly the
+        full decode's values."""
+        return self.read(0, xa, ya, xb, yb)
+
+    def read(self, level: int, ua: int, va: int, ub: int, vb: int) -> np.ndarray:
+        """Head-up view pixels ``[va:vb, ua:ub]`` at ``level`` (float32, 0 outside the film).
+        A level-0 window with contrast under the VOI window proves the VOI choice
+        (:attr:`voi_proven`); a coarser one checks a small level-0 patch at its centre."""
+        step = 2**level
+        rows, cols = math.ceil(self.rows / step), math.ceil(self.cols / step)
+        out = np.zeros((vb - va, ub - ua), dtype=np.float32)
+        u0, v0, u1, v1 = max(ua, 0), max(va, 0), min(ub, cols), min(vb, rows)
+        if u0 >= u1 or v0 >= v1:
             return out
         if self.fast:
             try:
-                block = self._oriented(self._src.unit_map.apply(self._src.stored(0, self._stored_area(x0, y0, x1, y1),
-                                                                                  threads)))
+                c0, r0, c1, r1 = self._stored_area(u0, v0, u1, v1, rows)
+                srows, scols = self._src.shape
+                area = (c0 * step, r0 * step, min(c1 * step, scols), min(r1 * step, srows))
+                block = self._oriented(self._src.unit_map.apply(self._src.stored(level, area)))
             except (RuntimeError, ValueError, MemoryError) as exc:
-                self._fall_back(f"window: {exc}")
+                self._fall_back(f"level {level} window: {exc}")
             else:
-                if not self.voi_proven and float(block.max()) - float(block.min()) > 1e-6:
+                out[v0 - va : v1 - va, u0 - ua : u1 - ua] = block
+                if level == 0 and not self.voi_proven and float(block.max()) - float(block.min()) > 1e-6:
                     self._set("voi_proven", True)
-                out[y0 - ya : y1 - ya, x0 - xa : x1 - xa] = block
+                elif level > 0 and not self.voi_proven:
+                    x, y = self.view_matrix(level) @ np.array([(u0 + u1) / 2, (v0 + v1) / 2, 1.0])
+                    self._probe_voi(int(x), int(y))
                 return out
-        out[y0 - ya : y1 - ya, x0 - xa : x1 - xa] = self.pixels[y0:y1, x0:x1]
+        if level > 0:
+            raise ViewLost(f"{self.path}: no level-{level} view after falling back to the full decode "
+                           f"({self._fallback_reason})")
+        out[v0 - va : v1 - va, u0 - ua : u1 - ua] = self.pixels[v0:v1, u0:u1]
         return out
 
     def confirm_voi(self) -> bool:
@@ -243,11 +326,27 @@ class FilmSource(LoadedImage):
         return False
 
     # ------------------------------------------------------------------ frames
-    def _stored_area(self, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
-        """Head-up window (end exclusive) -> the stored image's (x0, y0, x1, y1)."""
+    def _probe_voi(self, x: int, y: int, half: int = 32) -> None:
+        """Decode a small full-resolution patch around film pixel ``(x, y)``; contrast under the
+        VOI window proves the VOI choice. A failure here proves nothing and changes nothing."""
+        x0, y0 = max(x - half, 0), max(y - half, 0)
+        x1, y1 = min(x + half, self.cols), min(y + half, self.rows)
+        if x0 >= x1 or y0 >= y1:
+            return
+        try:
+            c0, r0, c1, r1 = self._stored_area(x0, y0, x1, y1, self.rows)
+            patch = self._src.unit_map.apply(self._src.stored(0, (c0, r0, c1, r1), check_constant=False))
+        except (RuntimeError, ValueError, MemoryError):
+            return
+        if float(patch.max()) - float(patch.min()) > 1e-6:
+            self._set("voi_proven", True)
+
+    def _stored_area(self, x0: int, y0: int, x1: int, y1: int, rows: int) -> tuple[int, int, int, int]:
+        """Head-up window (end exclusive) of a view ``rows`` high -> the stored view's
+        (x0, y0, x1, y1)."""
         o = self._orientation
         if o.flip_vertical:
-            y0, y1 = self.rows - y1, self.rows - y0
+            y0, y1 = rows - y1, rows - y0
         return (y0, x0, y1, x1) if o.transpose else (x0, y0, x1, y1)
 
     def _oriented(self, stored: np.ndarray) -> np.ndarray:
@@ -256,3 +355,16 @@ class FilmSource(LoadedImage):
             out = out[::-1, :]
         return np.ascontiguousarray(out)
 
+
+
+class ReducedView:
+    """Windows of a :class:`FilmSource` at one reduction level: ``window(ua, va, ub, vb)`` gives
+    head-up view pixels (float32, 0 outside) and ``to_image`` maps view pixels to film pixels
+    (what :func:`cpak_cli.networks.crops.sample_crop` needs to resample from it)."""
+
+    def __init__(self, source: FilmSource, level: int) -> None:
+        self.source, self.level = source, level
+        self.to_image = source.view_matrix(level)
+
+    def window(self, ua: int, va: int, ub: int, vb: int) -> np.ndarray:
+        return self.source.read(self.level, ua, va, ub, vb)

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["J2KError", "J2KHeader", "available", "find_library", "read_header", "decode", "library_version"]
+__all__ = ["Decoder", "J2KError", "J2KHeader", "available", "find_library", "read_header", "decode", "library_version"]
 
 _CODEC_J2K = 0
 _MIN_VERSION = (2, 3, 0)  # repeated / sub-window decoding with reduced resolution works from 2.3
@@ -274,6 +274,61 @@ def read_header(data: bytes) -> J2KHeader:
         s.close()
 
 
+class Decoder:
+    """One parsed codestream decoding areas at one resolution ``level``, again and again
+    (OpenJPEG >= 2.3 keeps a single-tile codestream's packets between calls, so each area after
+    the first skips re-reading the codestream). Not thread-safe: one thread at a time;
+    :meth:`close` (or garbage collection) frees the library's memory."""
+
+    def __init__(self, data: bytes, level: int = 0, threads: int = 1) -> None:
+        lib = find_library()
+        if lib is None:
+            raise J2KError("no OpenJPEG library")
+        self._s: _Session | None = _Session(lib, bytes(data), threads)
+        self.header = _header_of(self._s.image.contents)
+        self.level = int(level)
+        if self.level and not lib.opj_set_decoded_resolution_factor(self._s.codec, self.level):
+            why = self._s._why(f"codestream has no resolution level {level}")
+            self.close()
+            raise J2KError(why)
+
+    def decode(self, area: Sequence[int] | None = None) -> np.ndarray:
+        """int32 ``(rows, cols)`` stored values of ``area`` (full-resolution ``(x0, y0, x1,
+        y1)``, end exclusive; None = the whole image) at this decoder's level."""
+        s = self._s
+        if s is None:
+            raise J2KError("decoder closed")
+        lib, img, head = s.lib, s.image, self.header
+        x0, y0, x1, y1 = (int(v) for v in area) if area is not None else (0, 0, head.width, head.height)
+        if not (0 <= x0 < x1 <= head.width and 0 <= y0 < y1 <= head.height):
+            raise J2KError(f"area {(x0, y0, x1, y1)} outside the {head.width}x{head.height} image")
+        s.errors.clear()
+        ox, oy = head.x0, head.y0
+        if not lib.opj_set_decode_area(s.codec, img, ox + x0, oy + y0, ox + x1, oy + y1):
+            raise J2KError(s._why("cannot set the decode area"))
+        if not lib.opj_decode(s.codec, s.stream, img):
+            raise J2KError(s._why("decoding failed"))
+        comp = img.contents.comps[0]
+        h, w = int(comp.h), int(comp.w)
+        if h < 1 or w < 1 or not comp.data:
+            raise J2KError("decoder returned no pixels")
+        out = np.ctypeslib.as_array(comp.data, shape=(h * w,)).reshape(h, w).copy()
+        if s.errors:
+            raise J2KError(s._why("decoder reported errors"))
+        return out
+
+    def close(self) -> None:
+        if self._s is not None:
+            self._s.close()
+            self._s = None
+
+    def __del__(self) -> None:  # pragma: no cover - depends on the garbage collector
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
+
+
 def decode(data: bytes, level: int = 0, area: Sequence[int] | None = None, threads: int = 1) -> np.ndarray:
     """Decode the first component of a JPEG 2000 codestream.
 
@@ -291,32 +346,8 @@ def decode(data: bytes, level: int = 0, area: Sequence[int] | None = None, threa
         J2KError: no library, a corrupt codestream, an area outside the image, a level the
             codestream does not have.
     """
-    lib = find_library()
-    if lib is None:
-        raise J2KError("no OpenJPEG library")
-    s = _Session(lib, bytes(data), threads)
+    dec = Decoder(data, level, threads)
     try:
-        img = s.image
-        head = _header_of(img.contents)
-        if level and not lib.opj_set_decoded_resolution_factor(s.codec, int(level)):
-            raise J2KError(s._why(f"codestream has no resolution level {level}"))
-        if area is not None:
-            x0, y0, x1, y1 = (int(v) for v in area)
-            if not (0 <= x0 < x1 <= head.width and 0 <= y0 < y1 <= head.height):
-                raise J2KError(f"area {tuple(area)} outside the {head.width}x{head.height} image")
-            ox, oy = head.x0, head.y0
-            if not lib.opj_set_decode_area(s.codec, img, ox + x0, oy + y0, ox + x1, oy + y1):
-                raise J2KError(s._why("cannot set the decode area"))
-        if not lib.opj_decode(s.codec, s.stream, img):
-            raise J2KError(s._why("decoding failed"))
-        lib.opj_end_decompress(s.codec, s.stream)
-        comp = img.contents.comps[0]
-        h, w = int(comp.h), int(comp.w)
-        if h < 1 or w < 1 or not comp.data:
-            raise J2KError("decoder returned no pixels")
-        out = np.ctypeslib.as_array(comp.data, shape=(h * w,)).reshape(h, w).copy()
-        if s.errors:
-            raise J2KError(s._why("decoder reported errors"))
-        return out
+        return dec.decode(area)
     finally:
-        s.close()
+        dec.close()

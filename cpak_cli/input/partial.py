@@ -84,6 +84,6 @@ def partial_pixels(ds: Any, ts: Any, phot_u: str) -> J2KPixels | None:
         if (head.width, head.height, head.precision, head.signed) != (cols, rows, bits_stored, False):
             return None
         dtype = "uint8" if bits_stored <= 8 else "uint16"
-        return J2KPixels(codestream, (rows, cols), info.levels, dtype, unit_map)
+        return J2KPixels(codestream, (rows, cols), info.levels, dtype, unit_map, reuse=info.tiles == 1)
     except Exception:  # noqa: BLE001 - anything odd: the full decoder decides and reports
         return None

@@ -71,6 +71,12 @@ def image_to_crop(points_xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return apply(invert(matrix), points_xy)
 
 
+#: A crop that down-samples an image that decodes on demand by at least twice this reads a view
+#: of it reduced by a power of two that still has this many view pixels per crop pixel (the
+#: Gaussian low-pass below then still does most of the anti-aliasing).
+WINDOW_OVERSAMPLING = 2.0
+
+
 def sample_crop(image: Any, matrix: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Resample ``image`` through the crop affine into a ``size x size`` float32 crop (``size``
     may be ``(width, height)`` for a non-square frame).
@@ -78,7 +84,10 @@ def sample_crop(image: Any, matrix: np.ndarray, size: int | tuple[int, int]) -> 
     ``image`` is a 2-D float array, or an image that decodes its pixels on demand: anything with
     a ``window(xa, ya, xb, yb)`` method returning pixels ``[ya:yb, xa:xb]`` as float32 with 0
     outside the image (:class:`cpak_cli.input.film_source.FilmSource`); only the window the crop
-    needs is read, and the crop is the same as from the whole array.
+    needs is read. When such an image also offers ``reduced(max_factor)`` views and the crop
+    down-samples by ``2 * WINDOW_OVERSAMPLING`` or more, the window is read from a view
+    ``2**k`` times smaller (the wavelet's low-pass band) holding at least ``WINDOW_OVERSAMPLING``
+    view pixels per crop pixel; otherwise the crop is the same as from the whole array.
 
     Out-of-image area reads as 0. When the crop is smaller than the box (down-sampling), the
     source window is low-pass filtered first (Gaussian, sigma = 0.4 x scale) against aliasing.
@@ -89,6 +98,15 @@ def sample_crop(image: Any, matrix: np.ndarray, size: int | tuple[int, int]) -> 
     width, height = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
     corners = apply(m, np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5], [width - 0.5, height - 0.5]]))
     scale = max(abs(m[0, 0]) + abs(m[0, 1]), abs(m[1, 0]) + abs(m[1, 1]))
+    if hasattr(image, "reduced") and scale >= 2 * WINDOW_OVERSAMPLING:
+        from cpak_cli.input.film_source import ViewLost
+
+        view = image.reduced(scale / WINDOW_OVERSAMPLING)
+        if view is not None:
+            try:
+                return sample_crop(view, compose(invert(view.to_image), m), size)
+            except ViewLost:  # the source fell back to its full decode meanwhile
+                pass
     pad = int(np.ceil(2 * max(scale, 1.0))) + 2
     xa = int(np.floor(corners[:, 0].min())) - pad
     ya = int(np.floor(corners[:, 1].min())) - pad

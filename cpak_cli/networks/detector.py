@@ -101,6 +101,15 @@ def detector_input(image: Any, frame: DetectorFrame) -> np.ndarray:
     return normalize_crop(sample_crop(image, frame.matrix, size))
 
 
+def prefetch_overview(image: Any, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT) -> None:
+    """Decode (and cache) the reduced view :func:`detector_input` reads from an image that
+    decodes on demand (a :class:`cpak_cli.input.film_source.FilmSource`; anything else: no-op)."""
+    if not hasattr(image, "overview"):
+        return
+    frame = detector_frame((image.rows, image.cols), image.spacing_mm, image.patient_right_on_image_left, width, height)
+    image.overview(frame.mm_per_px / (OVERVIEW_OVERSAMPLING * max(image.spacing_mm)))
+
+
 def detector_targets(centres: Mapping[str, Mapping[str, tuple[float, float]]], frame: DetectorFrame,
                      radius_mm: float = TARGET_RADIUS_MM) -> np.ndarray:
     """Training masks ``(6, height, width)``: a disc per joint centre present (patient sides)."""

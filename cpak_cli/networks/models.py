@@ -175,7 +175,8 @@ def to_input(crops: "np.ndarray") -> "np.ndarray":
 def predict(model: "torch.nn.Module", crops: "np.ndarray", device: str = "cpu", batch_size: int = 8) -> "np.ndarray":
     """Probability maps ``(N, C, S, S)`` float32 for normalised crops ``(N, S, S)`` (model in eval mode).
 
-    Uses autocast (bf16 if supported, else fp16) on CUDA; float32 on CPU.
+    Uses autocast (bf16 if supported, else fp16) on CUDA; float32 on CPU. Inputs go in the
+    channels-last layout when the model's weights are in it (:func:`load_model`).
     """
     import numpy as np
     import torch
@@ -186,10 +187,15 @@ def predict(model: "torch.nn.Module", crops: "np.ndarray", device: str = "cpu", 
     model.eval()
     dev = torch.device(device)
     use_amp = dev.type == "cuda"
+    first = next(iter(model.parameters()), None)
+    channels_last = first is not None and first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last) \
+        and not first.is_contiguous()
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     with torch.inference_mode():
         for i in range(0, len(x_all), max(1, batch_size)):
             x = torch.from_numpy(x_all[i : i + batch_size]).to(dev)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
                 logits = model(x)
             outs.append(torch.sigmoid(logits.float()).cpu().numpy())
@@ -424,7 +430,10 @@ def load_model(
         raise CpakModelError(f"{wpath}: cannot load weights ({' '.join(str(exc).split())[:160]})") from None
     if "num_tensors" in card and int(card["num_tensors"]) != len(tensors):
         raise CpakModelError(f"{wpath}: card says {card['num_tensors']} tensors, file has {len(tensors)}")
+    # channels-last (NHWC) convolutions: about a third less CPU time with oneDNN than NCHW for
+    # these small U-Nets (logits equal to 1e-5); predict() feeds inputs in the same layout
     model.to(torch.device(resolve_device(device)))
+    model.to(memory_format=torch.channels_last)
     model.eval()
     card = dict(card)
     card["config"] = cfg

@@ -365,6 +365,9 @@ class Measurer:
             again = self._measure_images([images[i] for i in redo], [boxes[i] for i in redo])
             for i, res in zip(redo, again):
                 results[i] = res
+        for im in images:
+            if isinstance(im, FilmSource):
+                im.release()
         return results
 
     def _measure_images(self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None]) -> list[ScanResult]:

@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmark this checkout, not another installed copy
+
 
 def full_decode_seconds(films: list[Path]) -> float:
     """Seconds to read and fully decode every film with pydicom, one after another."""
@@ -42,7 +45,7 @@ def batch_seconds(data: Path, workers: int, device: str) -> float:
         cmd = [sys.executable, "-m", "cpak_cli", "batch", str(data), "--csv", str(Path(tmp) / "out.csv"),
                "--workers", str(workers), "--device", device]
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, cwd=Path(__file__).resolve().parents[1])
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
         return time.perf_counter() - t0
 
 

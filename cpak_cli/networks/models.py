@@ -32,6 +32,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
+# OpenMP threads that wait by sleeping, not spinning: on a small shared CPU (2 cores, other
+# processes busy) torch's spinning worker threads made a cold `cpak measure` up to twice as slow.
+# Read when torch is first imported (all imports of torch here are local); a user's setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 #: Per-file and total size budgets of the shipped weights (bytes).
 MAX_FILE_BYTES = 16 * 2**20
 MAX_TOTAL_BYTES = 48 * 2**20

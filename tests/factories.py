@@ -315,6 +315,33 @@ def make_dx(
     return ds
 
 
+def ramp_film(rows: int = 320, cols: int = 120, bits: int = 12, seed: int = 0) -> np.ndarray:
+    """A ``bits``-bit film (uint16) large enough for a multi-level JPEG 2000 codestream: a
+    diagonal ramp (smooth: the wavelet's low-pass band samples it faithfully) plus a few bright
+    'bones' and noise, so that no 48-pixel window is constant."""
+    g = np.random.default_rng(seed)
+    top = (1 << bits) - 1
+    y, x = np.mgrid[0:rows, 0:cols]
+    img = 0.15 * top + 0.5 * top * (y / rows) + 0.2 * top * (x / cols)
+    for cy, cx in ((rows * 0.2, cols * 0.3), (rows * 0.5, cols * 0.7), (rows * 0.8, cols * 0.4)):
+        img += 0.1 * top * (np.hypot(y - cy, x - cx) < min(rows, cols) * 0.12)
+    img += g.normal(0, top * 0.004, img.shape)
+    return np.clip(np.round(img), 0, top).astype(np.uint16)
+
+
+def make_j2k_dx(pixels: np.ndarray | None = None, **kw: Any) -> Dataset:
+    """:func:`make_dx` compressed as JPEG 2000 lossless (pylibjpeg-openjpeg's encoder, the
+    default 6 resolutions); a window of (2048, 4096) unless ``window`` is given (None: none)."""
+    from pydicom.uid import JPEG2000Lossless
+
+    pixels = ramp_film() if pixels is None else pixels
+    kw.setdefault("window", (2048.0, 4096.0))
+    kw.setdefault("bits_stored", 12)
+    ds = make_dx(pixels=pixels, **kw)
+    ds.compress(JPEG2000Lossless, pixels, generate_instance_uid=False)
+    return ds
+
+
 def write(ds: Dataset, path: Path) -> Path:
     ds.save_as(path, enforce_file_format=True)
     return path

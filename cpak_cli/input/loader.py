@@ -54,8 +54,10 @@ import numpy as np
 
 from cpak_cli.errors import CpakInputError
 from cpak_cli.input.dicom_decode import check_image_kind, decode_unit, read_dataset, transfer_syntax
+from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.image import LoadedImage
 from cpak_cli.input.orientation import ORIENTATION_TURNS, Orientation, apply_orientation, parse_orientation
+from cpak_cli.input.partial import partial_pixels
 from cpak_cli.input.raster import load_raster
 from cpak_cli.input.sniff import image_format, is_probably_dicom, looks_like_dicom, read_head
 from cpak_cli.input.spacing import (
@@ -66,11 +68,13 @@ from cpak_cli.input.spacing import (
     spacing_from_dicom,
 )
 from cpak_cli.input.tags import raw_str, short
-from cpak_cli.input.values import INVERSIONS
+from cpak_cli.input.values import INVERSIONS, polarity
 
 __all__ = [
     "LoadedImage",
+    "FilmSource",
     "load_image",
+    "open_film",
     "is_probably_dicom",
     "SPACING_SOURCES",
     "UNCORRECTED_SPACING_SOURCES",
@@ -158,20 +162,24 @@ def _spacing(
 
 def _load_dicom(
     path: Path, spath: str, pixel_spacing: tuple[float, float] | None, has_dicm: bool,
-    fallback_spacing: tuple[float, float] | None = None,
+    fallback_spacing: tuple[float, float] | None = None, lazy: bool = False,
 ) -> LoadedImage:
     ds, early_note = read_dataset(path, spath, has_dicm)
     photometric, phot_u = check_image_kind(spath, ds)
     ts = transfer_syntax(spath, ds)
-    unit, voi_source, inversion = decode_unit(spath, ds, ts, early_note, phot_u)
+    pieces = partial_pixels(ds, ts, phot_u) if lazy else None
+    if pieces is None:
+        unit, voi_source, inversion = decode_unit(spath, ds, ts, early_note, phot_u)
+        stored_shape = (int(unit.shape[0]), int(unit.shape[1]))
+    else:
+        stored_shape, voi_source, inversion = pieces.shape, "window", polarity(phot_u, ds)
     orientation = parse_orientation(spath, raw_str(ds, "PatientOrientation"))
-    turned_rows = unit.shape[1] if orientation.transpose else unit.shape[0]
+    turned_rows = stored_shape[1] if orientation.transpose else stored_shape[0]
     spacing, source = _spacing(spath, ds, orientation, turned_rows, pixel_spacing, fallback_spacing)
-    turned, spacing = apply_orientation(unit.astype(np.float32), spacing, orientation)
     ts_name = ts.name if ts.name != str(ts) else None
-    return LoadedImage(
-        pixels=turned,
-        spacing_mm=spacing,
+    turned_shape = stored_shape[::-1] if orientation.transpose else stored_shape
+    meta: dict[str, Any] = dict(
+        spacing_mm=(spacing[1], spacing[0]) if orientation.transpose else spacing,
         spacing_source=source,
         patient_right_on_image_left=orientation.patient_right_on_image_left,
         assumed_orientation=orientation.assumed,
@@ -182,8 +190,8 @@ def _load_dicom(
         modality=raw_str(ds, "Modality"),
         transfer_syntax=str(ts),
         photometric=photometric,
-        rows=int(turned.shape[0]),
-        cols=int(turned.shape[1]),
+        rows=int(turned_shape[0]),
+        cols=int(turned_shape[1]),
         file_format="dicom",
         voi_source=voi_source,
         patient_orientation=orientation.raw,
@@ -191,9 +199,25 @@ def _load_dicom(
         inversion=inversion,
         metadata=_metadata(ds, ts_name),
     )
+    if pieces is not None:
+        return FilmSource(pieces, orientation, (spath, pixel_spacing, fallback_spacing), **meta)
+    turned, _ = apply_orientation(unit.astype(np.float32), spacing, orientation)
+    return LoadedImage(pixels=turned, **meta)
 
 
 # --------------------------------------------------------------------------------- entry point
+
+
+def open_film(
+    path: str | Path, pixel_spacing: tuple[float, float] | None = None,
+    fallback_spacing: tuple[float, float] | None = None,
+) -> LoadedImage:
+    """:func:`load_image`, but decoding only what the measurement uses where the file allows:
+    a :class:`~cpak_cli.input.film_source.FilmSource` (a LoadedImage whose ``pixels`` are
+    decoded on first use; the pipeline reads its overview and windows) for JPEG 2000 films that
+    can be decoded piecewise exactly (:func:`~cpak_cli.input.partial.partial_pixels`), else the
+    plain LoadedImage of :func:`load_image`. Same arguments, metadata, checks and errors."""
+    return _load(path, pixel_spacing, fallback_spacing, lazy=True)
 
 
 def load_image(
@@ -224,6 +248,13 @@ def load_image(
             data, an unsupported transfer syntax, no, invalid or implausible pixel spacing, an
             invalid PatientOrientation pair, no contrast.
     """
+    return _load(path, pixel_spacing, fallback_spacing, lazy=False)
+
+
+def _load(
+    path: str | Path, pixel_spacing: tuple[float, float] | None, fallback_spacing: tuple[float, float] | None,
+    lazy: bool,
+) -> LoadedImage:
     p = Path(path)
     spath = str(path)
     if pixel_spacing is not None:
@@ -252,7 +283,7 @@ def load_image(
                 raise CpakInputError(
                     spath, "not a DICOM file (no 'DICM' marker and no DICOM header), nor PNG/TIFF"
                 )
-            return _load_dicom(p, spath, pixel_spacing, has_dicm, fallback_spacing)
+            return _load_dicom(p, spath, pixel_spacing, has_dicm, fallback_spacing, lazy)
     except CpakInputError:
         raise
     except MemoryError:

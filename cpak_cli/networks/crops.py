@@ -13,7 +13,7 @@ sides. ``matrix`` is the 2x3 affine crop -> image; every mapping in the project 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -71,30 +71,48 @@ def image_to_crop(points_xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return apply(invert(matrix), points_xy)
 
 
-def sample_crop(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Resample ``image`` (2-D float) through the crop affine into a ``size x size`` float32 crop
-    (``size`` may be ``(width, height)`` for a non-square frame).
+#: A crop that down-samples an image that decodes on demand by at least twice this reads a view
+#: of it reduced by a power of two that still has this many view pixels per crop pixel (the
+#: Gaussian low-pass below then still does most of the anti-aliasing).
+WINDOW_OVERSAMPLING = 2.0
+
+
+def sample_crop(image: Any, matrix: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resample ``image`` through the crop affine into a ``size x size`` float32 crop (``size``
+    may be ``(width, height)`` for a non-square frame).
+
+    ``image`` is a 2-D float array, or an image that decodes its pixels on demand: anything with
+    a ``window(xa, ya, xb, yb)`` method returning pixels ``[ya:yb, xa:xb]`` as float32 with 0
+    outside the image (:class:`cpak_cli.input.film_source.FilmSource`); only the window the crop
+    needs is read. When such an image also offers ``reduced(max_factor)`` views and the crop
+    down-samples by ``2 * WINDOW_OVERSAMPLING`` or more, the window is read from a view
+    ``2**k`` times smaller (the wavelet's low-pass band) holding at least ``WINDOW_OVERSAMPLING``
+    view pixels per crop pixel; otherwise the crop is the same as from the whole array.
 
     Out-of-image area reads as 0. When the crop is smaller than the box (down-sampling), the
     source window is low-pass filtered first (Gaussian, sigma = 0.4 x scale) against aliasing.
     """
     import cv2
 
-    img = np.asarray(image, dtype=np.float32)
     m = np.asarray(matrix, dtype=np.float64)
     width, height = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
     corners = apply(m, np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5], [width - 0.5, height - 0.5]]))
     scale = max(abs(m[0, 0]) + abs(m[0, 1]), abs(m[1, 0]) + abs(m[1, 1]))
+    if hasattr(image, "reduced") and scale >= 2 * WINDOW_OVERSAMPLING:
+        from cpak_cli.input.film_source import ViewLost
+
+        view = image.reduced(scale / WINDOW_OVERSAMPLING)
+        if view is not None:
+            try:
+                return sample_crop(view, compose(invert(view.to_image), m), size)
+            except ViewLost:  # the source fell back to its full decode meanwhile
+                pass
     pad = int(np.ceil(2 * max(scale, 1.0))) + 2
     xa = int(np.floor(corners[:, 0].min())) - pad
     ya = int(np.floor(corners[:, 1].min())) - pad
     xb = int(np.ceil(corners[:, 0].max())) + pad + 1
     yb = int(np.ceil(corners[:, 1].max())) + pad + 1
-    h, w = img.shape
-    window: np.ndarray = np.zeros((yb - ya, xb - xa), dtype=np.float32)
-    sx0, sy0, sx1, sy1 = max(xa, 0), max(ya, 0), min(xb, w), min(yb, h)
-    if sx0 < sx1 and sy0 < sy1:
-        window[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa] = img[sy0:sy1, sx0:sx1]
+    window = read_window(image, xa, ya, xb, yb)
     if scale > 1.25:
         sigma = 0.4 * scale
         window = cv2.GaussianBlur(window, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
@@ -109,6 +127,23 @@ def sample_crop(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, in
         borderValue=0.0,
     )
     return out.astype(np.float32, copy=False)
+
+
+def read_window(image: Any, xa: int, ya: int, xb: int, yb: int) -> np.ndarray:
+    """Pixels ``[ya:yb, xa:xb]`` of ``image`` as a new float32 array, 0 outside the image;
+    ``image`` is a 2-D array or has a ``window`` method (see :func:`sample_crop`)."""
+    if hasattr(image, "window"):
+        out = np.asarray(image.window(xa, ya, xb, yb), dtype=np.float32)
+        if out.shape != (yb - ya, xb - xa):
+            raise ValueError(f"window of {out.shape} pixels, expected {(yb - ya, xb - xa)}")
+        return out
+    img = np.asarray(image, dtype=np.float32)
+    h, w = img.shape
+    window: np.ndarray = np.zeros((yb - ya, xb - xa), dtype=np.float32)
+    sx0, sy0, sx1, sy1 = max(xa, 0), max(ya, 0), min(xb, w), min(yb, h)
+    if sx0 < sx1 and sy0 < sy1:
+        window[sy0 - ya : sy1 - ya, sx0 - xa : sx1 - xa] = img[sy0:sy1, sx0:sx1]
+    return window
 
 
 NORM_MODES = ("max", "minmax")

@@ -14,13 +14,22 @@ knee = mean of the five knee landmarks; ankle = mid-point of ankle_lateral and a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Mapping, Sequence
+from typing import Any, Final, Mapping, Sequence
 
 import numpy as np
 
 from cpak_cli.core.landmarks import JOINTS, SIDES
 from cpak_cli.input.boxes import BOX_SIDE_MM, Box, square_box
-from cpak_cli.networks.crops import crop_to_image, disc_masks, frame_matrix, image_to_crop, normalize_crop, sample_crop
+from cpak_cli.networks.crops import (
+    compose,
+    crop_to_image,
+    disc_masks,
+    frame_matrix,
+    image_to_crop,
+    invert,
+    normalize_crop,
+    sample_crop,
+)
 
 DETECTOR_CHANNELS: Final[tuple[str, ...]] = tuple(f"{s}_{j}" for s in SIDES for j in JOINTS)
 DEFAULT_WIDTH: Final[int] = 160
@@ -71,9 +80,34 @@ def detector_frame(
     return DetectorFrame(matrix=m, width=width, height=height, mm_per_px=s)
 
 
-def detector_input(image: np.ndarray, frame: DetectorFrame) -> np.ndarray:
-    """The detector's input image ``(height, width)`` in [0, 1]."""
-    return normalize_crop(sample_crop(image, frame.matrix, (frame.width, frame.height)))
+#: An image that decodes on demand is read at a reduced resolution with at least this many of
+#: its pixels per detector input pixel (the resampling's Gaussian low-pass then still does most
+#: of the anti-aliasing, as on the full film).
+OVERVIEW_OVERSAMPLING: Final[float] = 2.0
+
+
+def detector_input(image: Any, frame: DetectorFrame) -> np.ndarray:
+    """The detector's input image ``(height, width)`` in [0, 1].
+
+    ``image`` is the film as a 2-D array, or an image with ``overview(max_factor)`` and
+    ``spacing_mm`` (:class:`cpak_cli.input.film_source.FilmSource`): then a view reduced by up to
+    ``frame.mm_per_px / (OVERVIEW_OVERSAMPLING * spacing)`` is resampled instead of the full film.
+    """
+    size = (frame.width, frame.height)
+    if hasattr(image, "overview"):
+        factor = frame.mm_per_px / (OVERVIEW_OVERSAMPLING * max(image.spacing_mm))
+        view, view_to_image = image.overview(factor)
+        return normalize_crop(sample_crop(view, compose(invert(view_to_image), frame.matrix), size))
+    return normalize_crop(sample_crop(image, frame.matrix, size))
+
+
+def prefetch_overview(image: Any, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT) -> None:
+    """Decode (and cache) the reduced view :func:`detector_input` reads from an image that
+    decodes on demand (a :class:`cpak_cli.input.film_source.FilmSource`; anything else: no-op)."""
+    if not hasattr(image, "overview"):
+        return
+    frame = detector_frame((image.rows, image.cols), image.spacing_mm, image.patient_right_on_image_left, width, height)
+    image.overview(frame.mm_per_px / (OVERVIEW_OVERSAMPLING * max(image.spacing_mm)))
 
 
 def detector_targets(centres: Mapping[str, Mapping[str, tuple[float, float]]], frame: DetectorFrame,

@@ -8,6 +8,7 @@ docs/conventions.md and :mod:`cpak_cli.networks.crops`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -83,7 +84,7 @@ def make_job(image_index: int, side: str, joint: str, box: Sequence[float], size
     return CropJob(image_index, side, joint, b, mirror, crop_matrix(b, size, mirror))  # type: ignore[arg-type]
 
 
-def make_crop(image: np.ndarray, job: CropJob, size: int, norm: str = "max") -> np.ndarray:
+def make_crop(image: Any, job: CropJob, size: int, norm: str = "max") -> np.ndarray:
     """The network input for one job: resampled crop normalised to [0, 1], shape (S, S) float32."""
     return normalize_crop(sample_crop(image, job.matrix, size), norm)
 
@@ -107,8 +108,33 @@ def points_from_probs(
     return out
 
 
+def _crops_in_threads(images: Sequence[Any], jobs: Mapping[str, Sequence[CropJob]],
+                      models: Mapping[str, JointModel]) -> dict[str, list[np.ndarray]]:
+    """The crops of every job, made on a few threads: decoding windows of an image that decodes
+    on demand (OpenJPEG) and OpenCV's resampling release the GIL, so they share the cores."""
+    flat = [(joint, job) for joint, js in jobs.items() for job in js]
+    out: dict[str, list[np.ndarray]] = {joint: [] for joint in jobs}
+
+    def one(item: tuple[str, CropJob]) -> np.ndarray:
+        joint, job = item
+        model = models[joint]
+        return make_crop(images[job.image_index], job, model.input_size, model.input_norm)
+
+    threads = min(len(flat), os.cpu_count() or 1, 4)
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            crops = list(pool.map(one, flat))
+    else:
+        crops = [one(item) for item in flat]
+    for (joint, _), crop in zip(flat, crops):
+        out[joint].append(crop)
+    return out
+
+
 def detect_landmarks(
-    images: Sequence[np.ndarray],
+    images: Sequence[Any],
     boxes: Sequence[Mapping[str, Mapping[str, Sequence[float]]]],
     spacings: Sequence[tuple[float, float]],
     models: Mapping[str, JointModel],
@@ -119,21 +145,27 @@ def detect_landmarks(
 ) -> list[dict[str, dict[str, LandmarkPrediction]]]:
     """Landmarks of several images at once; crops of all images that share a model share batches.
 
+    ``images[i]`` is a 2-D array or an image that decodes windows on demand (see
+    :func:`cpak_cli.networks.crops.sample_crop`; the crops are made on a few threads).
     ``boxes[i][side][joint]`` are pixel boxes of image ``i``; ``orientations[i]`` is
     ``patient_right_on_image_left`` (default True). Returns per image ``{side: {name: pred}}``
     holding every landmark of every joint that had a box and a model.
     """
     orientations = list(orientations) if orientations is not None else [True] * len(images)
     results: list[dict[str, dict[str, LandmarkPrediction]]] = [dict() for _ in images]
+    all_jobs: dict[str, list[CropJob]] = {}
     for joint, model in models.items():
-        jobs: list[CropJob] = []
         for i, per_side in enumerate(boxes):
             for side, joints in per_side.items():
                 if joint in joints:
-                    jobs.append(make_job(i, side, joint, joints[joint], model.input_size, orientations[i]))
+                    all_jobs.setdefault(joint, []).append(
+                        make_job(i, side, joint, joints[joint], model.input_size, orientations[i]))
+    all_crops = _crops_in_threads(images, all_jobs, models)
+    for joint, model in models.items():
+        jobs = all_jobs.get(joint, [])
         if not jobs:
             continue
-        crops = np.stack([make_crop(images[j.image_index], j, model.input_size, model.input_norm) for j in jobs])
+        crops = np.stack(all_crops[joint])
         probs = predict(model.module, crops, device=device, batch_size=batch_size)
         for job, p in zip(jobs, probs):
             preds = points_from_probs(p, job.matrix, model.landmarks, spacings[job.image_index], method)

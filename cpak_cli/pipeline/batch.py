@@ -75,16 +75,22 @@ class Decoded:
 
 def decode_one(args: tuple[str, tuple[float, float] | None]) -> Decoded:
     """Worker: hash and load one file (never raises for bad input). ``spacing`` is only used
-    for files that have no spacing of their own."""
+    for files that have no spacing of their own. A JPEG 2000 film that can be decoded piecewise
+    comes back as a :class:`~cpak_cli.input.film_source.FilmSource` holding its codestream and
+    the detector's reduced view (the main process decodes only the joint windows), not as a
+    float32 copy of the whole film."""
     path, spacing = args
-    from cpak_cli.input.loader import load_image
+    from cpak_cli.input.loader import open_film
+    from cpak_cli.networks.detector import prefetch_overview
 
     try:
         sha = file_sha256(path)
     except OSError as exc:
         return Decoded(path, "", None, f"{path}: cannot read file ({exc.__class__.__name__})")
     try:
-        return Decoded(path, sha, load_image(path, fallback_spacing=spacing), None)
+        image = open_film(path, fallback_spacing=spacing)
+        prefetch_overview(image)  # a JPEG 2000 film travels as its codestream + the detector's view
+        return Decoded(path, sha, image, None)
     except CpakError as exc:
         return Decoded(path, sha, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch

@@ -26,81 +26,18 @@ from cpak_cli.core.measurement import (
 )
 from cpak_cli.errors import CpakModelError
 from cpak_cli.input.boxes import Box, BoxFile
+from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.loader import LoadedImage
 from cpak_cli.networks.inference import JointModel, LandmarkPrediction, detect_landmarks
 
 DEFAULT_MIN_CONFIDENCE = 0.5
-#: A detector box is re-centred on the joint its landmarks found when that centre lies further
-#: than this from the box centre (mm); the joint's landmarks are then found again in the new box.
-RECENTRE_MIN_SHIFT_MM = 4.0
-
-
-#: Landmarks whose joint lies further than this from the joint the detector found (mm; for the
-#: knee only the vertical distance counts) disagree with the film: the leg is flagged and untyped.
-DISAGREEMENT_MM = {"hip": 15.0, "knee": 12.0, "ankle": 15.0}
-FLAG_JOINT_DISAGREEMENT = "joint_disagreement"
-
-
-def joint_disagreements(
-    detected: Mapping[str, Box],
-    preds: Mapping[str, LandmarkPrediction],
-    spacing_mm: tuple[float, float],
-    limits_mm: Mapping[str, float] = DISAGREEMENT_MM,
-) -> list[str]:
-    """Why one leg's landmarks disagree with the detector (empty when they agree).
-
-    ``detected`` are the detector's boxes of the leg (their centres are the detected joint
-    centres), ``preds`` the leg's landmarks. For each joint whose landmarks were all found, the
-    joint centre they define (:func:`cpak_cli.networks.detector.joint_centres`) is compared with the
-    detected centre in mm. For the knee only the vertical distance counts: it catches a growth
-    plate (physis) taken for the joint line, while the detector's knee centre may sit to one side
-    (it learned from labels that do). Each disagreement is one sentence naming the joint."""
-    from cpak_cli.networks.detector import joint_centres
-
-    centres = joint_centres({"leg": {n: p.xy for n, p in preds.items() if p.found}}).get("leg", {})
-    row_mm, col_mm = spacing_mm
-    out = []
-    for joint, (x0, y0, x1, y1) in detected.items():
-        c = centres.get(joint)
-        if c is None or joint not in limits_mm:
-            continue
-        dx_mm = (c[0] - (x0 + x1) / 2) * col_mm
-        dy_mm = (c[1] - (y0 + y1) / 2) * row_mm
-        dist = abs(dy_mm) if joint == "knee" else float(np.hypot(dx_mm, dy_mm))
-        if dist > limits_mm[joint]:
-            where = ("below" if dy_mm > 0 else "above") if joint == "knee" else "from"
-            out.append(f"{joint} landmarks {dist:.0f} mm {where} the {joint} the detector found"
-                       + (" (a growth plate taken for the joint line?)" if joint == "knee" else ""))
-    return out
-
-
-def recentred_boxes(
-    boxes: Mapping[str, Mapping[str, Box]],
-    preds: Mapping[str, Mapping[str, LandmarkPrediction]],
-    spacing_mm: tuple[float, float],
-    min_shift_mm: float = RECENTRE_MIN_SHIFT_MM,
-) -> dict[str, dict[str, Box]]:
-    """Boxes (same size) moved onto the joint centre the landmarks found, for the joints whose
-    centre lies more than ``min_shift_mm`` from their box centre and at most half a box side away
-    (a point further out is not trusted to move the box). Only the moved joints are returned."""
-    from cpak_cli.networks.detector import joint_centres
-
-    legs = {side: {n: p.xy for n, p in lm.items() if p.found} for side, lm in preds.items()}
-    centres = joint_centres(legs)
-    row_mm, col_mm = spacing_mm
-    out: dict[str, dict[str, Box]] = {}
-    for side, joints in boxes.items():
-        for joint, (x0, y0, x1, y1) in joints.items():
-            c = centres.get(side, {}).get(joint)
-            if c is None:
-                continue
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            dx_mm, dy_mm = (c[0] - cx) * col_mm, (c[1] - cy) * row_mm
-            shift = float(np.hypot(dx_mm, dy_mm))
-            if min_shift_mm < shift <= 0.5 * min((x1 - x0) * col_mm, (y1 - y0) * row_mm):
-                dx, dy = c[0] - cx, c[1] - cy
-                out.setdefault(side, {})[joint] = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-    return out
+from cpak_cli.pipeline.joint_checks import (  # noqa: E402,F401 - part of this module's interface
+    DISAGREEMENT_MM,
+    FLAG_JOINT_DISAGREEMENT,
+    RECENTRE_MIN_SHIFT_MM,
+    joint_disagreements,
+    recentred_boxes,
+)
 
 
 @dataclass
@@ -145,8 +82,8 @@ class ScanResult:
                 assumed_orientation=img.assumed_orientation,
                 sop_instance_uid=img.sop_instance_uid,
                 study_date=img.study_date,
-                rows=int(img.pixels.shape[0]),
-                cols=int(img.pixels.shape[1]),
+                rows=_shape(img)[0],
+                cols=_shape(img)[1],
             )
         out["box_source"] = self.box_source
         out["boxes"] = {s: {j: list(b) for j, b in jb.items()} for s, jb in self.boxes.items()}
@@ -241,6 +178,19 @@ def assemble_leg(
     return leg
 
 
+def _shape(image: LoadedImage) -> tuple[int, int]:
+    """``(rows, cols)`` of an image without decoding a :class:`FilmSource`."""
+    if isinstance(image, FilmSource):
+        return image.rows, image.cols
+    return int(image.pixels.shape[0]), int(image.pixels.shape[1])
+
+
+def _view(image: LoadedImage) -> Any:
+    """What the networks read: a :class:`FilmSource` itself (overview and windows decoded on
+    demand), else the pixel array."""
+    return image if isinstance(image, FilmSource) else image.pixels
+
+
 class DetectedBoxes(dict):
     """Detector boxes ``{side: {joint: Box}}`` with the film decision (``film``:
     :class:`cpak_cli.networks.detector.FilmDetections`) they came from."""
@@ -327,22 +277,39 @@ class Measurer:
                 "no joint detector loaded; pass --boxes or install the detector weights (cpak_cli/weights/detector)"
             )
         det = self.detector
-        frames = [detector_frame(im.pixels.shape, im.spacing_mm, im.patient_right_on_image_left, det.width, det.height)
+        frames = [detector_frame(_shape(im), im.spacing_mm, im.patient_right_on_image_left, det.width, det.height)
                   for im in images]
-        inputs = np.stack([detector_input(im.pixels, f) for im, f in zip(images, frames)])
+        inputs = np.stack([detector_input(_view(im), f) for im, f in zip(images, frames)])
         probs = predict(det.module, inputs, device=self.device, batch_size=self.batch_size)
         out: list[dict[str, dict[str, Box]]] = []
         for im, f, p in zip(images, frames, probs):
             film = decode_film(p, f, im.spacing_mm, getattr(im, "laterality", None),
-                               film_width_mm=float(im.pixels.shape[1] * im.spacing_mm[1]))
+                               film_width_mm=float(_shape(im)[1] * im.spacing_mm[1]))
             out.append(DetectedBoxes(boxes_from_detections(film.joints), film=film))
         return out
 
     def measure_images(
         self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None] | None = None
     ) -> list[ScanResult]:
-        """Measure several loaded images; crops that share a model share forward passes."""
+        """Measure several loaded images; crops that share a model share forward passes.
+
+        An image from :func:`cpak_cli.input.loader.open_film` (a :class:`FilmSource`) is read
+        through its overview and windows; when none of its windows proved the VOI window the
+        loader would pick (:meth:`FilmSource.confirm_voi`), it is decoded in full and, if the
+        loader picks another mapping, measured again from the full decode."""
         boxes = list(boxes) if boxes is not None else [None] * len(images)
+        results = self._measure_images(images, boxes)
+        redo = [i for i, im in enumerate(images) if isinstance(im, FilmSource) and not im.confirm_voi()]
+        if redo:
+            again = self._measure_images([images[i] for i in redo], [boxes[i] for i in redo])
+            for i, res in zip(redo, again):
+                results[i] = res
+        for im in images:
+            if isinstance(im, FilmSource):
+                im.release()
+        return results
+
+    def _measure_images(self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None]) -> list[ScanResult]:
         need = [i for i, b in enumerate(boxes) if b is None]
         detected = self.detect_boxes([images[i] for i in need]) if need else []
         all_boxes: list[dict[str, dict[str, Box]]] = []
@@ -356,7 +323,7 @@ class Measurer:
                 all_boxes.append({s: dict(j) for s, j in b.boxes.items()})
                 sources.append("file")
         preds = detect_landmarks(
-            [im.pixels for im in images], all_boxes, [im.spacing_mm for im in images], self.models,
+            [_view(im) for im in images], all_boxes, [im.spacing_mm for im in images], self.models,
             orientations=[im.patient_right_on_image_left for im in images], method=self.method,
             device=self.device, batch_size=self.batch_size,
         )
@@ -367,7 +334,7 @@ class Measurer:
                      for bx, pr, im, src in zip(all_boxes, preds, images, sources)]
             if any(moved):
                 again = detect_landmarks(
-                    [im.pixels for im in images], moved, [im.spacing_mm for im in images], self.models,
+                    [_view(im) for im in images], moved, [im.spacing_mm for im in images], self.models,
                     orientations=[im.patient_right_on_image_left for im in images], method=self.method,
                     device=self.device, batch_size=self.batch_size,
                 )

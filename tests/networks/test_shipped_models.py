@@ -106,3 +106,30 @@ def test_partial_anatomy_gives_no_angles(region, tmp_path):
     res = Measurer(device="cpu").measure(load_image(png, pixel_spacing=full.spacing_mm))
     for side, leg in res.legs.items():
         assert leg.ldfa is None and leg.mpta is None and leg.cpak is None, (region, side, leg.to_json())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_weights(), reason="no model files in the weights directory")
+def test_partial_decoding_measures_the_samples_like_the_full_decode():
+    """open_film (reduced overview for the detector, windows for the crops) against load_image
+    on the bundled JPEG 2000 phantoms: same joints and flags, boxes within 0.5 mm, angles within
+    0.05 degrees."""
+    from cpak_cli.input.film_source import FilmSource
+    from cpak_cli.input.loader import load_image, open_film
+    from cpak_cli.pipeline.film import Measurer
+
+    measurer = Measurer(device="cpu")
+    fast = [open_film(p) for p in SAMPLES]
+    assert all(isinstance(s, FilmSource) for s in fast)
+    for a, b in zip(measurer.measure_images([load_image(p) for p in SAMPLES]), measurer.measure_images(fast)):
+        assert b.image is not None and b.image.fast  # type: ignore[attr-defined]
+        assert {s: set(j) for s, j in a.boxes.items()} == {s: set(j) for s, j in b.boxes.items()}
+        row_mm, col_mm = a.image.spacing_mm
+        for side, joints in a.boxes.items():
+            for joint, box in joints.items():
+                other = b.boxes[side][joint]
+                assert np.hypot((box[0] - other[0]) * col_mm, (box[1] - other[1]) * row_mm) < 0.5, (side, joint)
+        for side, leg in a.legs.items():
+            assert leg.flags == b.legs[side].flags and leg.cpak == b.legs[side].cpak
+            for k in ("ldfa", "mpta", "ahka", "jlo", "mhka"):
+                assert abs(getattr(leg, k) - getattr(b.legs[side], k)) <= 0.05, (a.path, side, k)

@@ -1,0 +1,370 @@
+"""A radiograph whose pixels are decoded on demand: a coarse overview for the joint detector and
+full-resolution windows for the landmark crops, instead of the whole film at full resolution.
+
+:class:`FilmSource` is a :class:`~cpak_cli.input.image.LoadedImage` (same metadata, same
+head-up frame, same value mapping) whose ``pixels`` are only decoded, in full, when something
+reads them (an overlay). The pipeline reads it through :meth:`FilmSource.overview` (the joint
+detector, :func:`cpak_cli.networks.detector.detector_input`) and :meth:`FilmSource.window` (the
+crops, :func:`cpak_cli.networks.crops.sample_crop`).
+
+Partial decoding applies to single-frame JPEG 2000 with the reversible (lossless) wavelet, one
+unsigned component whose precision equals BitsStored, a linear rescale or none and a VOI window
+(WindowCenter/WindowWidth, no VOI LUT Sequence): then every value of a window is exactly the
+value the full decode gives (the wavelet is integer and lossless) and the value mapping is the
+loader's own per-pixel one. An overview is the wavelet's low-pass band ``2**level`` times
+smaller (sample ``i`` lies on full-resolution pixel ``2**level * i``). Anything else, and any
+decoded piece that fails its checks (wrong shape, a constant window, a decoder error), falls
+back to the full decode of :func:`cpak_cli.input.loader.load_image` (then ``fast`` is False).
+
+The loader picks the VOI window when the windowed film is not constant; a partial decode
+cannot see the whole film, so :attr:`FilmSource.voi_proven` records whether a decoded window
+has shown contrast under the VOI window (which proves the choice). :meth:`confirm_voi` decides
+it with the full decode when no window did.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cpak_cli.input.image import LoadedImage
+from cpak_cli.input.orientation import Orientation
+from cpak_cli.input.values import window_to_unit
+
+__all__ = ["FilmSource", "J2KPixels", "ReducedView", "UnitMap", "ViewLost"]
+
+#: The smallest window side (pixels) that must not be constant (a joint window of a real film
+#: never is: a constant one means a broken decode); smaller ones are not checked.
+MIN_CHECKED_SIDE = 48
+
+
+@dataclass(frozen=True)
+class UnitMap:
+    """Stored values -> float32 ``[0, 1]`` bone bright, per pixel, exactly as the loader maps
+    them (:func:`cpak_cli.input.dicom_decode.decode_unit`): linear rescale (when ``slope`` is
+    not None: ``v * slope + intercept`` in float64), VOI window
+    (:func:`cpak_cli.input.values.window_to_unit`), inversion ``1 - v``, clip, float32."""
+
+    center: float
+    width: float
+    function: str
+    invert: bool
+    slope: float | None = None
+    intercept: float = 0.0
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        arr: np.ndarray = raw
+        if self.slope is not None:
+            arr = raw.astype(np.float64) * self.slope
+            arr += self.intercept
+        unit = window_to_unit(arr, self.center, self.width, self.function)
+        if unit is None:  # checked when the map was made; kept for type safety
+            raise ValueError("invalid VOI window")
+        if self.invert:
+            unit = 1.0 - unit
+        return np.clip(unit, 0.0, 1.0).astype(np.float32)
+
+
+class J2KPixels:
+    """The stored pixels of one JPEG 2000 frame, decoded piecewise: ``codestream`` bytes,
+    ``shape`` (stored rows, cols), ``levels`` (wavelet levels), ``dtype`` (uint8/uint16, as
+    pydicom returns them), the value map, and ``reuse`` (a single-tile codestream: parsed
+    decoders are kept per level and reused, one thread at a time each). Pickles without them."""
+
+    def __init__(self, codestream: bytes, shape: tuple[int, int], levels: int, dtype: str, unit_map: UnitMap,
+                 reuse: bool = False) -> None:
+        self.codestream, self.shape, self.levels, self.dtype = codestream, shape, levels, dtype
+        self.unit_map, self.reuse = unit_map, reuse
+        self._free: dict[int, list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_free", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._free, self._lock = {}, threading.Lock()
+
+    def _decode(self, level: int, area: tuple[int, int, int, int] | None) -> np.ndarray:
+        from cpak_cli.input.openjp2 import Decoder, decode
+
+        if not self.reuse:
+            return decode(self.codestream, level, area)
+        with self._lock:
+            free = self._free.setdefault(level, [])
+            dec = free.pop() if free else None
+        if dec is None:
+            dec = Decoder(self.codestream, level)
+        try:
+            out = dec.decode(area)
+        except BaseException:
+            dec.close()
+            raise
+        with self._lock:
+            self._free.setdefault(level, []).append(dec)
+        return out
+
+    def release(self) -> None:
+        """Free the kept decoders (they are made again when needed)."""
+        with self._lock:
+            decoders = [d for ds in self._free.values() for d in ds]
+            self._free = {}
+        for d in decoders:
+            d.close()
+
+    def stored(self, level: int = 0, area: tuple[int, int, int, int] | None = None,
+               check_constant: bool = True) -> np.ndarray:
+        """Stored values of ``area`` (x0, y0, x1, y1 in stored full-resolution pixels, end
+        exclusive; None = all) at ``level``; raises J2KError / ValueError when the decoder fails
+        or returns a wrong array, or (``check_constant``) a constant one at least
+        :data:`MIN_CHECKED_SIDE` pixels on each side."""
+        rows, cols = self.shape
+        x0, y0, x1, y1 = area if area is not None else (0, 0, cols, rows)
+        step = 2**level
+        want = (math.ceil(y1 / step) - math.ceil(y0 / step), math.ceil(x1 / step) - math.ceil(x0 / step))
+        out = self._decode(level, area)
+        if tuple(out.shape) != want:
+            raise ValueError(f"decoded {tuple(out.shape)} pixels, expected {want}")
+        if check_constant and min(want) >= MIN_CHECKED_SIDE and int(out.min()) == int(out.max()):
+            raise ValueError("decoded window is constant")
+        info = np.iinfo(self.dtype)
+        if int(out.min()) < info.min or int(out.max()) > info.max:
+            raise ValueError("decoded values outside the stored range")
+        return out.astype(self.dtype)
+
+
+class ViewLost(RuntimeError):
+    """A reduced view was asked of a source that has fallen back to its full decode (read the
+    full-resolution film instead)."""
+
+
+class FilmSource(LoadedImage):
+    """A :class:`LoadedImage` decoded on demand (see the module docstring).
+
+    ``fast`` is True while pieces are decoded from the codestream; after a fallback the full
+    image is held and every view is cut from it. Pickles with the codestream (for worker
+    processes) and any overview decoded so far, not with decoded full-resolution pixels (after
+a fallback: with the full decode). Thread-safe.
+    """
+
+    voi_proven: bool
+    _src: J2KPixels
+    _orientation: Orientation
+    _reload: tuple[str, Any, Any]
+    _full: np.ndarray | None
+    _overviews: dict[int, tuple[np.ndarray, np.ndarray]]
+    _fallback_reason: str | None
+    _lock: threading.Lock
+
+    def __init__(self, pixels: J2KPixels, orientation: Orientation, reload: tuple[str, Any, Any], **meta: Any) -> None:
+        for name, value in meta.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_src", pixels)
+        object.__setattr__(self, "_orientation", orientation)
+        object.__setattr__(self, "_reload", reload)
+        object.__setattr__(self, "_full", None)
+        object.__setattr__(self, "_overviews", {})
+        object.__setattr__(self, "_fallback_reason", None)
+        object.__setattr__(self, "voi_proven", False)
+        object.__setattr__(self, "_lock", threading.Lock())
+
+    # ------------------------------------------------------------------ plumbing
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        if self.fast:  # the codestream travels, not a decoded copy of the whole film
+            state["_full"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        object.__setattr__(self, "_lock", threading.Lock())
+
+    def __repr__(self) -> str:
+        return (f"FilmSource({self.path!r}, {self.rows}x{self.cols}, spacing {self.spacing_mm}, "
+                f"fast={self.fast})")
+
+    @property
+    def fast(self) -> bool:
+        """True while pieces are decoded from the codestream (no fallback yet)."""
+        return self._fallback_reason is None
+
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why the source fell back to the full decode (None while fast)."""
+        return self._fallback_reason
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The whole film, float32 ``[0, 1]`` head-up (decoded in full on first use; raises
+        CpakInputError as :func:`load_image` does)."""
+        with self._lock:
+            if self._full is None:
+                from cpak_cli.input.loader import load_image
+
+                path, pixel_spacing, fallback_spacing = self._reload
+                self._set("_full", load_image(path, pixel_spacing=pixel_spacing, fallback_spacing=fallback_spacing).pixels)
+            return self._full  # type: ignore[return-value]
+
+    def release(self) -> None:
+        """Free the kept JPEG 2000 decoders (views can still be read; they decode again)."""
+        self._src.release()
+
+    def _fall_back(self, reason: str) -> None:
+        if self._fallback_reason is None:
+            self._set("_fallback_reason", reason)
+        _ = self.pixels
+
+    # ------------------------------------------------------------------ views
+    def level_for(self, max_factor: float) -> int:
+        """The reduction level (``2**level`` times smaller) for a view at most ``max_factor``
+        times coarser than the film: 0 after a fallback, at most the codestream's levels."""
+        if max_factor < 2 or not self.fast:
+            return 0
+        return min(int(math.floor(math.log2(max_factor))), self._src.levels)
+
+    def view_matrix(self, level: int) -> np.ndarray:
+        """2x3 affine from pixels ``(u, v)`` of the head-up view at ``level`` to the film's
+        pixels ``(x, y)``: view sample ``i`` lies on stored pixel ``2**level * i``."""
+        step = float(2**level)
+        m = np.array([[step, 0.0, 0.0], [0.0, step, 0.0]])
+        if self._orientation.flip_vertical:  # head-up row y = rows-1 - step*(R-1-v)
+            m[1, 2] = (self.rows - 1) - step * (math.ceil(self.rows / step) - 1)
+        return m
+
+    def overview(self, max_factor: float) -> tuple[np.ndarray, np.ndarray]:
+        """The whole film reduced by ``2**level`` (:meth:`level_for`), head-up, float32
+        ``[0, 1]``, and :meth:`view_matrix` (view pixels -> film pixels); cached. At level 0
+        (``max_factor < 2``, or after a fallback) the full film and the identity."""
+        level = self.level_for(max_factor)
+        if level > 0:
+            with self._lock:
+                cached = self._overviews.get(level)
+            if cached is not None:
+                return cached
+            step = 2**level
+            rows, cols = math.ceil(self.rows / step), math.ceil(self.cols / step)
+            try:
+                view = self.read(level, 0, 0, cols, rows)
+            except ViewLost:
+                pass
+            else:
+                with self._lock:
+                    self._overviews[level] = (view, self.view_matrix(level))
+                return view, self.view_matrix(level)
+        return self.pixels, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+    def reduced(self, max_factor: float) -> "ReducedView | None":
+        """Windows of the film at the coarsest level not above ``max_factor`` (None at level 0:
+        read :meth:`window` itself)."""
+        level = self.level_for(max_factor)
+        return ReducedView(self, level) if level > 0 else None
+
+    def window(self, xa: int, ya: int, xb: int, yb: int) -> np.ndarray:
+        """Head-up pixels ``[ya:yb, xa:xb]`` as float32 ``(yb - ya, xb - xa)``; area outside the
+        film reads 0 (the convention of :func:`cpak_cli.networks.crops.sample_crop`). Exactly the
+        full decode's values."""
+        return self.read(0, xa, ya, xb, yb)
+
+    def read(self, level: int, ua: int, va: int, ub: int, vb: int) -> np.ndarray:
+        """Head-up view pixels ``[va:vb, ua:ub]`` at ``level`` (float32, 0 outside the film).
+        A level-0 window with contrast under the VOI window proves the VOI choice
+        (:attr:`voi_proven`); a coarser one checks a small level-0 patch at its centre."""
+        step = 2**level
+        rows, cols = math.ceil(self.rows / step), math.ceil(self.cols / step)
+        out = np.zeros((vb - va, ub - ua), dtype=np.float32)
+        u0, v0, u1, v1 = max(ua, 0), max(va, 0), min(ub, cols), min(vb, rows)
+        if u0 >= u1 or v0 >= v1:
+            return out
+        if self.fast:
+            try:
+                c0, r0, c1, r1 = self._stored_area(u0, v0, u1, v1, rows)
+                srows, scols = self._src.shape
+                area = (c0 * step, r0 * step, min(c1 * step, scols), min(r1 * step, srows))
+                block = self._oriented(self._src.unit_map.apply(self._src.stored(level, area)))
+            except (RuntimeError, ValueError, MemoryError) as exc:
+                self._fall_back(f"level {level} window: {exc}")
+            else:
+                out[v0 - va : v1 - va, u0 - ua : u1 - ua] = block
+                if level == 0 and not self.voi_proven and float(block.max()) - float(block.min()) > 1e-6:
+                    self._set("voi_proven", True)
+                elif level > 0 and not self.voi_proven:
+                    x, y = self.view_matrix(level) @ np.array([(u0 + u1) / 2, (v0 + v1) / 2, 1.0])
+                    self._probe_voi(int(x), int(y))
+                return out
+        if level > 0:
+            raise ViewLost(f"{self.path}: no level-{level} view after falling back to the full decode "
+                           f"({self._fallback_reason})")
+        out[v0 - va : v1 - va, u0 - ua : u1 - ua] = self.pixels[v0:v1, u0:u1]
+        return out
+
+    def confirm_voi(self) -> bool:
+        """Whether results from the pieces stand: True when a window proved the VOI choice (or
+        the source already holds the full decode); otherwise the full film is decoded, and True
+        when the loader also chose the VOI window (its mapping equals the pieces'), False when
+        it did not (the source falls back; measure again)."""
+        if self.voi_proven or not self.fast:
+            return True
+        from cpak_cli.input.loader import load_image
+
+        path, pixel_spacing, fallback_spacing = self._reload
+        full = load_image(path, pixel_spacing=pixel_spacing, fallback_spacing=fallback_spacing)
+        self._set("_full", full.pixels)
+        if full.voi_source == "window":
+            self._set("voi_proven", True)
+            return True
+        self._set("_fallback_reason", f"the film is constant under its VOI window (full decode: {full.voi_source})")
+        self._set("voi_source", full.voi_source)
+        return False
+
+    # ------------------------------------------------------------------ frames
+    def _probe_voi(self, x: int, y: int, half: int = 32) -> None:
+        """Decode a small full-resolution patch around film pixel ``(x, y)``; contrast under the
+        VOI window proves the VOI choice. A failure here proves nothing and changes nothing."""
+        x0, y0 = max(x - half, 0), max(y - half, 0)
+        x1, y1 = min(x + half, self.cols), min(y + half, self.rows)
+        if x0 >= x1 or y0 >= y1:
+            return
+        try:
+            c0, r0, c1, r1 = self._stored_area(x0, y0, x1, y1, self.rows)
+            patch = self._src.unit_map.apply(self._src.stored(0, (c0, r0, c1, r1), check_constant=False))
+        except (RuntimeError, ValueError, MemoryError):
+            return
+        if float(patch.max()) - float(patch.min()) > 1e-6:
+            self._set("voi_proven", True)
+
+    def _stored_area(self, x0: int, y0: int, x1: int, y1: int, rows: int) -> tuple[int, int, int, int]:
+        """Head-up window (end exclusive) of a view ``rows`` high -> the stored view's
+        (x0, y0, x1, y1)."""
+        o = self._orientation
+        if o.flip_vertical:
+            y0, y1 = rows - y1, rows - y0
+        return (y0, x0, y1, x1) if o.transpose else (x0, y0, x1, y1)
+
+    def _oriented(self, stored: np.ndarray) -> np.ndarray:
+        out = stored.T if self._orientation.transpose else stored
+        if self._orientation.flip_vertical:
+            out = out[::-1, :]
+        return np.ascontiguousarray(out)
+
+
+
+class ReducedView:
+    """Windows of a :class:`FilmSource` at one reduction level: ``window(ua, va, ub, vb)`` gives
+    head-up view pixels (float32, 0 outside) and ``to_image`` maps view pixels to film pixels
+    (what :func:`cpak_cli.networks.crops.sample_crop` needs to resample from it)."""
+
+    def __init__(self, source: FilmSource, level: int) -> None:
+        self.source, self.level = source, level
+        self.to_image = source.view_matrix(level)
+
+    def window(self, ua: int, va: int, ub: int, vb: int) -> np.ndarray:
+        return self.source.read(self.level, ua, va, ub, vb)

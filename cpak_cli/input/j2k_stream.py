@@ -1,0 +1,145 @@
+"""JPEG 2000 codestreams inside DICOM: take the one frame's codestream out of the encapsulated
+Pixel Data and check, from its markers alone, that it can be decoded piecewise exactly.
+
+:func:`codestream_info` reads the main header (SIZ, COD) and walks the tile-parts (SOT lengths up
+to the EOC marker) without decoding anything. It returns None for whatever the partial decoder
+does not handle exactly (irreversible 9/7 wavelet, component-specific coding styles, coding
+style changes in tile-part headers, an image origin off 0, more than one component) and for a
+codestream that is truncated or malformed; the caller then decodes the whole image the usual
+way (pydicom), which reports a damaged file as before.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CodestreamInfo", "codestream_info", "frame_codestream"]
+
+_SOC, _SIZ, _COD, _COC, _SOT, _SOD, _EOC = 0xFF4F, 0xFF51, 0xFF52, 0xFF53, 0xFF90, 0xFF93, 0xFFD9
+#: Markers without a length field (ISO/IEC 15444-1 A.1.2).
+_NO_LENGTH = {0xFF4F, 0xFF93, 0xFFD9}
+
+
+@dataclass(frozen=True)
+class CodestreamInfo:
+    """What the markers say: ``width``/``height`` in pixels, ``precision`` (bits), ``signed``,
+    ``levels`` (wavelet decomposition levels: the coarsest reduced view is ``2**levels``
+    smaller), ``reversible`` (5/3 wavelet, lossless) and ``tiles`` (tile-parts walked)."""
+
+    width: int
+    height: int
+    precision: int
+    signed: bool
+    levels: int
+    reversible: bool
+    tiles: int
+
+
+def frame_codestream(pixel_data: bytes) -> bytes | None:
+    """The codestream of the single frame of encapsulated Pixel Data (fragments joined), or None
+    when the encapsulation cannot be read."""
+    from pydicom.encaps import generate_frames
+
+    try:
+        frames = generate_frames(pixel_data, number_of_frames=1)
+        data = next(frames)
+    except Exception:  # noqa: BLE001 - hostile encapsulation: the full decoder reports it
+        return None
+    return bytes(data) if data else None
+
+
+def _u16(b: bytes, i: int) -> int:
+    return int(struct.unpack_from(">H", b, i)[0])
+
+
+def _u32(b: bytes, i: int) -> int:
+    return int(struct.unpack_from(">I", b, i)[0])
+
+
+def _main_header(cs: bytes) -> tuple[dict[str, Any], int] | None:
+    """Parse SOC..first SOT; return (fields, offset of the first SOT) or None."""
+    if len(cs) < 4 or _u16(cs, 0) != _SOC:
+        return None
+    pos = 2
+    fields: dict[str, Any] = {}
+    while pos + 4 <= len(cs):
+        marker = _u16(cs, pos)
+        if marker == _SOT:
+            return (fields, pos) if {"siz", "cod"} <= set(fields) else None
+        if marker >> 8 != 0xFF or marker in _NO_LENGTH:
+            return None
+        length = _u16(cs, pos + 2)
+        seg = cs[pos + 4 : pos + 2 + length]
+        if length < 2 or len(seg) != length - 2:
+            return None
+        if marker == _SIZ:
+            if len(seg) < 36 + 3:
+                return None
+            xsiz, ysiz, xo, yo = (_u32(seg, 2 + 4 * k) for k in range(4))
+            comps = _u16(seg, 34)
+            ssiz = seg[36]
+            if seg[37] != 1 or seg[38] != 1:  # sub-sampled component
+                return None
+            fields["siz"] = (xsiz - xo, ysiz - yo, xo, yo, comps, (ssiz & 0x7F) + 1, bool(ssiz & 0x80))
+        elif marker == _COD:
+            if len(seg) < 10:
+                return None
+            fields["cod"] = (seg[5], seg[9])  # decomposition levels, transformation (1 = 5/3 reversible)
+        elif marker == _COC:
+            fields["coc"] = True
+        pos += 2 + length
+    return None
+
+
+def _tile_parts_ok(cs: bytes, pos: int) -> int | None:
+    """Walk the tile-parts from the first SOT; the number walked when they end exactly at EOC
+    and no tile-part header changes the coding style, else None."""
+    end = len(cs)
+    while end > pos and cs[end - 1] == 0:  # DICOM pads fragments to an even length
+        end -= 1
+    if end - pos < 2 or _u16(cs, end - 2) != _EOC:
+        return None
+    eoc = end - 2
+    count = 0
+    while pos < eoc:
+        if pos + 12 > eoc or _u16(cs, pos) != _SOT or _u16(cs, pos + 2) != 10:
+            return None
+        psot = _u32(cs, pos + 6)
+        nxt = eoc if psot == 0 else pos + psot
+        if nxt > eoc or nxt <= pos + 12:
+            return None
+        hpos = pos + 12  # tile-part header markers up to SOD
+        while True:
+            if hpos + 2 > nxt:
+                return None
+            marker = _u16(cs, hpos)
+            if marker == _SOD:
+                break
+            if marker >> 8 != 0xFF or marker in _NO_LENGTH or marker in (_COD, _COC) or hpos + 4 > nxt:
+                return None
+            hpos += 2 + _u16(cs, hpos + 2)
+        count += 1
+        pos = nxt
+    return count if pos == eoc else None
+
+
+def codestream_info(cs: bytes) -> CodestreamInfo | None:
+    """The :class:`CodestreamInfo` of a codestream that can be decoded piecewise exactly, else
+    None (see the module docstring). Never raises."""
+    try:
+        parsed = _main_header(cs)
+        if parsed is None:
+            return None
+        fields, sot = parsed
+        width, height, xo, yo, comps, precision, signed = fields["siz"]
+        levels, transform = fields["cod"]
+        if fields.get("coc") or comps != 1 or xo or yo or width < 1 or height < 1:
+            return None
+        tiles = _tile_parts_ok(cs, sot)
+        if tiles is None:
+            return None
+        return CodestreamInfo(width, height, precision, signed, int(levels), transform == 1, tiles)
+    except (struct.error, IndexError):
+        return None

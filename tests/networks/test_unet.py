@@ -1,0 +1,85 @@
+"""The plain-torch U-Net (cpak_cli.networks.unet) is smp's Unet with the tu-resnet10t encoder:
+same state-dict names and shapes, same outputs; inference loads it without importing smp."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("segmentation_models_pytorch")
+
+from cpak_cli.networks.models import ModelConfig, build_inference_model, build_model, load_model  # noqa: E402
+from cpak_cli.networks.unet import ResNet10tUnet  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _threads(one_torch_thread):
+    yield
+
+
+def _randomise(model: torch.nn.Module, seed: int) -> None:
+    """Random weights and batch-norm statistics (smp's init leaves running stats at 0/1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                noise = torch.rand(t.shape, generator=g) * 0.5 + 0.75 if name.endswith("running_var") else \
+                    torch.randn(t.shape, generator=g) * 0.1
+                t.copy_(noise)
+
+
+@pytest.mark.parametrize("depth, decoder, size", [
+    (4, (128, 64, 32, 16), (64, 48)),  # the shipped configuration, non-square input
+    (5, (64, 32, 16, 16, 8), (64, 64)),
+    (3, (32, 16, 8), (40, 24)),
+])
+def test_same_names_and_outputs_as_smp(depth, decoder, size):
+    cfg = ModelConfig("knee", encoder_depth=depth, decoder_channels=decoder, input_size=size[0])
+    ref = build_model(cfg).eval()
+    _randomise(ref, depth)
+    net = ResNet10tUnet(depth, decoder, cfg.in_channels, cfg.classes).eval()
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    net.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.rand(3, 3, *size, generator=torch.Generator().manual_seed(7))
+    with torch.inference_mode():
+        out, want = net(x), ref(x)
+    assert out.shape == (3, cfg.classes, *size)
+    assert torch.allclose(out, want, rtol=0, atol=1e-5), float((out - want).abs().max())
+
+
+@pytest.mark.parametrize("joint", ["detector", "knee"])
+def test_shipped_weights_give_smps_outputs(joint):
+    native, card = load_model(joint)
+    assert isinstance(native, ResNet10tUnet) and not native.training
+    ref = build_model(card["config"]).eval()
+    ref.load_state_dict(native.state_dict(), strict=True)
+    cfg = card["config"]
+    x = torch.rand(2, 3, cfg.input_size, cfg.input_width or cfg.input_size, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        want = ref(x)
+        # as loaded (channels-last): the same network, float sums in another order
+        fast = native(x.contiguous(memory_format=torch.channels_last))
+        assert torch.allclose(torch.sigmoid(fast), torch.sigmoid(want), rtol=0, atol=1e-5)
+        native.to(memory_format=torch.contiguous_format)
+        assert torch.equal(native(x), want)
+
+
+def test_other_encoders_still_built_by_smp():
+    cfg = ModelConfig("knee", encoder="tu-resnet14t", input_size=64)
+    model = build_inference_model(cfg)
+    assert not isinstance(model, ResNet10tUnet)
+    assert set(model.state_dict()) == set(build_model(cfg).state_dict())
+
+
+def test_loading_the_shipped_models_does_not_import_smp():
+    code = ("import sys\nfrom cpak_cli.networks.models import load_model\n"
+            "for j in ('hip', 'knee', 'ankle', 'detector'): load_model(j)\n"
+            "bad = [m for m in ('segmentation_models_pytorch', 'timm', 'torchvision') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120,
+                   cwd=Path(__file__).resolve().parents[2])

@@ -217,9 +217,9 @@ def measure_file(
         CpakModelError: missing or inconsistent model weights.
     """
     from cpak_cli.input.boxes import read_boxes
-    from cpak_cli.input.loader import load_image
+    from cpak_cli.input.loader import open_film
 
-    image = load_image(path, pixel_spacing=options.pixel_spacing)
+    image = open_film(path, pixel_spacing=options.pixel_spacing)  # decodes only what is measured, where it can
     box_file = read_boxes(boxes) if boxes is not None else None
     measurer = measurer_for(options, need_detector=box_file is None)
     result = measurer.measure(image, box_file)

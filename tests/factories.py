@@ -465,3 +465,14 @@ class LegsMeasurer:
 
     def measure_images(self, images: Any, boxes: Any = None) -> list[Any]:
         return [self.measure(im) for im in images]
+
+
+def phantom_folder(root: Path, seed: int, count: int, scale: float = 0.12) -> Path:
+    """``count`` small phantom cases (DICOM + truth landmarks + boxes, 1/``scale`` coarser than a
+    real film) written into ``root``; cases ``0..count-1`` of ``seed``. Returns ``root``."""
+    from cpak_cli.phantom import make_case, write_case
+
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        write_case(make_case(seed, i, scale=scale), root)
+    return root

@@ -30,12 +30,9 @@ def _load(name: str):
 
 @pytest.fixture(scope="module")
 def tiny_films(tmp_path_factory):
-    from cpak_cli.phantom import make_case, write_case
+    from tests.factories import phantom_folder
 
-    d = tmp_path_factory.mktemp("films")
-    for i in range(3):
-        write_case(make_case(21, i, scale=0.12), d)
-    return d
+    return phantom_folder(tmp_path_factory.mktemp("films"), seed=21, count=3)
 
 
 def test_bench_throughput_times_every_stage_and_replays_the_networks(tiny_films, tiny_weights, tmp_path,

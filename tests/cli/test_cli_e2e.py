@@ -16,12 +16,9 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def tiny_cases(tmp_path_factory):
-    from cpak_cli.phantom import make_case, write_case
+    from tests.factories import phantom_folder
 
-    d = tmp_path_factory.mktemp("cases")
-    for i in range(2):
-        write_case(make_case(5, i, scale=0.12), d)
-    return d
+    return phantom_folder(tmp_path_factory.mktemp("cases"), seed=5, count=2)
 
 
 def test_models_lists_tiny_weights(tiny_weights):

@@ -13,11 +13,9 @@ from cpak_cli.errors import CpakError
 @pytest.fixture(scope="module")
 def films(tmp_path_factory):
     """Four small phantom films, a truncated copy of one and a file that is not DICOM."""
-    from cpak_cli.phantom import make_case, write_case
+    from tests.factories import phantom_folder
 
-    d = tmp_path_factory.mktemp("films")
-    for i in range(4):
-        write_case(make_case(11, i, scale=0.12), d)
+    d = phantom_folder(tmp_path_factory.mktemp("films"), seed=11, count=4)
     data = (d / "case0000.dcm").read_bytes()
     (d / "case0000_truncated.dcm").write_bytes(data[: len(data) // 2])
     (d / "=notes").write_text("not a DICOM file, and a name a spreadsheet would run as a formula\n")

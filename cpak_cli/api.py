@@ -120,7 +120,9 @@ class BatchOptions:
         workers: decoding worker processes (each film is decoded in a caged process).
         chunk: films whose crops share one forward pass.
         overlays: folder for one overlay PNG per film.
-        anonymize_salt: when set, inputs and UIDs are written as salted hashes.
+        anonymize_salt: when set, inputs and UIDs are written as salted hashes, and the text
+            burned into each film outside the legs is blanked in its overlay
+            (:mod:`cpak_cli.outputs.redact`; README "De-identification").
     """
 
     recursive: bool = False

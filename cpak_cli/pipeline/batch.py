@@ -310,10 +310,11 @@ def run_batch(
                 rows = rows_for(d, res, err, anonymize_salt)
                 if overlays is not None and res is not None and res.legs:
                     try:
-                        _write_overlay(overlays, d, res, anonymize_salt)
+                        extra = _write_overlay(overlays, d, res, anonymize_salt)
                     except Exception:  # noqa: BLE001 - an overlay problem must not cost the rows
-                        for row in rows:
-                            row["flags"] = ";".join(f for f in (row["flags"], "overlay_not_written") if f)
+                        extra = ["overlay_not_written"]
+                    for row in rows:
+                        row["flags"] = ";".join(f for f in (row["flags"], *extra) if f)
                 fh.write(_csv_text(rows, header=False))
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -327,12 +328,22 @@ def run_batch(
     return summary
 
 
-def _write_overlay(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) -> None:
+def _write_overlay(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) -> list[str]:
+    """Write one overlay PNG; anonymized, the text burned into the film outside the legs' region
+    is blanked first (:mod:`cpak_cli.outputs.redact`). Returns flags for the film's rows:
+    ``overlay_text_in_legs`` when a text line reaches into the legs' region (that part is kept)."""
     from cpak_cli.outputs.overlay import overlay_for_result, write_png
 
+    flags = []
+    if anonymize_salt is not None:
+        from cpak_cli.outputs.redact import redact_result
+
+        res, redaction = redact_result(res)
+        flags = ["overlay_text_in_legs"] if redaction.lines_in_legs else []
     name = (dec.sha256[:16] or Path(dec.path).name) + ".png"
     title = dec.path if anonymize_salt is None else salted_hash(dec.path, anonymize_salt)
     write_png(folder / name, overlay_for_result(res, title=title))
+    return flags
 
 
 def _decoded(paths: Sequence[Path], workers: int, spacing: tuple[float, float] | None) -> Iterator[Decoded]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from cpak_cli.outputs.text_find import WORK_MM, Box, TextFound, pixel_range, find_text, find_text_boxes, outside_all, subtract_box
+from cpak_cli.outputs.text_find import WORK_MM, Box, TextFound, find_text, find_text_boxes, outside_all, pixel_range, subtract_box
 
 if TYPE_CHECKING:  # pragma: no cover
     from cpak_cli.pipeline.film import ScanResult
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Box", "Redaction", "TextFound", "blank_boxes", "covered_fraction", "film_text", "film_text_boxes",
     "find_text", "find_text_boxes", "outside_all", "protected_boxes", "redact_pixels", "redact_result",
-    "result_protected_boxes", "subtract_box", "to_grey",
+    "pixel_range", "result_protected_boxes", "subtract_box", "to_grey",
 ]
 
 #: Margin added around each leg's joint boxes and landmarks (protected, never blanked), mm.

@@ -126,7 +126,9 @@ class BatchOptions:
         overlays: folder for one overlay PNG per film.
         sr_dir: folder for one DICOM SR per film (:func:`cpak_cli.pipeline.batch.sr_name`); not
             inside the input folder (the SRs would be read as inputs).
-        anonymize_salt: when set, inputs and UIDs are written as salted hashes (the SRs too).
+        anonymize_salt: when set, inputs and UIDs are written as salted hashes (the SRs too), and the text
+            burned into each film outside the legs is blanked in its overlay
+            (:mod:`cpak_cli.outputs.redact`; README "De-identification").
         report: a self-contained HTML report of the whole CSV written at the end
             (:mod:`cpak_cli.outputs.html_report`; thumbnails kept in ``CSV.thumbs/``).
         engine: ``"local"`` (decoding processes + the networks in this process) or ``"ray"``

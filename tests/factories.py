@@ -476,3 +476,88 @@ def phantom_folder(root: Path, seed: int, count: int, scale: float = 0.12) -> Pa
     for i in range(count):
         write_case(make_case(seed, i, scale=scale), root)
     return root
+
+
+def text_film(
+    rows: int = 900,
+    cols: int = 420,
+    texts: tuple[tuple[str, tuple[int, int], float], ...] = (("DOE^JANE 1961-04-02", (12, 30), 14.0),),
+    dark_texts: tuple[tuple[str, tuple[int, int], float], ...] = (),
+    marker: tuple[str, tuple[int, int], float] | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[tuple[str, tuple[float, float, float, float]]], tuple[float, float, float, float]]:
+    """A synthetic long-leg film with text burned in at known places, for text redaction tests.
+
+    Two legs (bright shafts with brighter cortices, condyle and plateau blobs, trabecular
+    texture) stand on soft tissue over dark air, with quantum-like noise. ``texts`` are
+    ``(text, (x, y) baseline-left origin in pixels, cap height in pixels)`` drawn at full
+    brightness; ``dark_texts`` are drawn black (put them on a bright area: the soft tissue
+    between x 0.1 and 0.9 of the width, mid-height, is bright); ``marker`` is one bold letter (a lead side
+    marker). Returns ``(pixels float32 (rows, cols) in [0, 1] bone bright, [(text, box)],
+    legs_box)``: each box ``(x0, y0, x1, y1)`` covers every pixel its text touches, and
+    ``legs_box`` covers both legs' bones (the region a redaction must never blank).
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.full((rows, cols), 0.04, np.float32)
+    cv2.ellipse(img, (cols // 2, rows // 2), (int(cols * 0.47), int(rows * 0.6)), 0, 0, 360, 0.35, -1)
+    img = cv2.GaussianBlur(img, (0, 0), 6)
+    bones = []
+    for cx in (int(cols * 0.38), int(cols * 0.62)):
+        w = max(6, cols // 20)
+        shaft = np.zeros_like(img)
+        cv2.rectangle(shaft, (cx - w, int(rows * 0.12)), (cx + w, int(rows * 0.92)), 0.35, -1)
+        cv2.rectangle(shaft, (cx - w, int(rows * 0.12)), (cx + w, int(rows * 0.92)), 0.55, 3)
+        cv2.ellipse(shaft, (cx, int(rows * 0.5)), (int(w * 2.2), int(w * 1.4)), 0, 0, 360, 0.5, -1)
+        cv2.ellipse(shaft, (cx, int(rows * 0.12)), (int(w * 1.8), int(w * 1.8)), 0, 0, 360, 0.55, -1)
+        texture = cv2.GaussianBlur(rng.standard_normal((rows, cols)).astype(np.float32), (0, 0), 1.5) * 0.08
+        img += np.where(shaft > 0, shaft + texture, 0.0)
+        bones.append((cx - int(w * 2.2) - 4, int(rows * 0.12) - int(w * 1.8) - 4,
+                      cx + int(w * 2.2) + 4, int(rows * 0.92) + 4))
+    img += rng.normal(0.0, 0.012, img.shape).astype(np.float32)
+    boxes: list[tuple[str, tuple[float, float, float, float]]] = []
+    items = [(t, o, h, 1.0, cv2.FONT_HERSHEY_SIMPLEX) for t, o, h in texts]
+    items += [(t, o, h, 0.0, cv2.FONT_HERSHEY_SIMPLEX) for t, o, h in dark_texts]
+    if marker is not None:
+        items.append((marker[0], marker[1], marker[2], 1.0, cv2.FONT_HERSHEY_DUPLEX))
+    for text, (x, y), h, value, font in items:
+        fs, th = h / 22.0, max(1, int(round(h / 7.0)))
+        mask = np.zeros((rows, cols), np.uint8)
+        cv2.putText(mask, text, (x, y), font, fs, 255, th, cv2.LINE_AA)
+        m = mask.astype(np.float32) / 255.0
+        img = img * (1.0 - m) + value * m
+        (w, hh), base = cv2.getTextSize(text, font, fs, th)
+        boxes.append((text, (float(x - th - 1), float(y - hh - th - 1), float(x + w + th + 1), float(y + base + th + 1))))
+    legs = (float(min(b[0] for b in bones)), float(min(b[1] for b in bones)),
+            float(max(b[2] for b in bones)), float(max(b[3] for b in bones)))
+    return np.clip(img, 0.0, 1.0), boxes, legs
+
+
+class TruthMeasurer:
+    """Stand-in measurer for batch tests: every image gets the same known legs.
+
+    ``landmarks[side][name] = (x, y)`` and ``boxes[side][joint] = (x0, y0, x1, y1)`` in pixels of
+    the loaded image (e.g. a phantom case's truth); angles are measured from the landmarks."""
+
+    def __init__(self, landmarks: dict, boxes: dict) -> None:
+        self.landmarks, self.boxes = landmarks, boxes
+
+    def measure_images(self, images: list, boxes: Any = None) -> list:
+        from cpak_cli.core.measurement import measure_leg
+        from cpak_cli.networks.inference import LandmarkPrediction
+        from cpak_cli.pipeline.film import ScanResult
+
+        out = []
+        for im in images:
+            res = ScanResult(path=im.path, image=im, box_source="file", models={"knee": "truth@0"})
+            for side, pts in self.landmarks.items():
+                res.landmarks[side] = {
+                    n: LandmarkPrediction(n, p[0], p[1], p[0] * im.spacing_mm[1], p[1] * im.spacing_mm[0], True,
+                                          1.0, 1.0, 100)
+                    for n, p in pts.items()
+                }
+                res.boxes[side] = {j: tuple(b) for j, b in self.boxes.get(side, {}).items()}
+                res.legs[side] = measure_leg(side, dict(pts), im.spacing_mm)
+            out.append(res)
+        return out

@@ -46,9 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Rows of a thumbnail (the overlay drawn at this height; text scales with it) and JPEG quality.
 THUMB_HEIGHT = 900
 THUMB_QUALITY = 80
-#: Whether thumbnails of an anonymized batch have their burned-in text removed (see
-#: :func:`thumbnail_pixels`); False until cpak_cli.outputs.redact is merged.
-REDACTION_AVAILABLE = False
 #: Normal range of LDFA and MPTA shaded on the histograms (Paley 2002: 87.5 +- 2.5 degrees).
 NORMAL_RANGE = (85.0, 90.0)
 
@@ -76,15 +73,15 @@ def clear_thumbnails(csv_path: str | Path) -> None:
 
 
 def thumbnail_pixels(result: ScanResult, anonymized: bool) -> np.ndarray | None:
-    """The thumbnail of a measured film (BGR, :data:`THUMB_HEIGHT` rows, no title), or None
-    when none may be kept: under ``anonymized`` the film's burned-in text (names, IDs) would be
-    in it. This is the one place where that redaction goes."""
+    """The thumbnail of a measured film (BGR, :data:`THUMB_HEIGHT` rows, no title). Under
+    ``anonymized`` it is drawn on the film with its burned-in text (names, IDs) outside the legs
+    blanked (:func:`cpak_cli.outputs.redact.redact_result`, as the batch's overlay PNGs)."""
     from cpak_cli.outputs.overlay import overlay_for_result
 
-    if anonymized and not REDACTION_AVAILABLE:
-        # REDACTION: once cpak_cli.outputs.redact (branch `redact`) is merged, draw the overlay on
-        # the redacted film here and set REDACTION_AVAILABLE = True.
-        return None
+    if anonymized:
+        from cpak_cli.outputs.redact import redact_result
+
+        result, _ = redact_result(result)
     return overlay_for_result(result, max_height=THUMB_HEIGHT, title="")
 
 
@@ -241,8 +238,6 @@ def _summary(films: list[Film]) -> str:
 def _thumbnail_html(film: Film, folder: Path, anonymized: bool) -> str:
     if film.status == "failed":
         return '<div class="nothumb">no overlay: the film was not measured</div>'
-    if anonymized and not REDACTION_AVAILABLE:
-        return '<div class="nothumb">no thumbnail: anonymized report (burned-in text cannot be removed yet)</div>'
     path = folder / thumbnail_name(film.input, film.sha256)
     try:
         data = path.read_bytes()
@@ -313,9 +308,8 @@ def render_report(films: list[Film], thumbs: Path, *, title: str, anonymized: bo
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     notices = []
     if anonymized:
-        notices.append("Anonymized batch: inputs are salted hashes. "
-                       + ("" if REDACTION_AVAILABLE else "Thumbnails are left out: the films' burned-in text "
-                          "(names, IDs) cannot be removed yet."))
+        notices.append("Anonymized batch: inputs are salted hashes; text burned into the films outside the legs "
+                       "is blanked in the thumbnails, as far as it is found (README: De-identification).")
     ldfa = [v for r in legs if (v := _num(r, "ldfa")) is not None]
     mpta = [v for r in legs if (v := _num(r, "mpta")) is not None]
     parts = [

@@ -199,6 +199,37 @@ def _lowpass(img: np.ndarray, sigma_px: float) -> np.ndarray:
     return cv2.resize(sm, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _text_layout(item: dict, spacing: tuple[float, float]) -> tuple[float, float, int, float, int]:
+    """How a text item placed in film mm is drawn: film-pixel origin ``(x, y)`` of its baseline's
+    left end (cv2.putText ``org`` before rounding), font, font scale and stroke thickness."""
+    import cv2
+
+    row_mm, col_mm = spacing
+    h_px = item["h"] / row_mm
+    font = cv2.FONT_HERSHEY_SIMPLEX if not item.get("bold") else cv2.FONT_HERSHEY_DUPLEX
+    return item["x"] / col_mm, item["y"] / row_mm, font, h_px / 22.0, max(1, int(round(h_px / 9.0)))
+
+
+def text_boxes(case: "PhantomCase", marker: bool = False) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """The burned-in annotations of ``case`` (patient name first) with the boxes they are drawn
+    in: ``(text, (x0, y0, x1, y1))`` in film pixels (x = column, y = row, origin at the centre of
+    the top-left pixel), covering every pixel the text sets, anti-aliasing included, possibly
+    reaching past the film's border. ``marker=True`` appends the lead side marker letter.
+    Empty when the case has no annotations (distractors off, or not drawn for this case)."""
+    import cv2
+
+    scene = _scene(case)
+    items = list(scene.text) + ([scene.marker] if marker and scene.marker is not None else [])
+    out = []
+    for it in items:
+        cx, cy, font, fs, th = _text_layout(it, case.spacing_mm)
+        (w, h), base = cv2.getTextSize(it["text"], font, fs, th)
+        ox, oy = int(round(cx)), int(round(cy))
+        out.append((str(it["text"]), (float(ox - th - 1), float(oy - h - th - 1),
+                                      float(ox + w + th + 1), float(oy + base + th + 1))))
+    return out
+
+
 def _draw_text_mask(shape: tuple[int, int], items: list[dict], region: tuple[int, int, int, int],
                     spacing: tuple[float, float]) -> np.ndarray | None:
     """Binary mask (float32 0/1) of text items placed in film mm, rendered into ``region``."""
@@ -207,21 +238,16 @@ def _draw_text_mask(shape: tuple[int, int], items: list[dict], region: tuple[int
     if not items:
         return None
     x0, y0, x1, y1 = region
-    row_mm, col_mm = spacing
     mask = None
     for it in items:
-        h_px = it["h"] / row_mm
-        cx, cy = it["x"] / col_mm, it["y"] / row_mm
+        cx, cy, font, fs, th = _text_layout(it, spacing)
+        h_px = it["h"] / spacing[0]
         est_w = h_px * 0.9 * len(it["text"]) * 1.2
         if cx + est_w < x0 or cx - h_px > x1 or cy < y0 or cy - h_px * 1.5 > y1:
             continue
         if mask is None:
             mask = np.zeros(shape, np.uint8)
-        fs = h_px / 22.0
-        th = max(1, int(round(h_px / 9.0)))
-        cv2.putText(mask, it["text"], (int(round(cx - x0)), int(round(cy - y0))),
-                    cv2.FONT_HERSHEY_SIMPLEX if not it.get("bold") else cv2.FONT_HERSHEY_DUPLEX,
-                    fs, 255, th, cv2.LINE_AA)
+        cv2.putText(mask, it["text"], (int(round(cx - x0)), int(round(cy - y0))), font, fs, 255, th, cv2.LINE_AA)
     return None if mask is None else mask.astype(np.float32) * (1.0 / 255.0)
 
 

@@ -388,10 +388,11 @@ def film_rows(
         if folder is None or res is None or not res.legs:
             continue
         try:
-            write_file(folder, d, res, anonymize_salt)
+            extra = write_file(folder, d, res, anonymize_salt) or []
         except Exception:  # noqa: BLE001 - an output problem must not cost the rows
-            for row in rows:
-                row["flags"] = ";".join(f for f in (row["flags"], flag) if f)
+            extra = [flag]
+        for row in rows:
+            row["flags"] = ";".join(f for f in (row["flags"], *extra) if f)
     return rows, err is not None or res is None or not res.legs
 
 
@@ -407,12 +408,22 @@ def write_film(fh: TextIO, rows: Sequence[dict[str, str]], failed: bool, summary
         summary.legs += len(rows)
 
 
-def _write_overlay(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) -> None:
+def _write_overlay(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) -> list[str]:
+    """Write one overlay PNG; anonymized, the text burned into the film outside the legs' region
+    is blanked first (:mod:`cpak_cli.outputs.redact`). Returns flags for the film's rows:
+    ``overlay_text_in_legs`` when a text line reaches into the legs' region (that part is kept)."""
     from cpak_cli.outputs.overlay import overlay_for_result, write_png
 
+    flags = []
+    if anonymize_salt is not None:
+        from cpak_cli.outputs.redact import redact_result
+
+        res, redaction = redact_result(res)
+        flags = ["overlay_text_in_legs"] if redaction.lines_in_legs else []
     name = (dec.sha256[:16] or Path(dec.path).name) + ".png"
     title = dec.path if anonymize_salt is None else salted_hash(dec.path, anonymize_salt)
     write_png(folder / name, overlay_for_result(res, title=title))
+    return flags
 
 
 def sr_name(dec: Decoded, anonymize_salt: str | None) -> str:
@@ -424,10 +435,11 @@ def sr_name(dec: Decoded, anonymize_salt: str | None) -> str:
     return f"{Path(dec.path).stem}_{dec.sha256[:12]}.dcm"
 
 
-def _write_sr(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) -> None:
+def _write_sr(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) -> list[str]:
     from cpak_cli.outputs.sr import write_sr
 
     write_sr(folder / sr_name(dec, anonymize_salt), res, dec.path, anonymize_salt=anonymize_salt)
+    return []
 
 
 def _decoded(paths: Sequence[Path], workers: int, spacing: tuple[float, float] | None) -> Iterator[Decoded]:

@@ -140,13 +140,26 @@ def test_a_fresh_batch_drops_old_thumbnails(monkeypatch, folder, tmp_path):
     assert len(Page(report.read_text(encoding="utf-8")).find("img", "thumb")) == 3
 
 
-def test_anonymized_report_has_no_thumbnails_and_no_names(monkeypatch, folder, tmp_path):
+def test_anonymized_report_has_redacted_thumbnails_and_no_names(monkeypatch, folder, tmp_path):
+    """Under --anonymize every thumbnail is drawn on the redacted film (burned-in text blanked by
+    cpak_cli.outputs.redact, as the overlay PNGs), and no file name reaches the page."""
+    from cpak_cli.outputs import redact
+
+    redacted = []
+    real = redact.redact_result
+
+    def spy(result):
+        redacted.append(result.path)
+        return real(result)
+
+    monkeypatch.setattr(redact, "redact_result", spy)
     out, report = tmp_path / "anon.csv", tmp_path / "r.html"
     _batch(monkeypatch, folder, out, report=report, anonymize_salt="s3cret")
     text = report.read_text(encoding="utf-8")
     page = Page(text)
-    assert not page.find("img") and not list(html_report.thumbnail_dir(out).glob("*"))
-    assert "Thumbnails are left out" in "".join(page.text)
+    thumbs = page.find("img", "thumb")
+    assert len(thumbs) == len(redacted) == 4  # one redaction per measured film, one thumbnail each
+    assert "text burned into the films outside the legs is blanked" in "".join(page.text)
     assert len(page.find("circle", "leg")) == 8
     for name in ("a_ok", "b_flagged", "alert(1)", str(folder)):
         assert name not in text

@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         ),
         workers: int = typer.Option(2, "--workers", min=1, help="Decoding worker processes."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        anonymize: bool = typer.Option(False, "--anonymize", help="Replace paths and UIDs by salted hashes and blank the text burned into overlay images."),
+        anonymize: bool = typer.Option(
+            False, "--anonymize", help="Replace paths and UIDs by salted hashes and blank the text burned into overlay images."
+        ),
         salt: Optional[str] = typer.Option(None, "--salt", help="Salt for --anonymize (or env CPAK_ANON_SALT)."),
         pixel_spacing: Optional[tuple[float, float]] = typer.Option(
             None, "--pixel-spacing", metavar="ROW COL", help="Pixel spacing in mm for files without one."

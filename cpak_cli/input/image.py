@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,3 +69,10 @@ class LoadedImage:
     orientation_applied: str = "none"
     inversion: str = "none"
     metadata: dict[str, str] = field(default_factory=dict)
+
+    def with_pixels(self, pixels: np.ndarray) -> LoadedImage:
+        """A plain :class:`LoadedImage` with this image's metadata and ``pixels`` instead of its
+        own (same frame: head up, ``(rows, cols)`` unchanged), e.g. a redacted copy. Works for
+        lazily decoded films too (their own pixels are not decoded)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(LoadedImage) if f.name != "pixels"}
+        return LoadedImage(pixels=pixels, **values)

@@ -190,5 +190,5 @@ def redact_result(result: ScanResult, protected: Sequence[Box] | None = None) ->
     assert result.image is not None
     prot = result_protected_boxes(result) if protected is None else list(protected)
     pixels, red = redact_pixels(result.image.pixels, result.image.spacing_mm, prot)
-    image = dataclasses.replace(result.image, pixels=pixels)
+    image = result.image.with_pixels(pixels)
     return dataclasses.replace(result, image=image), red

@@ -176,3 +176,22 @@ def test_batch_flags_text_reaching_into_the_legs(tmp_path):
         assert len(list((out / "png").glob("*.png"))) == 1
     assert "overlay_text_in_legs" in rows_by_text["over"]
     assert "overlay_text_in_legs" not in rows_by_text["clear"]
+
+
+def test_a_lazily_decoded_film_is_redacted_too(tmp_path):
+    """A JPEG 2000 film opened piecewise (FilmSource) is blanked through the same path: the copy is
+    a plain LoadedImage with the film's metadata and the redacted pixels (regression: the batch's
+    anonymized overlays of J2K films were not written)."""
+    from cpak_cli.input.film_source import FilmSource
+    from cpak_cli.input.loader import open_film
+    from tests.factories import make_j2k_dx, measured_result, write
+
+    path = write(make_j2k_dx(pixel_spacing=(0.5, 0.5)), tmp_path / "j2k.dcm")
+    image = open_film(path)
+    assert isinstance(image, FilmSource)
+    result = measured_result(image, {})
+    redacted, _ = R.redact_result(result, protected=[])
+    assert type(redacted.image).__name__ == "LoadedImage" and redacted.image is not image
+    assert redacted.image.spacing_mm == image.spacing_mm and redacted.image.path == image.path
+    assert redacted.image.pixels.shape == image.pixels.shape
+    assert result.image is image  # the original result is not changed

@@ -118,7 +118,8 @@ def histogram_svg(values: Sequence[float], name: str, band: tuple[float, float] 
     w, h = width - left - right, height - top - bottom
     out.append(f'<text x="{left}" y="14" font-size="13" font-weight="bold">{escape(name)} '
                f'<tspan font-weight="normal" font-size="11">(n={len(values)})</tspan></text>')
-    finite = [v for v in values if math.isfinite(v)]
+    # angles: anything outside 0-180 degrees (a hand-edited CSV) is drawn in the edge bins
+    finite = [min(180.0, max(0.0, v)) for v in values if math.isfinite(v)]
     if not finite:
         out.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" font-size="12">no values</text></svg>')
         return "".join(out)

@@ -283,7 +283,7 @@ def _landmark_groups(result: "ScanResult", side: str, algorithm: Any, ctx: dict[
         p = preds.get(name)
         if p is None or not p.found:
             continue
-        xs, ys = stored_point(float(p.x), float(p.y), image.orientation_applied, int(image.pixels.shape[0]))
+        xs, ys = stored_point(float(p.x), float(p.y), image.orientation_applied, int(image.rows))  # no decode
         region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POINT,
                                    graphic_data=np.array([[xs + 0.5, ys + 0.5]]), source_image=ctx["region_image"])
         site, modifier = LANDMARK_SITES[name]

@@ -191,3 +191,13 @@ def test_shown_cells_add_up_like_the_tables():
                                            "mhka": "-"}
     partial = {"ldfa": "87.4479", "mpta": "86.7505", "ahka": "", "jlo": "", "mhka": "1.0"}
     assert html_report.shown_cells(partial)["ahka"] == "-"
+
+
+def test_histogram_of_absurd_values_is_drawn_in_the_edge_bins():
+    """A hand-edited CSV with an absurd angle must not crash or blow up the page: values outside
+    0-180 degrees land in the edge bins."""
+    from cpak_cli.outputs.charts import histogram_svg
+
+    svg = histogram_svg([87.0, 1e308, -5e9, float("nan")], "LDFA")
+    assert svg.startswith("<svg") and len(svg) < 20_000
+    assert "(n=4)" in svg

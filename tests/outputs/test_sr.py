@@ -232,3 +232,21 @@ def test_dciodvfy_accepts_the_sr(film, tmp_path):
     for out in (write_sr(tmp_path / "sr.dcm", res), write_sr(tmp_path / "anon.dcm", res, anonymize_salt="s")):
         errors, _ = dciodvfy_errors(out)
         assert errors == []
+
+
+def test_writing_an_sr_does_not_decode_a_lazily_opened_film(tmp_path, monkeypatch):
+    """The SR's landmark points need only the film's row count: a JPEG 2000 film opened
+    piecewise is not decoded in full to write it."""
+    from cpak_cli.input import loader
+    from cpak_cli.input.film_source import FilmSource
+    from tests.factories import make_j2k_dx, write
+
+    path = write(make_j2k_dx(pixel_spacing=(0.5, 0.5)), tmp_path / "j2k.dcm")
+    image = loader.open_film(path)
+    assert isinstance(image, FilmSource)
+    full_decodes = []
+    monkeypatch.setattr(loader, "load_image", lambda *a, **k: full_decodes.append(a) or None)
+    rows, cols = image.rows, image.cols
+    legs = {"right": {"femoral_head": (cols * 0.3, rows * 0.1), "knee_center": (cols * 0.3, rows * 0.5)}}
+    write_sr(tmp_path / "sr.dcm", measured_result(image, legs), path)
+    assert full_decodes == [] and image.fast

@@ -561,3 +561,29 @@ class TruthMeasurer:
                 res.legs[side] = measure_leg(side, dict(pts), im.spacing_mm)
             out.append(res)
         return out
+
+
+def tiled_j2k_dx(pixels: np.ndarray, tile: int = 128, drop_after_first_tile: bool = False, **kw: Any) -> Dataset:
+    """:func:`make_dx` with ``pixels`` as a TILED JPEG 2000 lossless codestream (Pillow's
+    encoder, ``tile`` x ``tile`` tiles); ``drop_after_first_tile`` keeps only the first tile-part
+    (plus EOC): a damaged film whose other tiles are missing."""
+    import io
+    import struct
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint16)).save(buf, format="JPEG2000", no_jp2=True, tile_size=(tile, tile),
+                                                   irreversible=False)
+    cs = buf.getvalue()
+    if drop_after_first_tile:
+        i = cs.index(b"\xff\x90")
+        cs = cs[: i + struct.unpack(">I", cs[i + 6 : i + 10])[0]] + b"\xff\xd9"
+    kw.setdefault("bits_stored", 12)
+    ds = make_dx(pixels=pixels, **kw)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([cs])
+    ds["PixelData"].VR = "OB"
+    return ds

@@ -132,6 +132,7 @@ def decode_unit(spath: str, ds: Any, ts: Any, early_note: str, phot_u: str) -> t
     """Decode the pixels and map them to [0, 1], bone bright: (pixels, voi_source, inversion)."""
     from pydicom.pixels import apply_modality_lut
 
+    check_jpeg2000_tiles(spath, ds, ts)
     try:
         raw = ds.pixel_array
     except Exception as exc:  # noqa: BLE001
@@ -154,3 +155,22 @@ def decode_unit(spath: str, ds: Any, ts: Any, early_note: str, phot_u: str) -> t
     if inversion != "none":
         unit = 1.0 - unit
     return np.clip(unit, 0.0, 1.0), voi_source, inversion
+
+
+def check_jpeg2000_tiles(spath: str, ds: Any, ts: Any) -> None:
+    """Refuse a JPEG 2000 film whose codestream lacks tiles: OpenJPEG decodes it without an
+    error, the missing tiles black (:func:`cpak_cli.input.j2k_stream.tile_coverage`).
+
+    Raises:
+        CpakInputError: ``"PATH: JPEG 2000 pixel data damaged: K of N tiles missing"``.
+    """
+    if not str(ts).startswith("1.2.840.10008.1.2.4.9"):  # JPEG 2000 (.90-.93, .201-.203 differ)
+        return
+    from cpak_cli.input.j2k_stream import frame_codestream, tile_coverage
+
+    cs = frame_codestream(ds.PixelData) if "PixelData" in ds else None
+    coverage = tile_coverage(cs) if cs else None
+    if coverage is not None and coverage[0] < coverage[1]:
+        raise CpakInputError(
+            spath, f"JPEG 2000 pixel data damaged: {coverage[1] - coverage[0]} of {coverage[1]} tiles missing"
+        )

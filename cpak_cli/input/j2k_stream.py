@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CodestreamInfo", "codestream_info", "frame_codestream"]
+__all__ = ["CodestreamInfo", "codestream_info", "frame_codestream", "tile_coverage"]
 
 _SOC, _SIZ, _COD, _COC, _SOT, _SOD, _EOC = 0xFF4F, 0xFF51, 0xFF52, 0xFF53, 0xFF90, 0xFF93, 0xFFD9
 #: Markers without a length field (ISO/IEC 15444-1 A.1.2).
@@ -138,8 +138,50 @@ def codestream_info(cs: bytes) -> CodestreamInfo | None:
         if fields.get("coc") or comps != 1 or xo or yo or width < 1 or height < 1:
             return None
         tiles = _tile_parts_ok(cs, sot)
-        if tiles is None:
-            return None
+        coverage = tile_coverage(cs)
+        if tiles is None or coverage is None or coverage[0] < coverage[1]:  # missing tiles: the full
+            return None  # decode refuses the film (cpak_cli.input.dicom_decode.check_jpeg2000_tiles)
         return CodestreamInfo(width, height, precision, signed, int(levels), transform == 1, tiles)
+    except (struct.error, IndexError):
+        return None
+
+
+def tile_coverage(cs: bytes) -> tuple[int, int] | None:
+    """``(tiles present, tiles declared)`` of a codestream: the tile grid of its SIZ marker
+    (ISO/IEC 15444-1 B.3: ceil((Xsiz - XTOsiz) / XTsiz) x ceil((Ysiz - YTOsiz) / YTsiz)) and the
+    distinct tile indices (Isot) of the tile-parts walked by their Psot lengths. None when the
+    markers cannot be walked (the decoder then reports the damage itself). Never raises.
+
+    A codestream missing tiles decodes "successfully" in OpenJPEG with the missing tiles as
+    zeros, a damaged film that looks whole; the loader refuses it with this count."""
+    try:
+        if len(cs) < 4 or _u16(cs, 0) != _SOC:
+            return None
+        pos, grid = 2, None
+        while pos + 4 <= len(cs):
+            marker = _u16(cs, pos)
+            if marker == _SOT:
+                break
+            if marker >> 8 != 0xFF or marker in _NO_LENGTH:
+                return None
+            length = _u16(cs, pos + 2)
+            if marker == _SIZ and length >= 38:
+                xsiz, ysiz, _, _, xt, yt, xto, yto = (_u32(cs, pos + 6 + 4 * k) for k in range(8))
+                if xt < 1 or yt < 1 or xsiz <= xto or ysiz <= yto:
+                    return None
+                grid = -(-(xsiz - xto) // xt) * -(-(ysiz - yto) // yt)
+            pos += 2 + length
+        if grid is None:
+            return None
+        seen: set[int] = set()
+        while pos + 12 <= len(cs) and _u16(cs, pos) == _SOT:
+            seen.add(_u16(cs, pos + 4))
+            psot = _u32(cs, pos + 6)
+            if psot == 0:  # the last tile-part runs to EOC
+                break
+            if psot < 14:
+                return None
+            pos += psot
+        return len({i for i in seen if i < grid}), grid
     except (struct.error, IndexError):
         return None

@@ -1000,3 +1000,20 @@ def test_user_spacing_overrides_imager_pixel_spacing_and_says_so(tmp_path):
     assert img.spacing_mm == (0.14, 0.16) and img.spacing_source == "user"
     auto = load_image(p)
     assert auto.spacing_mm == pytest.approx((0.2 / 1.1, 0.2 / 1.1)) and auto.spacing_source == "ImagerPixelSpacing/magnification"
+
+
+def test_jpeg2000_with_missing_tiles_is_refused_not_read_as_black(tmp_path: Path) -> None:
+    """OpenJPEG decodes a codestream that lacks tiles without an error, the missing tiles black;
+    the loader counts the tiles and refuses the film (both decoding paths)."""
+    from cpak_cli.input.loader import open_film
+    from tests.factories import ramp_film, tiled_j2k_dx
+
+    pixels = ramp_film(256, 256)
+    whole = write(tiled_j2k_dx(pixels, pixel_spacing=(0.5, 0.5)), tmp_path / "whole.dcm")
+    assert np.array_equal(load_image(whole).pixels, load_image(whole).pixels)  # a whole tiled film loads
+    assert load_image(whole).pixels.shape == (256, 256)
+    damaged = write(tiled_j2k_dx(pixels, drop_after_first_tile=True, pixel_spacing=(0.5, 0.5)), tmp_path / "cut.dcm")
+    for loader_fn in (load_image, open_film):
+        with pytest.raises(CpakInputError) as exc:
+            loader_fn(damaged)  # refused when opened, before any pixel is used
+        assert_one_line_error(exc, damaged, "damaged", "3 of 4 tiles missing")

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cpak_cli.networks.models import record_accuracy
+from cpak_cli.networks.model_cards import record_accuracy
 
 JOINT_POINTS = {"hip": ["femoral_head"], "knee": ["femoral_condyle_lateral", "femoral_condyle_medial",
                 "tibial_plateau_lateral", "tibial_plateau_medial", "knee_center"], "ankle": ["ankle_lateral", "ankle_medial"]}

@@ -32,7 +32,8 @@ def write_tiny_weights(folder: Path, seed: int = 0) -> Path:
     import torch
 
     from cpak_cli.core.landmarks import JOINTS
-    from cpak_cli.networks.models import build_model, save_weights
+    from cpak_cli.networks.model_cards import save_weights
+    from cpak_cli.networks.models import build_model
     from cpak_cli.training.detector import detector_config
 
     torch.manual_seed(seed)

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         import json
 
         from cpak_cli.api import list_models
-        from cpak_cli.networks.models import MAX_TOTAL_BYTES
+        from cpak_cli.networks.model_cards import MAX_TOTAL_BYTES
 
         folder, entries = list_models(weights_dir, check)
         total = sum(e["size_bytes"] or 0 for e in entries)

@@ -101,8 +101,9 @@ def register(app: typer.Typer) -> None:
                 ) from None
 
         from cpak_cli.networks.models import ModelConfig
-        from cpak_cli.training.datasets import AugmentOptions
-        from cpak_cli.training.trainer import TrainData, TrainOptions, train
+        from cpak_cli.training.options import TrainData, TrainOptions
+        from cpak_cli.training.trainer import train
+        from cpak_cli.training.training_crops import AugmentOptions
 
         augment = AugmentOptions(domain=domain, jitter=jitter)
         max_seconds = None if max_minutes is None else 60.0 * max_minutes

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from cpak_cli.outputs.text_find import WORK_MM, Box, TextFound, find_text, find_text_boxes, outside_all, pixel_range, subtract_box
+from cpak_cli.outputs.text_boxes import Box, outside_all, pixel_range, subtract_box
+from cpak_cli.outputs.text_find import WORK_MM, TextFound, find_text, find_text_boxes
 
 if TYPE_CHECKING:  # pragma: no cover
     from cpak_cli.pipeline.film import ScanResult

@@ -9,17 +9,19 @@ burned-in patient text before an anonymized image is written.
 Boxes are ``(x0, y0, x1, y1)`` in pixel coordinates of the picture they refer to (x = column,
 y = row, origin at the centre of the top-left pixel, docs/conventions.md); a box covers the
 pixels whose centres satisfy ``x0 <= x <= x1, y0 <= y <= y1``.
+
+The box arithmetic (``Box``, subtraction, merging) is in :mod:`cpak_cli.outputs.text_boxes`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from cpak_cli.outputs.text_boxes import Box, merge_boxes, outside_all
 
 #: Working resolution of the search, mm per pixel (films finer than this are reduced to it).
 WORK_MM = 0.5
@@ -42,44 +44,6 @@ PAD_CHARS = 0.35
 #: Margin added at both ends of a found text line before blanking, in character heights: the
 #: first or last characters of a line that fades into bright film are often too faint to find.
 END_PAD_CHARS = 1.0
-
-
-# --------------------------------------------------------------------------- pure box helpers
-def pixel_range(b: Box) -> tuple[int, int, int, int]:
-    """Inclusive integer pixel range (c0, r0, c1, r1) of the pixel centres inside ``b``."""
-    return (math.ceil(b[0]), math.ceil(b[1]), math.floor(b[2]), math.floor(b[3]))
-
-
-def subtract_box(box: Box, cut: Box) -> list[Box]:
-    """The pixels of ``box`` outside ``cut`` as at most four boxes (integer pixel bounds).
-
-    Both boxes cover pixel centres ``x0 <= x <= x1``; an empty result means ``box`` lies
-    inside ``cut``."""
-    c0, r0, c1, r1 = pixel_range(box)
-    k0, q0, k1, q1 = pixel_range(cut)
-    if c0 > c1 or r0 > r1:
-        return []
-    if k0 > c1 or k1 < c0 or q0 > r1 or q1 < r0 or k0 > k1 or q0 > q1:
-        return [(float(c0), float(r0), float(c1), float(r1))]
-    out = []
-    if q0 > r0:  # band above the cut
-        out.append((c0, r0, c1, q0 - 1))
-    if q1 < r1:  # band below
-        out.append((c0, q1 + 1, c1, r1))
-    m0, m1 = max(r0, q0), min(r1, q1)
-    if k0 > c0:  # left of the cut, between the bands
-        out.append((c0, m0, k0 - 1, m1))
-    if k1 < c1:
-        out.append((k1 + 1, m0, c1, m1))
-    return [tuple(float(v) for v in b) for b in out]  # type: ignore[misc]
-
-
-def outside_all(boxes: Iterable[Box], protected: Iterable[Box]) -> list[Box]:
-    """``boxes`` with every ``protected`` box cut out (integer pixel bounds)."""
-    out = list(boxes)
-    for cut in protected:
-        out = [piece for b in out for piece in subtract_box(b, cut)]
-    return out
 
 
 # --------------------------------------------------------------------------- text search
@@ -179,7 +143,7 @@ def find_text(
     def clip(b: Box) -> Box:
         return (max(0.0, b[0]), max(0.0, b[1]), min(cols - 1.0, b[2]), min(rows - 1.0, b[3]))
 
-    merged = [clip(b) for b in _merge(blank)]
+    merged = [clip(b) for b in merge_boxes(blank)]
     # a lone letter clearly taller than the upright marks it stands with is a lead side marker: kept
     marks = [m for line in level for m in line.marks] + list(lone)
     keep = []
@@ -397,21 +361,3 @@ def _extended(lines: list[_Line], faint: np.ndarray) -> list[_Line]:
         out.append(_Line(line.marks, h, (x0, y0, x1, y1)))
     return out
 
-
-def _merge(boxes: list[Box]) -> list[Box]:
-    """Overlapping boxes merged into their bounding boxes (until none overlap)."""
-    out = list(boxes)
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(out)):
-            for j in range(i + 1, len(out)):
-                a, b = out[i], out[j]
-                if a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]:
-                    out[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    del out[j]
-                    changed = True
-                    break
-            if changed:
-                break
-    return out

@@ -10,7 +10,8 @@ from __future__ import annotations
 # Load the submodule `render` first: its later import would otherwise rebind the package
 # attribute `render` (the function below) to the module.
 from . import render as _render_module  # noqa: F401
-from .generate import PhantomCase, generate, make_case, render, write_case
+from .case_files import generate, write_case  # loads the submodule `generate` first, then binds the function
+from .generate import PhantomCase, make_case, render
 from .spec import PhantomOptions
 
 __all__ = ["PhantomCase", "PhantomOptions", "generate", "make_case",

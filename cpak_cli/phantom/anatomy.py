@@ -1,4 +1,4 @@
-"""3-D analytic primitives and the construction of the lower-limb phantom.
+"""Construction of the lower-limb phantom: leg parameters, bones, implants and soft-tissue envelope.
 
 Everything here works in *object millimetres* of the coronal (AP) projection plane:
 ``x`` to the image right, ``y`` down (towards the feet), origin at the centre of the
@@ -11,6 +11,10 @@ landmarks) exact by construction.
 A leg is first built in a canonical frame (a *right* leg, lateral = ``-x``, hip centre at the
 origin) and then moved into the film with a rigid/mirror transform (:class:`Placement`),
 which preserves the unsigned angles LDFA / MPTA exactly.
+
+The primitives and attenuation coefficients are in :mod:`cpak_cli.phantom.primitives`; the
+bodies of the variety options (open physes, osteoarthritis, flexion, paediatric hardware) in
+:mod:`cpak_cli.phantom.anatomy_variety`.
 """
 
 from __future__ import annotations
@@ -21,140 +25,8 @@ from typing import Any
 
 import numpy as np
 
-# --------------------------------------------------------------------------------------
-# Linear attenuation coefficients, 1/mm, *relative to water/soft tissue where stated*.
-# Effective energy ~55-60 keV (long-leg technique ~80-90 kVp with filtration).
-MU_FAT = 0.0175
-MU_MUSCLE = 0.0210
-MU_CORTEX = 0.0380  # cortical bone minus the soft tissue it displaces
-MU_TRAB = 0.0110  # trabecular (cancellous) bone minus soft tissue
-MU_MARROW = 0.0010  # fatty marrow of a diaphysis minus soft tissue
-MU_METAL = 0.90  # CoCr / steel implants (minus soft tissue; saturates anyway)
-MU_LEAD = 3.0
-
-
-def _rot(v: np.ndarray, ang_deg: float) -> np.ndarray:
-    a = math.radians(ang_deg)
-    c, s = math.cos(a), math.sin(a)
-    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / float(np.hypot(v[0], v[1]))
-
-
-# --------------------------------------------------------------------------------------
-# Primitives
-@dataclass
-class Ellipsoid:
-    """Superellipsoid: in-plane superellipse ``|du/a|^p + |dv/b|^p <= 1`` (``u`` along
-    angle ``phi`` deg), depth half-axis ``c``.  Chord = ``2c*sqrt(1 - rho^2)`` (exact for
-    ``p = 2``: an ellipsoid)."""
-
-    cx: float
-    cy: float
-    a: float
-    b: float
-    c: float
-    phi: float = 0.0
-    p: float = 2.0
-
-    def bbox(self) -> tuple[float, float, float, float]:
-        r = math.hypot(self.a, self.b) if self.p > 2.0 else None
-        ca, sa = abs(math.cos(math.radians(self.phi))), abs(math.sin(math.radians(self.phi)))
-        if r is None:  # exact ellipse bbox
-            hx = math.sqrt((self.a * ca) ** 2 + (self.b * sa) ** 2)
-            hy = math.sqrt((self.a * sa) ** 2 + (self.b * ca) ** 2)
-        else:
-            hx = self.a * ca + self.b * sa
-            hy = self.a * sa + self.b * ca
-        return self.cx - hx, self.cy - hy, self.cx + hx, self.cy + hy
-
-    def chord(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        """``xs``: (W,) mm of columns, ``ys``: (H,) mm of rows -> (H, W) chord mm."""
-        ph = math.radians(self.phi)
-        c, s = math.cos(ph), math.sin(ph)
-        dx = (xs - self.cx).astype(np.float32)[None, :]
-        dy = (ys - self.cy).astype(np.float32)[:, None]
-        du = (dx * (c / self.a) + dy * (s / self.a))
-        dv = (dy * (c / self.b) - dx * (s / self.b))
-        if self.p == 2.0:
-            q = du * du + dv * dv
-        else:
-            q = (np.abs(du) ** self.p + np.abs(dv) ** self.p) ** (2.0 / self.p)
-        np.subtract(1.0, q, out=q)
-        np.maximum(q, 0.0, out=q)
-        np.sqrt(q, out=q)
-        q *= 2.0 * self.c
-        return q
-
-
-@dataclass
-class Tube:
-    """Tapered capsule with its axis in the coronal plane from (x0,y0) to (x1,y1).
-
-    ``d`` = distance to the closest axis point (axial fraction ``t`` clipped to [0, 1], so the
-    ends are rounded); cross-section: superellipse of in-plane half-width ``a(t)`` and depth
-    half-axis ``c(t)`` (linear in ``t``), exponent ``p`` (2 = elliptic, large = box).
-    Chord = ``2c (1 - |d/a|^p)^(1/p)``."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    a0: float
-    a1: float
-    c0: float
-    c1: float
-    p: float = 2.0
-
-    def bbox(self) -> tuple[float, float, float, float]:
-        r = max(self.a0, self.a1)
-        return (min(self.x0, self.x1) - r, min(self.y0, self.y1) - r,
-                max(self.x0, self.x1) + r, max(self.y0, self.y1) + r)
-
-    def chord(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        ex, ey = self.x1 - self.x0, self.y1 - self.y0
-        ln2 = ex * ex + ey * ey
-        dx = (xs - self.x0).astype(np.float32)[None, :]
-        dy = (ys - self.y0).astype(np.float32)[:, None]
-        t = (dx * (ex / ln2) + dy * (ey / ln2))
-        np.clip(t, 0.0, 1.0, out=t)
-        # distance to the closest axis point (rounded, capsule-like ends)
-        rx = dx - t * ex
-        ry = dy - t * ey
-        d = np.sqrt(rx * rx + ry * ry)
-        a = self.a0 + (self.a1 - self.a0) * t
-        c = self.c0 + (self.c1 - self.c0) * t
-        r = d / a
-        if self.p == 2.0:
-            q = 1.0 - r * r
-            np.maximum(q, 0.0, out=q)
-            np.sqrt(q, out=q)
-        else:
-            q = 1.0 - np.minimum(r, 1.0) ** self.p
-            q = q ** (1.0 / self.p)
-        q *= 2.0 * c
-        return q
-
-
-Prim = Ellipsoid | Tube
-
-
-@dataclass
-class Body:
-    """One radiographic object: union (max of chords) of ``outer`` primitives with
-    coefficient ``mu``; ``inner`` primitives (union) replace ``mu`` by their own coefficient
-    (cortical shell = outer minus inner); ``holes`` subtract ``mu_h * chord`` (clipped at 0).
-    Bodies are summed (separate objects along the ray)."""
-
-    name: str
-    outer: list[Prim]
-    mu: float
-    inner: list[tuple[Prim, float]] = field(default_factory=list)
-    holes: list[tuple[Prim, float]] = field(default_factory=list)
-    texture: float = 0.0  # relative amplitude of trabecular texture on the inner part
-    metal: bool = False
+from .anatomy_variety import variety_bodies
+from .primitives import MU_MARROW, MU_METAL, MU_TRAB, Body, Ellipsoid, Prim, _bone, _ell, _rot, _tube, corner_superellipse
 
 
 # --------------------------------------------------------------------------------------
@@ -195,49 +67,6 @@ class Leg:
     bodies: list[Body]
     soft: list[tuple[Prim, Prim]]  # (skin envelope, muscle core) primitives
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _ell(c: np.ndarray, a: float, b: float, depth: float, u: np.ndarray, p: float = 2.0) -> Ellipsoid:
-    phi = math.degrees(math.atan2(u[1], u[0]))
-    return Ellipsoid(float(c[0]), float(c[1]), a, b, depth, phi, p)
-
-
-def _tube(p0: np.ndarray, p1: np.ndarray, a0: float, a1: float, c0: float, c1: float,
-          p: float = 2.0) -> Tube:
-    return Tube(float(p0[0]), float(p0[1]), float(p1[0]), float(p1[1]), a0, a1, c0, c1, p)
-
-
-def _shrunk(pr: Prim, t: float, tz: float | None = None) -> Prim:
-    """The primitive shrunk by ``t`` mm in plane (``tz`` in depth; default ``t``)."""
-    tz = t if tz is None else tz
-    if isinstance(pr, Ellipsoid):
-        return Ellipsoid(pr.cx, pr.cy, max(pr.a - t, 0.5), max(pr.b - t, 0.5),
-                         max(pr.c - tz, 0.5), pr.phi, pr.p)
-    return Tube(pr.x0, pr.y0, pr.x1, pr.y1, max(pr.a0 - t, 0.5), max(pr.a1 - t, 0.5),
-                max(pr.c0 - tz, 0.5), max(pr.c1 - tz, 0.5), pr.p)
-
-
-def _bone(name: str, outer: list[Prim], cortex: list[float], inner_mu: list[float],
-          mu: float = MU_CORTEX, texture: float = 0.08) -> Body:
-    inner = [(_shrunk(pr, t), m) for pr, t, m in zip(outer, cortex, inner_mu)]
-    return Body(name, outer, mu, inner, texture=texture)
-
-
-def corner_superellipse(p0: np.ndarray, p1: np.ndarray, n: np.ndarray, half_h: float,
-                        p: float, k: float, depth: float) -> Ellipsoid:
-    """Superellipse block whose boundary passes *exactly* through the corner points
-    ``p0``, ``p1`` (symmetric about their perpendicular bisector), body on the ``n`` side.
-
-    The corners sit at ``du = +-k*a``; the block's extreme along ``-n`` lies slightly beyond
-    the corner line (a flat, slightly domed articular surface)."""
-    u = p1 - p0
-    half_w = float(np.hypot(*u)) / 2.0
-    u = u / (2 * half_w)
-    a = half_w / k
-    dn = half_h * (1.0 - k ** p) ** (1.0 / p)  # corner depth below the block's centre line
-    c = (p0 + p1) / 2.0 + dn * n
-    return _ell(c, a, half_h, depth, u, p)
-
 
 def knee_frame(lp: LegParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The knee's frame in the canonical leg frame (hip centre at the origin, lateral = -x, y
@@ -407,7 +236,7 @@ def build_leg(lp: LegParams) -> Leg:
                         [1.6 * s], [MU_TRAB * 0.9]))
 
     if lp.physes or lp.oa or lp.flexion > 0 or lp.hardware:
-        bodies += _variety_bodies(lp, s, femur, tibia, fib, locals())
+        bodies += variety_bodies(lp, s, femur, tibia, fib, locals())
 
     # ------------------------------------------------------------------ implants
     if lp.tka:
@@ -458,131 +287,6 @@ def knee_gaps(lp: LegParams) -> tuple[float, float]:
     fcl = F0 + 24.0 * s * u_f
     fcm = F0 - 24.0 * s * u_f
     return float((T0 - fcl) @ n_t), float((T0 - fcm) @ n_t)
-
-
-def _slab(c: np.ndarray, u: np.ndarray, half_w: float, half_t: float, depth: float, p: float = 4.0) -> Ellipsoid:
-    """Thin box-like superellipse slab centred at ``c``, long axis ``u``."""
-    return _ell(c, half_w, half_t, depth, u, p)
-
-
-def _wavy(c: np.ndarray, u: np.ndarray, half_w: float, hump: float) -> list[tuple[np.ndarray, float, np.ndarray]]:
-    """Segments (centre, half width, direction) of an undulating physis: a shallow "M" whose
-    central part is raised by ``hump`` mm (towards ``-n``; negative = the other way)."""
-    if abs(hump) < 0.05:
-        return [(c, half_w, u)]
-    n = np.array([-u[1], u[0]])
-    if n[1] < 0:
-        n = -n
-    # polyline x: -1, -0.45, 0, 0.45, 1 (of half_w); y: 0, -hump*0.3, -hump, -hump*0.3, 0
-    xs = np.array([-1.0, -0.5, 0.0, 0.5, 1.0]) * half_w
-    ys = np.array([0.0, -0.25, -1.0, -0.25, 0.0]) * hump
-    out = []
-    for k in range(4):
-        p0 = c + xs[k] * u + ys[k] * n
-        p1 = c + xs[k + 1] * u + ys[k + 1] * n
-        d = p1 - p0
-        ln = float(np.hypot(*d))
-        out.append(((p0 + p1) / 2, ln / 2 + 1.0, d / ln))
-    return out
-
-
-def _variety_bodies(lp: LegParams, s: float, femur: Body, tibia: Body, fib: Body, v: dict) -> list[Body]:
-    """Open physes (lucent bands as holes), osteoarthritis (osteophytes, subchondral
-    sclerosis), knee-flexion double plateau contour and paediatric hardware.
-
-    Nothing here moves a landmark: physes sit >= 10 mm from the articular surfaces, osteophytes
-    stay proximal to the condylar tangent line / outside the plateau corners, sclerosis lies
-    inside the bone outline.  (Joint-space narrowing itself is done through ``joint_space`` and
-    ``jlca``, which define the landmarks.)"""
-    H, R, e = v["H"], v["R"], v["e"]
-    F0, n_f, u_f = v["F0"], v["n_f"], v["u_f"]
-    T0, n_t, u_t, w_t = v["T0"], v["n_t"], v["u_t"], v["w_t"]
-    A, n_a, u_a, w_a = v["A"], v["n_a"], v["u_a"], v["w_a"]
-    fhead, lmall, d_a = v["fhead"], v["lmall"], v["d_a"]
-    fcl, fcm, tpl, tpm = v["fcl"], v["fcm"], v["tpl"], v["tpm"]
-    lat_a, shaft_r = v["lat_a"], v["shaft_r"]
-    out: list[Body] = []
-    ph = lp.physes
-    if ph:
-        w, mu = ph["w"] / 2.0, ph["mu"]
-        tl = ph.get("tilt", (0.0, 0.0, 0.0, 0.0))
-        # capital femoral physis: across the head-neck junction, perpendicular to the neck
-        perp = np.array([-e[1], e[0]])
-        femur.holes.append((_slab(H + 0.42 * R * e, _rot(perp, 12.0 + tl[0]), 1.02 * R, w * 1.1, R, 3.0), mu * 1.2))
-        # greater-trochanter apophysis (small)
-        J = v["J"]
-        gt = J + 8 * s * d_a + (9 + 3 * lp.rotation) * s * lat_a
-        femur.holes.append((_slab(gt - 12 * s * d_a, _rot(lat_a, -25.0), 13 * s, w * 0.8, 16 * s, 3.0), mu))
-        # distal femoral physis: ph["df"] mm proximal of the condylar line
-        for c, hw, ang in _wavy(F0 - ph["df"] * n_f, _rot(u_f, tl[1]), 44 * s, ph.get("wave", 0.0) * s):
-            femur.holes.append((_slab(c, ang, hw, w, 34 * s), mu))
-        # proximal tibial physis: ph["pt"] mm distal of the plateau line (+ fibular head)
-        for c, hw, ang in _wavy(T0 + ph["pt"] * n_t, _rot(u_t, tl[2]), 42 * s, -ph.get("wave", 0.0) * s):
-            tibia.holes.append((_slab(c, ang, hw, w, 30 * s), mu))
-        fib.holes.append((_slab(fhead - 3.0 * s * n_t, u_t, 12 * s, w * 0.8, 12 * s), mu))
-        # distal tibial physis and distal fibular physis (about the plafond level)
-        tibia.holes.append((_slab(A - ph["dt"] * n_a, _rot(u_a, tl[3]), 27 * s, w, 23 * s), mu))
-        fib.holes.append((_slab(lmall - 10 * s * n_a, u_a, 10 * s, w * 0.8, 10 * s), mu))
-    oa = lp.oa
-    if oa:
-        lat = oa["side"] == "lateral"
-        for pnt, tp, bw, out_dir, big in ((fcl, tpl, 16.5, u_f, lat), (fcm, tpm, 17.5, -u_f, not lat)):
-            size = oa["osteo"] if big else oa["osteo2"]
-            if size > 0.5:
-                # femoral marginal osteophyte: outward/downward spur above the tangent line
-                L, wd = size, max(1.5, 0.45 * size)
-                vdir = _unit(out_dir * math.cos(math.radians(25)) + n_f * math.sin(math.radians(25)))
-                c = pnt + out_dir * (bw * s * 0.78 + 0.45 * L) - (0.3 * L + wd + 1.5) * n_f
-                prim = _ell(c, L / 2 + 1.5, wd / 2 + 0.5, 14 * s, vdir, 2.0)
-                femur.outer.append(prim)
-                femur.inner.append((_shrunk(prim, 0.8), MU_TRAB * 1.3))
-                # tibial marginal osteophyte: lipping beyond the plateau corner
-                vdir = _unit(out_dir * math.cos(math.radians(20)) - n_t * math.sin(math.radians(20)))
-                c = tp + out_dir * (0.45 * L - 0.5) + (wd * 0.5 + 1.0) * n_t
-                prim = _ell(c, L / 2 + 1.0, wd / 2 + 0.5, 14 * s, vdir, 2.0)
-                tibia.outer.append(prim)
-                tibia.inner.append((_shrunk(prim, 0.8), MU_TRAB * 1.3))
-            if big and oa["scler"] > 0:
-                # subchondral sclerosis under both surfaces of the narrowed compartment
-                sgn = 1.0 if pnt is fcl else -1.0
-                out.append(Body("sclerosis", [
-                    _ell(pnt - 8.0 * s * n_f, 9.0 * s, 4.5 * s, 20 * s, u_f, 2.0),
-                    _ell(T0 + sgn * w_t * 0.24 * u_t + 5.0 * s * n_t, 14.0 * s, 3.5 * s, 20 * s, u_t, 2.2),
-                ], oa["scler"], texture=0.0))
-    if lp.flexion > 0:
-        # flexed knee: anterior and posterior plateau rims project apart (double contour)
-        d = 45.0 * s * math.sin(math.radians(max(lp.flexion - 5.0, 0.0)))
-        if d > 1.0:
-            out.append(Body("plateau_rim", [_slab(T0 + min(d, 11 * s) * n_t, u_t, 33 * s, 0.9, 6 * s, 3.0)],
-                            MU_CORTEX * 0.8))
-    for hw in lp.hardware:
-        if hw == "eight_plate":  # guided-growth plate across the distal femoral physis (medial)
-            c = F0 - 18 * s * n_f - (36 * s + 2.0) * u_f
-            out.append(Body("eight_plate", [_slab(c, n_f, 11.0, 1.3, 5.0, 6.0)], MU_METAL, metal=True))
-            for k in (-1, 1):
-                q = c + k * 7.0 * n_f
-                out.append(Body("eight_screw", [_tube(q, q + 28.0 * _rot(u_f, -k * 12.0), 2.0, 1.6, 2.0, 1.6)],
-                                MU_METAL * 0.6, metal=True))
-        elif hw == "hip_plate":  # proximal femoral osteotomy plate with a blade into the neck
-            p0 = v["J"] + shaft_r * lat_a + 10 * s * d_a
-            p1 = p0 - 110 * s * d_a
-            out.append(Body("hip_plate", [_tube(p0, p1, 2.5, 2.5, 7.0, 7.0, 6.0),
-                                          _tube(p0, p0 + 0.8 * (H - p0) , 3.0, 2.5, 6.0, 5.0, 6.0)],
-                            MU_METAL, metal=True))
-            for i in range(4):
-                q = p0 - (30 + 22 * i) * s * d_a
-                out.append(Body("hip_screw", [_tube(q, q - (2 * shaft_r + 4) * lat_a, 2.2, 2.2, 2.2, 2.2)],
-                                MU_METAL * 0.6, metal=True))
-        elif hw == "ankle_screw":  # screw across the medial malleolus / distal tibia
-            q = A - (w_a / 2 + 5.0 * s) * u_a + 8 * s * n_a
-            out.append(Body("ankle_screw", [_tube(q, q + 40 * s * _unit(u_a - 1.2 * n_a), 2.0, 1.8, 2.0, 1.8)],
-                            MU_METAL * 0.6, metal=True))
-        elif hw == "nail":  # intramedullary tibial nail
-            bore = _tube(T0 + 15 * s * n_t, A - 40 * s * n_a, 3.0, 3.0, 3.0, 3.0)
-            out.append(Body("nail", [_tube(T0 + 15 * s * n_t, A - 40 * s * n_a, 4.5, 4.5, 4.5, 4.5, 2.0)],
-                            MU_METAL * 0.5, holes=[(bore, MU_METAL * 0.5)], metal=True))
-    return out
-
 
 def soft_tissue(leg: Leg, girth: float, fat: float) -> list[tuple[Prim, float]]:
     """Skin-envelope primitives of one leg (canonical frame): list of (primitive, fat_mm)."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .anatomy import MU_FAT, MU_MUSCLE, Prim, _shrunk
+from .primitives import MU_FAT, MU_MUSCLE, Prim, _shrunk
 from .spec import rng_for
 
 if TYPE_CHECKING:  # pragma: no cover

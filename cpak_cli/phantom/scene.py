@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .anatomy import MU_CORTEX, MU_LEAD, MU_METAL, MU_TRAB, Body, Ellipsoid, Leg, Prim, Tube, _bone, _tube, soft_tissue
+from .anatomy import Leg, soft_tissue
+from .primitives import MU_CORTEX, MU_LEAD, MU_METAL, MU_TRAB, Body, Ellipsoid, Prim, Tube, _bone, _tube
 
 
 @dataclass

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .anatomy import MU_TRAB, LegParams, knee_gaps
+from .anatomy import LegParams, knee_gaps
+from .primitives import MU_TRAB
 from .spec import rng_for
 
 PED_FRACTION = 0.40

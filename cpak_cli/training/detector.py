@@ -3,8 +3,9 @@
 Each training image is reduced once to the detector's frame (``height x width`` at an isotropic
 mm scale, patient's right on the left); every step applies a small random affine to frame and
 joint centres together, draws the target discs at the moved centres, and adds the same intensity
-augmentation as the landmark models. Loss, optimiser, schedule and checkpoint format are those of
-:mod:`cpak_cli.training.trainer`, so ``export_checkpoint`` writes the detector's weights and card too.
+augmentation as the landmark models. Loss, optimiser and schedule are those of
+:mod:`cpak_cli.training.trainer`, the checkpoint format that of :mod:`cpak_cli.training.checkpoints`,
+so ``export_checkpoint`` writes the detector's weights and card too.
 """
 
 from __future__ import annotations
@@ -34,16 +35,12 @@ from cpak_cli.networks.detector import (
     joint_centres,
 )
 from cpak_cli.networks.models import ModelConfig
-from cpak_cli.training.datasets import AugmentOptions, find_training_files, intensity_augment, run_jobs, sample_rng, split_ids
-from cpak_cli.training.trainer import (
-    CHECKPOINT_FORMAT,
-    TrainOptions,
-    dice_bce_loss,
-    init_from_weights,
-    load_checkpoint,
-    lr_at,
-    save_checkpoint,
-)
+from cpak_cli.training.batches import sample_rng
+from cpak_cli.training.checkpoints import CHECKPOINT_FORMAT, init_from_weights, load_checkpoint, save_checkpoint
+from cpak_cli.training.options import TrainOptions
+from cpak_cli.training.sources import find_training_files, run_jobs, split_ids
+from cpak_cli.training.trainer import dice_bce_loss, lr_at
+from cpak_cli.training.training_crops import AugmentOptions, intensity_augment
 
 
 def detector_config(height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH, encoder: str = "tu-resnet10t",
@@ -82,7 +79,7 @@ def reduce_film(image_id: str, pixels: np.ndarray, spacing_mm: tuple[float, floa
 def film_sample(args: tuple[str, str, str, int, int]) -> FilmSample:
     """Worker: load one image + landmark file and reduce it to the detector frame."""
     from cpak_cli.core.landmarks import read_landmarks
-    from cpak_cli.training.datasets import load_annotated
+    from cpak_cli.training.sources import load_annotated
 
     image, lm_path, image_id, height, width = args
     lf = read_landmarks(lm_path)
@@ -235,8 +232,8 @@ def train_detector(data_dir: Path | None, opts: TrainOptions, cfg: ModelConfig |
     import torch
 
     from cpak_cli.networks.models import build_model, resolve_device
+    from cpak_cli.training.checkpoints import export_checkpoint
     from cpak_cli.training.supervision import BatchSource, disc_targets
-    from cpak_cli.training.trainer import export_checkpoint
 
     cfg = cfg or detector_config()
     out = Path(opts.out_dir)

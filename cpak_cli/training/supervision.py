@@ -1,6 +1,6 @@
 """Training targets and loss for fully and partly labelled crops, and the batch workers.
 
-A :class:`cpak_cli.training.datasets.PartialBatch` carries landmark points (NaN = not labelled) and
+A :class:`cpak_cli.training.batches.PartialBatch` carries landmark points (NaN = not labelled) and
 constraints instead of masks; :func:`partial_loss` draws the disc masks on the device (exactly
 :func:`cpak_cli.networks.crops.disc_masks`: a pixel is foreground when its centre lies within the radius)
 and computes
@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
-from cpak_cli.training.datasets import AugmentOptions, BatchOrder, LegSample, PartialBatch, make_partial_batch
+from cpak_cli.training.batches import BatchOrder, PartialBatch, make_partial_batch
+from cpak_cli.training.datasets import LegSample
+from cpak_cli.training.training_crops import AugmentOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -15,19 +15,17 @@ pytest.importorskip("segmentation_models_pytorch")
 
 from cpak_cli.core.landmarks import JOINTS  # noqa: E402
 from cpak_cli.errors import CpakModelError  # noqa: E402
-from cpak_cli.networks.models import (  # noqa: E402
+from cpak_cli.networks.model_cards import (  # noqa: E402
     MAX_FILE_BYTES,
     MAX_TOTAL_BYTES,
-    ModelConfig,
-    build_model,
-    list_models,
     load_model,
     model_size_fp16,
-    predict,
     save_weights,
     state_dict_fp16,
     weights_dir,
 )
+from cpak_cli.networks.model_list import list_models  # noqa: E402
+from cpak_cli.networks.models import ModelConfig, build_model, predict  # noqa: E402
 
 tiny = tiny_model
 
@@ -189,7 +187,7 @@ def test_vgg16_builds_and_runs():
 
 
 def test_record_accuracy_keeps_weights_valid(tmp_path):
-    from cpak_cli.networks.models import record_accuracy
+    from cpak_cli.networks.model_cards import record_accuracy
 
     cfg = tiny("hip")
     save_weights(build_model(cfg), cfg, tmp_path / "hip")

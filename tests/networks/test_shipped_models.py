@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpak_cli.networks.models import list_models, weights_dir
+from cpak_cli.networks.model_cards import weights_dir
+from cpak_cli.networks.model_list import list_models
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "sample_data").glob("case*.dcm"))

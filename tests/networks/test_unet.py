@@ -12,7 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("segmentation_models_pytorch")
 
-from cpak_cli.networks.models import ModelConfig, build_inference_model, build_model, load_model  # noqa: E402
+from cpak_cli.networks.model_cards import load_model  # noqa: E402
+from cpak_cli.networks.models import ModelConfig, build_inference_model, build_model  # noqa: E402
 from cpak_cli.networks.unet import ResNet10tUnet  # noqa: E402
 
 
@@ -77,7 +78,7 @@ def test_other_encoders_still_built_by_smp():
 
 
 def test_loading_the_shipped_models_does_not_import_smp():
-    code = ("import sys\nfrom cpak_cli.networks.models import load_model\n"
+    code = ("import sys\nfrom cpak_cli.networks.model_cards import load_model\n"
             "for j in ('hip', 'knee', 'ankle', 'detector'): load_model(j)\n"
             "bad = [m for m in ('segmentation_models_pytorch', 'timm', 'torchvision') if m in sys.modules]\n"
             "assert not bad, bad\n")

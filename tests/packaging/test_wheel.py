@@ -70,7 +70,7 @@ def test_wheel_carries_models_and_measures_from_elsewhere(wheel, tmp_path):
     cpak = [sys.executable, "-c", "from cpak_cli.cli import app; app()"]
 
     # the installed package is the one imported, and its weights are the wheel's
-    res = _run([sys.executable, "-c", "import cpak_cli, cpak_cli.networks.models as m; print(cpak_cli.__file__); "
+    res = _run([sys.executable, "-c", "import cpak_cli, cpak_cli.networks.model_cards as m; print(cpak_cli.__file__); "
                 "print(m.weights_dir())"], cwd=work, env=env)
     assert res.returncode == 0, res.stderr
     mod_file, wdir = res.stdout.split()

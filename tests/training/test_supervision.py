@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cpak_cli.networks.crops import disc_masks
-from cpak_cli.training.datasets import AugmentOptions, Constraint, LegSample, make_partial_batch
+from cpak_cli.training.batches import make_partial_batch
+from cpak_cli.training.datasets import Constraint, LegSample
 from cpak_cli.training.supervision import (
     BatchSource,
     LandmarkBatches,
@@ -18,6 +19,7 @@ from cpak_cli.training.supervision import (
     soft_centroids,
 )
 from cpak_cli.training.trainer import dice_bce_loss
+from cpak_cli.training.training_crops import AugmentOptions
 
 
 def test_disc_targets_equal_numpy_masks_with_nan_and_per_sample_radius():

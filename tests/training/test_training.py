@@ -16,19 +16,15 @@ pytest.importorskip("segmentation_models_pytorch")
 from cpak_cli.core.landmarks import JOINTS  # noqa: E402
 from cpak_cli.errors import CpakInputError  # noqa: E402
 from cpak_cli.networks import crops  # noqa: E402
-from cpak_cli.networks.models import ModelConfig, build_model, load_model  # noqa: E402
-from cpak_cli.training.datasets import (  # noqa: E402
-    NO_AUGMENT,
-    AugmentOptions,
-    BatchOrder,
-    array_reader,
-    fold_of,
-    leg_samples,
-    make_batch,
-    split_ids,
-    training_crop,
-)
-from cpak_cli.training.trainer import TrainData, TrainOptions, dice_bce_loss, export_checkpoint, load_checkpoint, lr_at, train  # noqa: E402
+from cpak_cli.networks.model_cards import load_model  # noqa: E402
+from cpak_cli.networks.models import ModelConfig, build_model  # noqa: E402
+from cpak_cli.training.batches import BatchOrder, make_batch  # noqa: E402
+from cpak_cli.training.checkpoints import export_checkpoint, load_checkpoint  # noqa: E402
+from cpak_cli.training.datasets import array_reader, leg_samples  # noqa: E402
+from cpak_cli.training.options import TrainData, TrainOptions  # noqa: E402
+from cpak_cli.training.sources import fold_of, split_ids  # noqa: E402
+from cpak_cli.training.trainer import dice_bce_loss, lr_at, train  # noqa: E402
+from cpak_cli.training.training_crops import NO_AUGMENT, AugmentOptions, training_crop  # noqa: E402
 
 KNEE = JOINTS["knee"]
 OFFSETS = [(-50, -30), (50, -30), (-50, 30), (50, 30), (0, 0)]  # lateral at small x for the right leg
@@ -215,8 +211,8 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 def test_validation_metric_uses_real_chain(tmp_path):
     """A model that outputs the true discs must score ~0 mm through extraction + affine + spacing."""
-    from cpak_cli.training.datasets import validation_crop
-    from cpak_cli.training.trainer import evaluate_samples
+    from cpak_cli.training.training_crops import validation_crop
+    from cpak_cli.training.validation import evaluate_samples
 
     cfg = tiny(128)
     samples = synth_samples(1, 128)
@@ -308,7 +304,7 @@ def test_cli_train_on_files(tmp_path):
 
 @pytest.mark.slow
 def test_phantom_samples_render_rois_only():
-    from cpak_cli.training.datasets import phantom_samples
+    from cpak_cli.training.sources import phantom_samples
 
     samples, skipped = phantom_samples((0, 0, {}, "knee", KNEE, 64, 1.5))
     assert len(samples) == 2 and skipped == 0
@@ -321,7 +317,8 @@ def test_init_weights_and_time_box(tmp_path):
     """--init starts from an exported model; a time box ends training as complete and exports."""
     import torch
 
-    from cpak_cli.networks.models import build_model, load_model, save_weights
+    from cpak_cli.networks.model_cards import load_model, save_weights
+    from cpak_cli.networks.models import build_model
 
     cfg = tiny()
     torch.manual_seed(5)
@@ -340,7 +337,8 @@ def test_init_weights_and_time_box(tmp_path):
 
 
 def test_init_weights_of_another_architecture_is_refused(tmp_path):
-    from cpak_cli.networks.models import ModelConfig, build_model, save_weights
+    from cpak_cli.networks.model_cards import save_weights
+    from cpak_cli.networks.models import ModelConfig, build_model
 
     other = ModelConfig("knee", encoder_depth=3, decoder_channels=(16, 8, 4), input_size=64, input_norm="minmax")
     save_weights(build_model(other), other, tmp_path / "init", training={})

@@ -140,3 +140,28 @@ def test_limits_from_the_environment(monkeypatch):
     monkeypatch.setenv("CPAK_DECODE_TIMEOUT_S", "-1")
     monkeypatch.setenv("CPAK_DECODE_MEMORY_MB", "lots")
     assert DecodeLimits.from_env() == DecodeLimits()
+
+
+@pytest.mark.slow
+def test_real_films_measure_identically_caged_and_in_process(tmp_path):
+    """The shipped networks on a JPEG 2000 film (windows from the cage) and a non-J2K film give
+    exactly the numbers of the in-process decode."""
+    from cpak_cli.pipeline.film import Measurer
+
+    plain = tmp_path / "case0001_plain.dcm"
+    import pydicom
+
+    ds = pydicom.dcmread(SAMPLE)
+    ds.decompress()  # the same film, native (explicit VR little endian)
+    ds.save_as(plain)
+    measurer = Measurer(device="cpu")
+    cage = Cage(DecodeLimits(seconds=120.0), start_method="forkserver")
+    old = cage_mod.configure(cage)
+    try:
+        for path in (SAMPLE, plain):
+            a = measurer.measure(open_film(path))
+            b = measurer.measure(open_caged(path))
+            assert a.legs and a.to_json()["legs"] == b.to_json()["legs"], path
+    finally:
+        cage.close()
+        cage_mod.configure(old)

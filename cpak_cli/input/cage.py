@@ -305,7 +305,7 @@ class Cage:
         out = self._call(pixels.path, req, pixels.key)
         if out is _NEED:
             out = self._call(pixels.path, req[:3] + (pixels.plain(),) + req[4:], pixels.key)
-        return out  # type: ignore[no-any-return]
+        return out
 
 
 _NEED = object()

@@ -219,9 +219,10 @@ def measure_file(
         CpakModelError: missing or inconsistent model weights.
     """
     from cpak_cli.input.boxes import read_boxes
-    from cpak_cli.input.loader import open_film
+    from cpak_cli.input.cage import open_caged
 
-    image = open_film(path, pixel_spacing=options.pixel_spacing)  # decodes only what is measured, where it can
+    # decodes only what is measured, where it can, in a worker process with a time and memory limit
+    image = open_caged(path, pixel_spacing=options.pixel_spacing)
     box_file = read_boxes(boxes) if boxes is not None else None
     measurer = measurer_for(options, need_detector=box_file is None)
     result = measurer.measure(image, box_file)
@@ -321,6 +322,9 @@ def run_batch(
             on_result=thumbnails, ray_address=batch.ray_address,
         )
     else:
+        from cpak_cli.input.cage import default_cage
+
+        default_cage().ensure(max(1, batch.workers))  # decode workers forked before torch loads
         summary = batch_mod.run_batch(
             inputs, csv_path, measurer_for(options), resume=batch.resume, overwrite=batch.overwrite,
             workers=batch.workers, chunk=batch.chunk, pixel_spacing=options.pixel_spacing,

@@ -108,6 +108,13 @@ class J2KPixels:
             self._free.setdefault(level, []).append(dec)
         return out
 
+    def load_full(self, path: str, pixel_spacing: Any, fallback_spacing: Any) -> LoadedImage:
+        """The whole film as :func:`cpak_cli.input.loader.load_image` decodes it (in this process;
+        a caged subclass decodes it in a worker)."""
+        from cpak_cli.input.loader import load_image
+
+        return load_image(path, pixel_spacing=pixel_spacing, fallback_spacing=fallback_spacing)
+
     def release(self) -> None:
         """Free the kept decoders (they are made again when needed)."""
         with self._lock:
@@ -208,10 +215,7 @@ a fallback: with the full decode). Thread-safe.
         CpakInputError as :func:`load_image` does)."""
         with self._lock:
             if self._full is None:
-                from cpak_cli.input.loader import load_image
-
-                path, pixel_spacing, fallback_spacing = self._reload
-                self._set("_full", load_image(path, pixel_spacing=pixel_spacing, fallback_spacing=fallback_spacing).pixels)
+                self._set("_full", self._src.load_full(*self._reload).pixels)
             return self._full  # type: ignore[return-value]
 
     def release(self) -> None:
@@ -313,10 +317,7 @@ a fallback: with the full decode). Thread-safe.
         it did not (the source falls back; measure again)."""
         if self.voi_proven or not self.fast:
             return True
-        from cpak_cli.input.loader import load_image
-
-        path, pixel_spacing, fallback_spacing = self._reload
-        full = load_image(path, pixel_spacing=pixel_spacing, fallback_spacing=fallback_spacing)
+        full = self._src.load_full(*self._reload)
         self._set("_full", full.pixels)
         if full.voi_source == "window":
             self._set("voi_proven", True)

@@ -74,23 +74,22 @@ class Decoded:
 
 
 def decode_one(args: tuple[str, tuple[float, float] | None]) -> Decoded:
-    """Worker: hash and load one file (never raises for bad input). ``spacing`` is only used
-    for files that have no spacing of their own. A JPEG 2000 film that can be decoded piecewise
-    comes back as a :class:`~cpak_cli.input.film_source.FilmSource` holding its codestream and
-    the detector's reduced view (the main process decodes only the joint windows), not as a
-    float32 copy of the whole film."""
+    """Hash and open one file (never raises for bad input). ``spacing`` is only used for files
+    that have no spacing of their own. The film is decoded in the process's decode cage
+    (:func:`cpak_cli.input.cage.open_caged`: a worker process with a time and memory limit; a
+    crash, hang or memory bomb gives the film an error row). A JPEG 2000 film that can be decoded
+    piecewise comes back as a :class:`~cpak_cli.input.film_source.FilmSource` holding its
+    codestream and the detector's reduced view; its joint windows are decoded later, in the
+    cage's workers, not as a float32 copy of the whole film."""
     path, spacing = args
-    from cpak_cli.input.loader import open_film
-    from cpak_cli.networks.detector import prefetch_overview
+    from cpak_cli.input.cage import open_caged
 
     try:
         sha = file_sha256(path)
     except OSError as exc:
         return Decoded(path, "", None, f"{path}: cannot read file ({exc.__class__.__name__})")
     try:
-        image = open_film(path, fallback_spacing=spacing)
-        prefetch_overview(image)  # a JPEG 2000 film travels as its codestream + the detector's view
-        return Decoded(path, sha, image, None)
+        return Decoded(path, sha, open_caged(path, fallback_spacing=spacing), None)
     except CpakError as exc:
         return Decoded(path, sha, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch
@@ -364,6 +363,8 @@ def measure_group(measurer: Any, group: Sequence[Decoded]) -> tuple[dict[str, An
             for d in ok:
                 try:
                     results[d.path] = measurer.measure_images([d.image])[0]
+                except CpakInputError as exc:  # the film's decoder failed (the decode cage's one line)
+                    errors[d.path] = str(exc)
                 except Exception as exc:  # noqa: BLE001
                     errors[d.path] = f"{d.path}: measurement failed ({exc.__class__.__name__}: {exc})"
     return results, errors
@@ -443,41 +444,33 @@ def _write_sr(folder: Path, dec: Decoded, res: Any, anonymize_salt: str | None) 
 
 
 def _decoded(paths: Sequence[Path], workers: int, spacing: tuple[float, float] | None) -> Iterator[Decoded]:
-    """Decoded inputs in input order. With workers > 1 at most ``2 * workers`` files are in
-    flight (memory stays bounded); a worker that dies (a crash in a decoder, out of memory)
-    turns its file into an error row and the pool is restarted."""
+    """Decoded inputs in input order (:func:`decode_one`). With workers > 1 that many files are
+    opened at once, each in one of the decode cage's worker processes (at most ``2 * workers``
+    in flight, so memory stays bounded); a worker that dies, hangs or runs out of memory turns
+    its file into an error row and is replaced."""
     args = [(str(p), spacing) for p in paths]
     if workers <= 1 or len(args) <= 1:
         for a in args:
             yield decode_one(a)
         return
-    import multiprocessing as mp
     from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures import ThreadPoolExecutor
 
-    ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    from cpak_cli.input.cage import default_cage
+
+    default_cage().ensure(workers)
     pending: deque = deque()
     nxt = 0
-    try:
-        while nxt < len(args) or pending:
-            while nxt < len(args) and len(pending) < 2 * workers:
-                pending.append((args[nxt], pool.submit(decode_one, args[nxt])))
-                nxt += 1
-            a, fut = pending.popleft()
-            try:
-                yield fut.result()
-            except BrokenProcessPool:
-                yield Decoded(a[0], "", None, f"{a[0]}: the decoder crashed on this file (worker process died)")
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(workers, mp_context=ctx)
-                redo = [x for x, _ in pending]
-                pending.clear()
-                for x in redo:
-                    pending.append((x, pool.submit(decode_one, x)))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    with ThreadPoolExecutor(workers) as pool:
+        try:
+            while nxt < len(args) or pending:
+                while nxt < len(args) and len(pending) < 2 * workers:
+                    pending.append(pool.submit(decode_one, args[nxt]))
+                    nxt += 1
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 def _chunks(it: Iterable[Decoded], n: int) -> Iterator[list[Decoded]]:

@@ -326,7 +326,8 @@ def run_batch(
 
         default_cage().ensure(max(1, batch.workers))  # decode workers forked before torch loads
         summary = batch_mod.run_batch(
-            inputs, csv_path, measurer_for(options), resume=batch.resume, overwrite=batch.overwrite,
+            inputs, csv_path, functools.partial(measurer_for, options), resume=batch.resume,
+            overwrite=batch.overwrite,
             workers=batch.workers, chunk=batch.chunk, pixel_spacing=options.pixel_spacing,
             anonymize_salt=batch.anonymize_salt, overlays=batch.overlays, sr_dir=batch.sr_dir, on_file=on_file,
             on_result=thumbnails,

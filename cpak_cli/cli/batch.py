@@ -61,22 +61,28 @@ def register(app: typer.Typer) -> None:
                                          anonymize_salt=salt if anonymize else None, report=report,
                                          engine=engine, ray_address=ray_address)
         start = time.monotonic()
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False) as progress:
-            task = progress.add_task("measuring", total=None, status="")
+        # the display starts with the first film: no display thread exists while the decode workers
+        # are forked (fork is only used from a single-threaded process, cpak_cli.input.cage)
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False)
+        task = progress.add_task("measuring", total=None, status="")
 
-            def on_file(s):  # noqa: ANN001
-                rate = s.files / max(time.monotonic() - start, 1e-6)
-                progress.update(task, total=s.total or None, completed=s.files + s.skipped,
-                                status=f"failed {s.failed}  legs {s.legs}  {rate:.2f} files/s")
+        def on_file(s):  # noqa: ANN001
+            if not progress.live.is_started:
+                progress.start()
+            rate = s.files / max(time.monotonic() - start, 1e-6)
+            progress.update(task, total=s.total or None, completed=s.files + s.skipped,
+                            status=f"failed {s.failed}  legs {s.legs}  {rate:.2f} files/s")
 
-            try:
-                summary = api.run_batch(folder, csv_out, options, batch_options, on_file=on_file)
-            except KeyboardInterrupt:
-                progress.stop()
-                typer.echo(f"interrupted: the finished rows are in {csv_out}; continue with --resume", err=True)
-                raise typer.Exit(130) from None
+        try:
+            summary = api.run_batch(folder, csv_out, options, batch_options, on_file=on_file)
             progress.update(task, completed=summary.files + summary.skipped)
+        except KeyboardInterrupt:
+            progress.stop()
+            typer.echo(f"interrupted: the finished rows are in {csv_out}; continue with --resume", err=True)
+            raise typer.Exit(130) from None
+        finally:
+            progress.stop()
         typer.echo(
             f"{summary.files} files measured ({summary.legs} leg rows, {summary.failed} error rows), "
             f"{summary.skipped} skipped as already in {csv_out}"

@@ -289,16 +289,21 @@ def run_batch(
 ) -> BatchSummary:
     """Measure ``inputs`` into ``csv_path``; see the module docstring for the guarantees.
 
-    With ``overlays`` / ``sr_dir`` each film with a leg also gets an overlay PNG / a DICOM SR
-    (:func:`sr_name`) there; a film whose file cannot be written keeps its rows, flagged
-    ``overlay_not_written`` / ``sr_not_written``.
+    ``measurer`` is a :class:`~cpak_cli.pipeline.film.Measurer` (anything with
+    ``measure_images``) or a factory returning one, called once the first films are being
+    decoded, so that loading the models and decoding overlap. With ``overlays`` / ``sr_dir`` each
+    film with a leg also gets an overlay PNG / a DICOM SR (:func:`sr_name`) there; a film whose
+    file cannot be written keeps its rows, flagged ``overlay_not_written`` / ``sr_not_written``.
 
     ``on_file(summary)`` is called after each film's rows are written; ``on_result(decoded,
     result)`` just before, with the film's :class:`Decoded` and its ``ScanResult`` (None when it
     could not be decoded or measured), e.g. to keep a thumbnail (it must not raise)."""
     todo, summary = pending_inputs(inputs, csv_path, resume, overwrite, anonymize_salt)
+    decoded = _decoded(todo, workers, pixel_spacing)  # the first films decode while the models load
+    if not hasattr(measurer, "measure_images"):  # a factory: load the models now
+        measurer = measurer()
     with open_csv(csv_path) as fh:
-        for group in _chunks(_decoded(todo, workers, pixel_spacing), chunk):
+        for group in _chunks(decoded, chunk):
             results, errors = measure_group(measurer, group)
             for d in group:
                 rows, failed = film_rows(d, results.get(d.path), errors.get(d.path), anonymize_salt,
@@ -450,27 +455,31 @@ def _decoded(paths: Sequence[Path], workers: int, spacing: tuple[float, float] |
     its file into an error row and is replaced."""
     args = [(str(p), spacing) for p in paths]
     if workers <= 1 or len(args) <= 1:
-        for a in args:
-            yield decode_one(a)
-        return
+        return (decode_one(a) for a in args)
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from cpak_cli.input.cage import default_cage
 
     default_cage().ensure(workers)
-    pending: deque = deque()
+    pool = ThreadPoolExecutor(workers)
+    pending: deque = deque(pool.submit(decode_one, a) for a in args[: 2 * workers])  # start at once
+    return _in_order(pool, pending, args[2 * workers :])
+
+
+def _in_order(pool: Any, pending: Any, rest: Sequence[tuple[str, Any]]) -> Iterator[Decoded]:
+    """The results of ``pending`` futures in order, keeping as many in flight with ``rest``."""
     nxt = 0
-    with ThreadPoolExecutor(workers) as pool:
-        try:
-            while nxt < len(args) or pending:
-                while nxt < len(args) and len(pending) < 2 * workers:
-                    pending.append(pool.submit(decode_one, args[nxt]))
-                    nxt += 1
-                yield pending.popleft().result()
-        finally:
-            for fut in pending:
-                fut.cancel()
+    try:
+        while nxt < len(rest) or pending:
+            if nxt < len(rest):
+                pending.append(pool.submit(decode_one, rest[nxt]))
+                nxt += 1
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=False)
 
 
 def _chunks(it: Iterable[Decoded], n: int) -> Iterator[list[Decoded]]:

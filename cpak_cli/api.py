@@ -405,8 +405,8 @@ def list_models(weights_dir: str | Path | None = None, check: bool = False) -> t
     """The weights folder used and one entry per model in it (name, joint, encoder, size, sha256
     check against its card, recorded accuracy); ``check`` also builds each model and loads it
     strictly."""
-    from cpak_cli.networks.models import list_models as _list
-    from cpak_cli.networks.models import weights_dir as resolve_dir
+    from cpak_cli.networks.model_cards import weights_dir as resolve_dir
+    from cpak_cli.networks.model_list import list_models as _list
 
     folder = resolve_dir(weights_dir)
     return folder, _list(folder, check_shapes=check)

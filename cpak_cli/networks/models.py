@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 from cpak_cli.core.landmarks import JOINTS
 from cpak_cli.errors import CpakModelError
 from cpak_cli.networks.crops import mask_radius as _mask_radius
-from cpak_cli.networks.model_cards import load_model, weights_dir  # re-exported for cpak_cli/api.py, cpak_cli/pipeline/film.py
-from cpak_cli.networks.model_list import list_models  # re-exported for cpak_cli/api.py
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -192,5 +190,4 @@ def predict(model: "torch.nn.Module", crops: "np.ndarray", device: str = "cpu", 
 
 __all__: Sequence[str] = (
     "ModelConfig", "build_model", "build_inference_model", "resolve_device", "to_input", "predict",
-    "load_model", "weights_dir", "list_models",
 )

@@ -204,7 +204,7 @@ class Measurer:
     """Loads the landmark models (and the joint detector) once; measures images.
 
     ``models`` / ``detector`` may be given directly (tests, notebooks); otherwise they are loaded
-    from ``weights_dir`` (see :func:`cpak_cli.networks.models.weights_dir`). With ``recentre`` (default),
+    from ``weights_dir`` (see :func:`cpak_cli.networks.model_cards.weights_dir`). With ``recentre`` (default),
     detector boxes whose joint the landmarks place off-centre are moved onto it and that joint is
     measured again (:func:`recentred_boxes`); boxes from a file are used as given.
     """
@@ -236,7 +236,7 @@ class Measurer:
 
     # ------------------------------------------------------------------ loading
     def _load_joint_models(self) -> dict[str, JointModel]:
-        from cpak_cli.networks.models import load_model
+        from cpak_cli.networks.model_cards import load_model
 
         out = {}
         for joint in JOINTS:
@@ -247,7 +247,7 @@ class Measurer:
         return out
 
     def _load_detector(self) -> DetectorModel:
-        from cpak_cli.networks.models import load_model
+        from cpak_cli.networks.model_cards import load_model
 
         module, card = load_model("detector", self.weights_dir, self.device)
         cfg = card["config"]

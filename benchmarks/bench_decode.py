@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args(argv)
-    from cpak_cli.pipeline.batch import find_inputs
+    from cpak_cli.pipeline.decoding import find_inputs
 
     films = find_inputs(args.data)
     if not films:

@@ -196,7 +196,7 @@ def environment(device: str) -> dict[str, Any]:
 
 def film_subset(folder: Path, limit: int | None, scratch: Path) -> tuple[Path, list[Path]]:
     """``folder`` itself, or a scratch folder of links to its first ``limit`` films."""
-    from cpak_cli.pipeline.batch import find_inputs
+    from cpak_cli.pipeline.decoding import find_inputs
 
     films = find_inputs(folder)
     if limit is None or limit >= len(films):
@@ -213,7 +213,7 @@ def end_to_end(folder: Path, films: list[Path], options: Any, batch: Any, csv_pa
     """Step 1: load and warm the models, then ``api.run_batch(folder, csv_path)`` timed (stages
     with the local engine). Returns the figures and the timers (with the recorded network calls)."""
     from cpak_cli import api
-    from cpak_cli.pipeline.batch import decode_one
+    from cpak_cli.pipeline.decoding import decode_one
 
     t0 = time.perf_counter()
     measurer = api.measurer_for(options)
@@ -240,7 +240,7 @@ def end_to_end(folder: Path, films: list[Path], options: Any, batch: Any, csv_pa
 
 def decode_rate(films: list[Path], n: int) -> dict[str, Any]:
     """Step 2: ``decode_one`` in this process on the first ``n`` films."""
-    from cpak_cli.pipeline.batch import decode_one
+    from cpak_cli.pipeline.decoding import decode_one
 
     times = []
     for p in films[: max(1, n)]:

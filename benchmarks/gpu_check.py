@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         folder = args.data
     from cpak_cli import api
-    from cpak_cli.pipeline.batch import find_inputs
+    from cpak_cli.pipeline.decoding import find_inputs
 
     films = find_inputs(folder)
     if not films:

@@ -35,7 +35,7 @@ from cpak_cli.errors import CpakError, CpakInputError
 
 if TYPE_CHECKING:  # heavy modules are imported when used, so that `cpak --help` stays fast
     from cpak_cli.core.measurement import LegMeasurement
-    from cpak_cli.pipeline.batch import BatchSummary
+    from cpak_cli.pipeline.batch_csv import BatchSummary
     from cpak_cli.pipeline.film import Measurer, ScanResult
 
 __all__ = [
@@ -293,18 +293,20 @@ def run_batch(
     """
     from cpak_cli.outputs import html_report
     from cpak_cli.pipeline import batch as batch_mod
+    from cpak_cli.pipeline.batch_csv import check_output
+    from cpak_cli.pipeline.decoding import find_inputs
 
     if batch.engine not in ENGINES:
         raise CpakError(f"--engine {batch.engine}: use one of {', '.join(ENGINES)}")
     folder, csv_path = Path(folder), Path(csv_path)
-    batch_mod.check_output(csv_path, batch.resume, batch.overwrite, batch.anonymize_salt)
+    check_output(csv_path, batch.resume, batch.overwrite, batch.anonymize_salt)
     if batch.sr_dir is not None:
         sr_dir, root = Path(batch.sr_dir).resolve(), folder.resolve()
         if sr_dir == root or (batch.recursive and root in sr_dir.parents):
             raise CpakInputError(batch.sr_dir, "--sr-dir must not be inside the input folder (its SRs would be read as inputs)")
     if batch.report is not None:
         html_report.check_report_path(batch.report, csv_path)
-    inputs = batch_mod.find_inputs(folder, batch.recursive)
+    inputs = find_inputs(folder, batch.recursive)
     if not inputs:
         raise CpakInputError(folder, "no DICOM files found" + ("" if batch.recursive else " (try --recursive)"))
     if not (batch.resume and csv_path.exists()):  # a fresh CSV: no thumbnail of an older one may show

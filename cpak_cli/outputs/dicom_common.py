@@ -7,7 +7,7 @@
   StudyDescription, SpecificCharacterSet) are copied: an output carries no identifier the source
   does not have.
 * Anonymized (``anonymize_salt``, as ``cpak batch --anonymize``): PatientID, StudyID and
-  AccessionNumber become :func:`cpak_cli.pipeline.batch.salted_hash` of their value (StudyID and
+  AccessionNumber become :func:`cpak_cli.pipeline.batch_csv.salted_hash` of their value (StudyID and
   AccessionNumber cut to 16 characters, their VR's limit), PatientName ``ANON^<hash>``; every UID of the source
   (study, series, instance) becomes ``2.25.<the same hash as a decimal number>`` (:func:`anon_uid`),
   so all outputs of one film still reference each other, and the CSV's ``sop_instance_uid`` hash
@@ -60,7 +60,7 @@ DEIDENTIFICATION_METHOD = "cpak-cli --anonymize: salted SHA-256 of names, IDs an
 def anon_uid(uid: str | None, salt: str) -> str:
     """``2.25.<int>`` from the salted hash of ``uid`` (empty for an empty ``uid``): a valid UID
     (PS3.5 B.2), the same for the same ``uid`` and salt in every output."""
-    from cpak_cli.pipeline.batch import salted_hash
+    from cpak_cli.pipeline.batch_csv import salted_hash
 
     h = salted_hash(uid, salt)
     return f"2.25.{int(h, 16)}" if h else ""
@@ -193,7 +193,7 @@ def read_source(source_path: str | Path | None, anonymize_salt: str | None = Non
         study_uid = _text(src, "StudyInstanceUID") or generate_uid()
         uids = {kw: _text(src, kw) or None for kw in ("SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID")}
     else:
-        from cpak_cli.pipeline.batch import salted_hash
+        from cpak_cli.pipeline.batch_csv import salted_hash
 
         name = salted_hash(_text(src, "PatientName"), anonymize_salt)
         ds.PatientName = f"ANON^{name}" if name else ""

@@ -40,7 +40,7 @@ from cpak_cli.outputs.charts import GridPoint, cpak_grid_svg, histogram_svg
 from cpak_cli.outputs.flags import removes_type
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cpak_cli.pipeline.batch import Decoded
+    from cpak_cli.pipeline.decoding import Decoded
     from cpak_cli.pipeline.film import ScanResult
 
 #: Rows of a thumbnail (the overlay drawn at this height; text scales with it) and JPEG quality.
@@ -97,7 +97,7 @@ class ThumbnailWriter:
     failed: dict[str, str] = field(default_factory=dict)
 
     def __call__(self, dec: Decoded, result: ScanResult | None) -> None:
-        from cpak_cli.pipeline.batch import input_cell
+        from cpak_cli.pipeline.batch_csv import input_cell
 
         path = thumbnail_dir(self.csv_path) / thumbnail_name(input_cell(dec.path, self.anonymize_salt), dec.sha256)
         try:

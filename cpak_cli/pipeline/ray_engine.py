@@ -2,7 +2,7 @@
 
 The same steps as :func:`cpak_cli.pipeline.batch.run_batch`, spread out by Ray:
 
-* decode: one Ray task per film (:func:`cpak_cli.pipeline.batch.decode_one`, one CPU each) on
+* decode: one Ray task per film (:func:`cpak_cli.pipeline.decoding.decode_one`, one CPU each) on
   any node; a bad file becomes its error row as in the default engine;
 * measure: a pool of actors that load the models once and measure ``chunk`` films per call
   (:func:`~cpak_cli.pipeline.batch.measure_group` + :func:`~cpak_cli.pipeline.batch.film_rows`):
@@ -11,7 +11,7 @@ The same steps as :func:`cpak_cli.pipeline.batch.run_batch`, spread out by Ray:
   every node can write (a shared file system) on a cluster;
 * write: the driver (the process that runs ``cpak batch``) receives the rows, puts them back in
   input order and appends them to the CSV one film at a time, flushed and fsynced
-  (:func:`~cpak_cli.pipeline.batch.write_film`), so ``--resume`` works exactly as with the
+  (:func:`~cpak_cli.pipeline.batch_csv.write_film`), so ``--resume`` works exactly as with the
   default engine. The CSV is always written on the driver's machine.
 
 Ray is imported only here (``pip install 'cpak-cli[ray]'``). Without ``ray_address`` Ray's own
@@ -33,16 +33,9 @@ import numpy as np
 
 from cpak_cli import errors
 from cpak_cli.errors import CpakError
-from cpak_cli.pipeline.batch import (
-    BatchSummary,
-    Decoded,
-    decode_one,
-    film_rows,
-    measure_group,
-    open_csv,
-    pending_inputs,
-    write_film,
-)
+from cpak_cli.pipeline.batch import film_rows, measure_group
+from cpak_cli.pipeline.batch_csv import BatchSummary, open_csv, pending_inputs, write_film
+from cpak_cli.pipeline.decoding import Decoded, decode_one
 
 RAY_MISSING = "--engine ray needs Ray: pip install 'cpak-cli[ray]' (or 'ray[data]')"
 

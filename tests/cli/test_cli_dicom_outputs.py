@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cpak_cli import api
 from cpak_cli.cli import app
 from cpak_cli.outputs.sr import LEG_NUMBERS
-from cpak_cli.pipeline.batch import salted_hash
+from cpak_cli.pipeline.batch_csv import salted_hash
 from tests.factories import LegsMeasurer, write_leg_film
 
 hd = pytest.importorskip("highdicom")

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cpak_cli.pipeline.batch import COLUMNS, done_inputs, find_inputs, run_batch, salted_hash
+from cpak_cli.pipeline.batch import run_batch
+from cpak_cli.pipeline.batch_csv import COLUMNS, done_inputs, salted_hash
+from cpak_cli.pipeline.decoding import find_inputs
 from tests.factories import FakeMeasurer, make_dx, write
 
 
@@ -238,14 +240,14 @@ def test_fake_legs_are_far_from_every_cpak_boundary():
     ("", ""), ("I", "I"), ("borderline;low_confidence", "borderline;low_confidence"), ("/a/=b.dcm", "/a/=b.dcm"),
 ])
 def test_neutralise_cell(cell, want):
-    from cpak_cli.pipeline.batch import neutralise_cell
+    from cpak_cli.pipeline.batch_csv import neutralise_cell
 
     assert neutralise_cell(cell) == want
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR DA")
 def test_csv_cells_neutralised_and_resume_still_matches(tmp_path, monkeypatch):
-    from cpak_cli.pipeline.batch import FORMULA_START
+    from cpak_cli.pipeline.batch_csv import FORMULA_START
 
     src = tmp_path / "=films"
     src.mkdir()
@@ -292,7 +294,7 @@ def test_resume_of_a_csv_from_another_version_names_the_columns(folder, tmp_path
     """A CSV written by a version with other columns cannot be resumed, and the error says why."""
     import json as _json
 
-    from cpak_cli.pipeline.batch import COLUMNS, meta_path
+    from cpak_cli.pipeline.batch_csv import COLUMNS, meta_path
 
     out = tmp_path / "old.csv"
     run_batch(find_inputs(folder)[:2], out, FakeMeasurer())

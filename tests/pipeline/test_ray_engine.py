@@ -121,7 +121,7 @@ def test_rows_are_written_in_input_order_and_a_dropped_film_gets_an_error_row(tm
     import io
     import json
 
-    from cpak_cli.pipeline.batch import COLUMNS, BatchSummary, open_csv
+    from cpak_cli.pipeline.batch_csv import COLUMNS, BatchSummary, open_csv
     from cpak_cli.pipeline.ray_engine import _write_in_order
 
     todo = [tmp_path / f"f{i}.dcm" for i in range(4)]

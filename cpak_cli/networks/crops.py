@@ -74,7 +74,7 @@ def image_to_crop(points_xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 #: A crop that down-samples an image that decodes on demand by at least twice this reads a view
 #: of it reduced by a power of two that still has this many view pixels per crop pixel (the
 #: Gaussian low-pass below then still does most of the anti-aliasing).
-WINDOW_OVERSAMPLING = 1.5
+WINDOW_OVERSAMPLING = 1.25
 
 
 def sample_crop(image: Any, matrix: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:

@@ -1,3 +1,4 @@
 from cpak_cli.cli import app
 
-app(prog_name="cpak")
+if __name__ == "__main__":  # not when a worker process re-imports the main module
+    app(prog_name="cpak")

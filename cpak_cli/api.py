@@ -198,20 +198,15 @@ def run_batch(
             inputs, csv_path,
             {"weights_dir": None if options.weights_dir is None else str(options.weights_dir),
              "device": options.device, "method": options.method},
-            resume=batch.resume, overwrite=batch.overwrite, chunk=batch.chunk, pixel_spacing=options.pixel_spacing,
-            anonymize_salt=batch.anonymize_salt, overlays=batch.overlays, sr_dir=batch.sr_dir, on_file=on_file,
-            on_result=thumbnails, ray_address=batch.ray_address,
+            batch, pixel_spacing=options.pixel_spacing, on_file=on_file, on_result=thumbnails,
         )
     else:
         from cpak_cli.input.cage import default_cage
 
         default_cage().ensure(max(1, batch.workers))  # decode workers forked before torch loads
         summary = batch_mod.run_batch(
-            inputs, csv_path, functools.partial(measurer_for, options), resume=batch.resume,
-            overwrite=batch.overwrite,
-            workers=batch.workers, chunk=batch.chunk, pixel_spacing=options.pixel_spacing,
-            anonymize_salt=batch.anonymize_salt, overlays=batch.overlays, sr_dir=batch.sr_dir, on_file=on_file,
-            on_result=thumbnails,
+            inputs, csv_path, functools.partial(measurer_for, options), batch,
+            pixel_spacing=options.pixel_spacing, on_file=on_file, on_result=thumbnails,
         )
     if batch.report is not None:
         html_report.write_report(csv_path, batch.report, anonymized=batch.anonymize_salt is not None)

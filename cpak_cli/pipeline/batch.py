@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cpak_cli.errors import CpakInputError
+from cpak_cli.options import BatchOptions
 from cpak_cli.pipeline.batch_csv import BatchSummary, open_csv, pending_inputs, rows_for, salted_hash, write_film
 from cpak_cli.pipeline.decoding import Decoded, _chunks, _decoded
 
@@ -21,15 +22,9 @@ def run_batch(
     inputs: Sequence[Path],
     csv_path: Path,
     measurer: Any,
+    options: BatchOptions = BatchOptions(workers=1),
     *,
-    resume: bool = False,
-    overwrite: bool = False,
-    workers: int = 1,
-    chunk: int = 4,
     pixel_spacing: tuple[float, float] | None = None,
-    anonymize_salt: str | None = None,
-    overlays: Path | None = None,
-    sr_dir: Path | None = None,
     on_file: Callable[[BatchSummary], None] | None = None,
     on_result: Callable[[Decoded, Any | None], None] | None = None,
 ) -> BatchSummary:
@@ -37,23 +32,26 @@ def run_batch(
 
     ``measurer`` is a :class:`~cpak_cli.pipeline.film.Measurer` (anything with
     ``measure_images``) or a factory returning one, called once the first films are being
-    decoded, so that loading the models and decoding overlap. With ``overlays`` / ``sr_dir`` each
+    decoded, so that loading the models and decoding overlap. ``options`` (:class:`~cpak_cli.options.BatchOptions`)
+    gives ``resume``, ``overwrite``, ``workers``, ``chunk``, ``anonymize_salt``, ``overlays`` and
+    ``sr_dir``; ``pixel_spacing`` is used for files without a spacing. With ``overlays`` / ``sr_dir`` each
     film with a leg also gets an overlay PNG / a DICOM SR (:func:`sr_name`) there; a film whose
     file cannot be written keeps its rows, flagged ``overlay_not_written`` / ``sr_not_written``.
 
     ``on_file(summary)`` is called after each film's rows are written; ``on_result(decoded,
     result)`` just before, with the film's :class:`Decoded` and its ``ScanResult`` (None when it
     could not be decoded or measured), e.g. to keep a thumbnail (it must not raise)."""
-    todo, summary = pending_inputs(inputs, csv_path, resume, overwrite, anonymize_salt)
-    decoded = _decoded(todo, workers, pixel_spacing)  # the first films decode while the models load
+    o = options
+    todo, summary = pending_inputs(inputs, csv_path, o.resume, o.overwrite, o.anonymize_salt)
+    decoded = _decoded(todo, o.workers, pixel_spacing)  # the first films decode while the models load
     if not hasattr(measurer, "measure_images"):  # a factory: load the models now
         measurer = measurer()
     with open_csv(csv_path) as fh:
-        for group in _chunks(decoded, chunk):
+        for group in _chunks(decoded, o.chunk):
             results, errors = measure_group(measurer, group)
             for d in group:
-                rows, failed = film_rows(d, results.get(d.path), errors.get(d.path), anonymize_salt,
-                                         overlays=overlays, sr_dir=sr_dir, on_result=on_result)
+                rows, failed = film_rows(d, results.get(d.path), errors.get(d.path), o.anonymize_salt,
+                                         overlays=o.overlays, sr_dir=o.sr_dir, on_result=on_result)
                 write_film(fh, rows, failed, summary)
                 if on_file is not None:
                     on_file(summary)

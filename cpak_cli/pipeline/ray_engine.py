@@ -33,6 +33,7 @@ import numpy as np
 
 from cpak_cli import errors
 from cpak_cli.errors import CpakError
+from cpak_cli.options import BatchOptions
 from cpak_cli.pipeline.batch import film_rows, measure_group
 from cpak_cli.pipeline.batch_csv import BatchSummary, open_csv, pending_inputs, write_film
 from cpak_cli.pipeline.decoding import Decoded, decode_one
@@ -85,24 +86,20 @@ def run_batch(
     inputs: Sequence[Path],
     csv_path: Path,
     measurer_args: Mapping[str, Any],
+    options: BatchOptions = BatchOptions(engine="ray"),
     *,
-    resume: bool = False,
-    overwrite: bool = False,
-    chunk: int = 4,
     pixel_spacing: tuple[float, float] | None = None,
-    anonymize_salt: str | None = None,
-    overlays: Path | None = None,
-    sr_dir: Path | None = None,
     on_file: Callable[[BatchSummary], None] | None = None,
     on_result: Callable[[Decoded, Any | None], None] | None = None,
-    ray_address: str | None = None,
 ) -> BatchSummary:
     """Measure ``inputs`` into ``csv_path`` with Ray; the same CSV (columns, rows, row order, error
     rows, resume) as :func:`cpak_cli.pipeline.batch.run_batch`.
 
     ``measurer_args`` are the :class:`~cpak_cli.pipeline.film.Measurer` arguments each actor
     builds its measurer with (``weights_dir``, ``device``, ``method``); ``device`` ``"auto"``
-    uses the GPUs when the cluster has any. ``overlays``, ``sr_dir`` and ``on_result`` (e.g. the
+    uses the GPUs when the cluster has any. ``options`` gives ``resume``, ``overwrite``, ``chunk``,
+    ``anonymize_salt``, ``overlays``, ``sr_dir`` and ``ray_address`` (``workers`` is not used).
+    ``overlays``, ``sr_dir`` and ``on_result`` (e.g. the
     report's thumbnails) run in the actors, so their folders must be on a file system every node
     shares, and ``on_result`` must pickle. ``ray_address``: a running Ray (``HOST:6379``,
     ``ray://HOST:10001`` or ``auto``); None: see the module docstring.
@@ -117,11 +114,12 @@ def run_batch(
         import ray.data
     except ImportError:
         raise CpakError(RAY_MISSING) from None
-    todo, summary = pending_inputs(inputs, csv_path, resume, overwrite, anonymize_salt)
+    overlays, sr_dir, anonymize_salt = options.overlays, options.sr_dir, options.anonymize_salt
+    todo, summary = pending_inputs(inputs, csv_path, options.resume, options.overwrite, anonymize_salt)
     with open_csv(csv_path) as fh:
         if not todo:
             return summary
-        started = _start_ray(ray, ray_address)
+        started = _start_ray(ray, options.ray_address)
         quiet = _quiet(ray)
         try:
             next(quiet)
@@ -141,7 +139,7 @@ def run_batch(
                 ds = ds.map(_decode_row, fn_kwargs={"spacing": pixel_spacing, "cwd": os.getcwd()}, num_cpus=1,
                             max_retries=1)
                 ds = ds.map_batches(
-                    MeasureActor, batch_size=chunk, batch_format="numpy",
+                    MeasureActor, batch_size=options.chunk, batch_format="numpy",
                     fn_constructor_kwargs={"measurer_args": args, "anonymize_salt": anonymize_salt,
                                            "overlays": None if overlays is None else str(Path(overlays).resolve()),
                                            "sr_dir": None if sr_dir is None else str(Path(sr_dir).resolve()),

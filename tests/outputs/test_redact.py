@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cpak_cli.options import BatchOptions
 from cpak_cli.outputs import redact as R
 from tests.factories import TruthMeasurer, text_film
 
@@ -142,7 +143,7 @@ def test_batch_anonymized_overlay_blanks_the_phantom_name(tmp_path):
     pngs = {}
     for salt in (None, "s3cret"):
         out = tmp_path / f"{salt}"
-        run_batch([dcm], out / "rows.csv", measurer, workers=1, overlays=out / "png", anonymize_salt=salt)
+        run_batch([dcm], out / "rows.csv", measurer, BatchOptions(workers=1, overlays=out / "png", anonymize_salt=salt))
         (png,) = (out / "png").glob("*.png")
         pngs[salt] = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
         assert "overlay_not_written" not in (out / "rows.csv").read_text()
@@ -171,7 +172,7 @@ def test_batch_flags_text_reaching_into_the_legs(tmp_path):
         centre = ((legs[0] + legs[2]) / 2, (legs[1] + legs[3]) / 2)
         measurer = TruthMeasurer({"right": {"knee_center": centre}}, {"right": {"knee": legs}})
         out = tmp_path / name
-        run_batch([dcm], out / "rows.csv", measurer, workers=1, overlays=out / "png", anonymize_salt="s")
+        run_batch([dcm], out / "rows.csv", measurer, BatchOptions(workers=1, overlays=out / "png", anonymize_salt="s"))
         rows_by_text[name] = (out / "rows.csv").read_text()
         assert len(list((out / "png").glob("*.png"))) == 1
     assert "overlay_text_in_legs" in rows_by_text["over"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cpak_cli.options import BatchOptions
 from cpak_cli.pipeline.batch import run_batch
 from cpak_cli.pipeline.batch_csv import COLUMNS, done_inputs, salted_hash
 from cpak_cli.pipeline.decoding import find_inputs
@@ -45,7 +46,7 @@ def _read(p):
 
 def test_rows_and_error_rows(folder, tmp_path):
     out = tmp_path / "out.csv"
-    s = run_batch(find_inputs(folder), out, FakeMeasurer(), workers=1, chunk=3)
+    s = run_batch(find_inputs(folder), out, FakeMeasurer(), BatchOptions(workers=1, chunk=3))
     rows = _read(out)
     assert s.files == 8 and s.failed == 4 and s.legs == 8
     errors = {Path(r["input"]).name: r["error"] for r in rows if r["error"]}
@@ -67,7 +68,7 @@ def test_rows_and_error_rows(folder, tmp_path):
 def test_partial_leg_row_keeps_mhka(folder, tmp_path):
     out = tmp_path / "partial.csv"
     drop = ("femoral_condyle_lateral", "femoral_condyle_medial")
-    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=drop), workers=1)
+    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=drop), BatchOptions(workers=1))
     rows = _read(out)
     assert [r["side"] for r in rows] == ["right", "left"]
     for r in rows:
@@ -103,7 +104,7 @@ def _fake_panel(side):
 def test_panel_columns_are_appended_and_filled(folder, tmp_path):
     assert COLUMNS == EARLIER_COLUMNS + PANEL_COLUMNS
     out = tmp_path / "panel.csv"
-    run_batch(find_inputs(folder), out, FakeMeasurer(), workers=1)
+    run_batch(find_inputs(folder), out, FakeMeasurer(), BatchOptions(workers=1))
     rows = _read(out)
     legs = [r for r in rows if not r["error"]]
     assert len(legs) == 8
@@ -124,13 +125,13 @@ def test_panel_columns_are_appended_and_filled(folder, tmp_path):
 
 def test_panel_of_partial_legs_in_the_csv(folder, tmp_path):
     out = tmp_path / "partial_panel.csv"
-    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=("tibial_plateau_lateral",)), workers=1)
+    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=("tibial_plateau_lateral",)), BatchOptions(workers=1))
     for r in _read(out):  # no JLCA without the plateau; the rest as constructed
         jlca, mad, femur, tibia = _fake_panel(r["side"])
         assert r["jlca"] == "" and float(r["mad_mm"]) == pytest.approx(mad, abs=0.01)
         assert float(r["leg_length_difference_mm"]) == pytest.approx(6.5, abs=0.01)
     out = tmp_path / "no_ankle.csv"
-    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=("ankle_medial",)), workers=1)
+    run_batch([folder / "ok0.dcm"], out, FakeMeasurer(drop=("ankle_medial",)), BatchOptions(workers=1))
     for r in _read(out):  # no tibia, so no leg length and no difference; femur and JLCA stay
         assert r["tibia_mm"] == r["leg_mm"] == r["leg_length_difference_mm"] == r["mad_mm"] == ""
         assert float(r["femur_mm"]) == pytest.approx(FakeMeasurer.LENGTHS[r["side"]][0], abs=0.01)
@@ -155,7 +156,7 @@ def test_scan_json_has_the_panel_and_the_leg_length_difference(folder):
 
 def test_kill_and_resume_gives_identical_csv(folder, tmp_path):
     full = tmp_path / "full.csv"
-    run_batch(find_inputs(folder), full, FakeMeasurer(), workers=1, chunk=2)
+    run_batch(find_inputs(folder), full, FakeMeasurer(), BatchOptions(workers=1, chunk=2))
     part = tmp_path / "part.csv"
 
     def die(summary):
@@ -163,13 +164,13 @@ def test_kill_and_resume_gives_identical_csv(folder, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, chunk=2, on_file=die)
+        run_batch(find_inputs(folder), part, FakeMeasurer(), BatchOptions(workers=1, chunk=2), on_file=die)
     # simulate a torn last line from a hard kill
     with open(part, "a") as fh:
         fh.write("/half/written,row")
     with pytest.raises(Exception, match="--resume"):
-        run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1)
-    s = run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, chunk=2, resume=True)
+        run_batch(find_inputs(folder), part, FakeMeasurer(), BatchOptions(workers=1))
+    s = run_batch(find_inputs(folder), part, FakeMeasurer(), BatchOptions(workers=1, chunk=2, resume=True))
     # the torn line is cut and the last finished input is measured again (it may be incomplete)
     assert s.skipped == 2 and s.files == 6
     assert part.read_bytes() == full.read_bytes()
@@ -177,7 +178,7 @@ def test_kill_and_resume_gives_identical_csv(folder, tmp_path):
 
 def test_resume_after_a_kill_between_the_two_legs_of_a_film(folder, tmp_path):
     full = tmp_path / "full.csv"
-    run_batch(find_inputs(folder), full, FakeMeasurer(), workers=1)
+    run_batch(find_inputs(folder), full, FakeMeasurer(), BatchOptions(workers=1))
     lines = full.read_bytes().splitlines(keepends=True)
     legs_of = [ln for ln in lines if b",right," in ln or b",left," in ln]
     cut = lines.index(legs_of[2]) + 1  # header + first film's two legs + the right leg of the second
@@ -188,37 +189,37 @@ def test_resume_after_a_kill_between_the_two_legs_of_a_film(folder, tmp_path):
     done = done_inputs(part)
     assert split_film not in done and split_film.encode() not in part.read_bytes()
     assert part.read_bytes() == b"".join(lines[: cut - 1])
-    run_batch(find_inputs(folder), part, FakeMeasurer(), workers=1, resume=True)
+    run_batch(find_inputs(folder), part, FakeMeasurer(), BatchOptions(workers=1, resume=True))
     assert part.read_bytes() == full.read_bytes()
 
 
 def test_parallel_decoding_matches_serial(folder, tmp_path):
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    run_batch(find_inputs(folder), a, FakeMeasurer(), workers=1)
-    run_batch(find_inputs(folder), b, FakeMeasurer(), workers=2)
+    run_batch(find_inputs(folder), a, FakeMeasurer(), BatchOptions(workers=1))
+    run_batch(find_inputs(folder), b, FakeMeasurer(), BatchOptions(workers=2))
     assert a.read_bytes() == b.read_bytes()
 
 
 def test_anonymize_hashes_identifiers(folder, tmp_path):
     out = tmp_path / "anon.csv"
-    run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="s3cret")
+    run_batch(find_inputs(folder), out, FakeMeasurer(), BatchOptions(workers=1, anonymize_salt="s3cret"))
     rows = _read(out)
     assert all(str(folder) not in r["input"] for r in rows)
     first = sorted(find_inputs(folder))[0]
     assert rows[0]["input"] == salted_hash(str(first), "s3cret") and len(rows[0]["input"]) == 24
     text = out.read_text()
     assert str(folder) not in text and "nospacing.dcm" not in text  # no path in any cell, errors included
-    s = run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="s3cret", resume=True)
+    s = run_batch(find_inputs(folder), out, FakeMeasurer(), BatchOptions(workers=1, anonymize_salt="s3cret", resume=True))
     assert s.files == 1 and s.skipped == 7
     with pytest.raises(Exception, match="different --anonymize"):
-        run_batch(find_inputs(folder), out, FakeMeasurer(), resume=True)
+        run_batch(find_inputs(folder), out, FakeMeasurer(), BatchOptions(workers=1, resume=True))
     with pytest.raises(Exception, match="different --anonymize"):
-        run_batch(find_inputs(folder), out, FakeMeasurer(), anonymize_salt="other", resume=True)
+        run_batch(find_inputs(folder), out, FakeMeasurer(), BatchOptions(workers=1, anonymize_salt="other", resume=True))
 
 
 def test_fallback_spacing_fills_only_files_without_spacing(folder, tmp_path):
     out = tmp_path / "fb.csv"
-    run_batch(find_inputs(folder), out, FakeMeasurer(), pixel_spacing=(0.3, 0.3))
+    run_batch(find_inputs(folder), out, FakeMeasurer(), BatchOptions(workers=1), pixel_spacing=(0.3, 0.3))
     rows = _read(out)
     by = {Path(r["input"]).name: r for r in rows}
     assert by["nospacing.dcm"]["spacing_source"] == "user" and by["nospacing.dcm"]["spacing_row_mm"] == "0.3000"
@@ -259,7 +260,7 @@ def test_csv_cells_neutralised_and_resume_still_matches(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     inputs = find_inputs(Path("=films"))  # relative paths: every input cell starts with "="
     full = tmp_path / "full.csv"
-    run_batch(inputs, full, FakeMeasurer(), workers=1)
+    run_batch(inputs, full, FakeMeasurer(), BatchOptions(workers=1))
     rows = _read(full)
     assert len(rows) == 7
     for r in rows:
@@ -273,7 +274,7 @@ def test_csv_cells_neutralised_and_resume_still_matches(tmp_path, monkeypatch):
     assert all(r["ahka"].startswith("-") and float(r["ahka"]) == pytest.approx(-3.0, abs=1e-4)
                for r in legs if r["side"] == "right")
     # resume reads its own neutralised cells back: everything already there is skipped ...
-    s = run_batch(inputs, full, FakeMeasurer(), workers=1, resume=True)
+    s = run_batch(inputs, full, FakeMeasurer(), BatchOptions(workers=1, resume=True))
     assert s.skipped == 3 and s.files == 1  # the last input is measured again
     assert len(_read(full)) == 7
     # ... and a run cut after the first film gives the same file once resumed
@@ -284,8 +285,8 @@ def test_csv_cells_neutralised_and_resume_still_matches(tmp_path, monkeypatch):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_batch(inputs, part, FakeMeasurer(), workers=1, chunk=1, on_file=die)
-    s = run_batch(inputs, part, FakeMeasurer(), workers=1, resume=True)
+        run_batch(inputs, part, FakeMeasurer(), BatchOptions(workers=1, chunk=1), on_file=die)
+    s = run_batch(inputs, part, FakeMeasurer(), BatchOptions(workers=1, resume=True))
     assert s.skipped == 1 and s.files == 3
     assert part.read_bytes() == full.read_bytes()
 
@@ -297,10 +298,10 @@ def test_resume_of_a_csv_from_another_version_names_the_columns(folder, tmp_path
     from cpak_cli.pipeline.batch_csv import COLUMNS, meta_path
 
     out = tmp_path / "old.csv"
-    run_batch(find_inputs(folder)[:2], out, FakeMeasurer())
+    run_batch(find_inputs(folder)[:2], out, FakeMeasurer(), BatchOptions(workers=1))
     mp = meta_path(out)
     meta = _json.loads(mp.read_text())
     meta["columns"] = len(COLUMNS) - 7
     mp.write_text(_json.dumps(meta))
     with pytest.raises(Exception, match=f"has {len(COLUMNS) - 7} columns and this version writes {len(COLUMNS)}"):
-        run_batch(find_inputs(folder), out, FakeMeasurer(), resume=True)
+        run_batch(find_inputs(folder), out, FakeMeasurer(), BatchOptions(workers=1, resume=True))

@@ -16,6 +16,7 @@ from cpak_cli.input import cage as cage_mod
 from cpak_cli.input.cage import Cage, DecodeLimits, open_caged
 from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.loader import load_image, open_film
+from cpak_cli.options import BatchOptions
 from cpak_cli.pipeline.batch import run_batch
 from tests.factories import FakeMeasurer, make_dx, write
 
@@ -78,7 +79,7 @@ def test_batch_gives_error_rows_and_measures_the_others(caged, films, tmp_path):
     from tests.pipeline.test_batch import _read
 
     out = tmp_path / "out.csv"
-    summary = run_batch(sorted(films.glob("*.dcm")), out, FakeMeasurer(), workers=2)
+    summary = run_batch(sorted(films.glob("*.dcm")), out, FakeMeasurer(), BatchOptions(workers=2))
     rows = _read(out)
     errors = {Path(r["input"]).stem: r["error"] for r in rows if r["ldfa"] == ""}
     assert set(errors) == {"b_segv", "d_hang", "e_bomb"}

@@ -46,6 +46,7 @@ FLAG_SPACING_USER = "spacing_user_supplied"
 FLAG_ORIENTATION_ASSUMED = "orientation_assumed"
 FLAG_SIZE = "size_implausible"
 FLAG_LATERALITY = "laterality_conflict"
+FLAG_JOINT_DISAGREEMENT = "joint_disagreement"
 
 #: Anatomical plausibility range of LDFA and MPTA (degrees, inclusive). Normal values are 85-90
 #: for both (Paley, Principles of Deformity Correction, 2002: mLDFA 87.5 +- 2.5, MPTA 87.5 +- 2.5)

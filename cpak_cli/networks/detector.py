@@ -19,6 +19,7 @@ from typing import Any, Final, Mapping, Sequence
 import numpy as np
 
 from cpak_cli.core.landmarks import JOINTS, SIDES
+from cpak_cli.core.measurement import FLAG_GEOMETRY, FLAG_LATERALITY
 from cpak_cli.input.boxes import BOX_SIDE_MM, Box, square_box
 from cpak_cli.networks.crops import (
     compose,
@@ -196,7 +197,7 @@ class FilmDetections:
 
     @property
     def laterality_conflict(self) -> bool:
-        return any(f == "laterality_conflict" for v in self.problems.values() for f, _ in v)
+        return any(f == FLAG_LATERALITY for v in self.problems.values() for f, _ in v)
 
 
 def chain_problems(joints: Mapping[str, DetectedJoint], spacing_mm: tuple[float, float],
@@ -306,17 +307,17 @@ def decode_film(
             else:
                 single_side = tag_side or ("right" if mass_r >= mass_l else "left")
                 problems.setdefault(single_side, []).append(
-                    ("laterality_conflict", f"the image does not tell which leg this is (side channels "
+                    (FLAG_LATERALITY, f"the image does not tell which leg this is (side channels "
                                             f"{share_r:.0%} right, no midline): named {single_side} from "
                                             + (f"ImageLaterality {laterality!s}" if tag_side else "the stronger channel")
                                             + ", unconfirmed"))
             why = ", ".join(f"{k} say {v}" for k, v in res.evidence.items())
             if len(named) > 1:
                 problems.setdefault(single_side, []).append(
-                    ("laterality_conflict", f"the image's evidence disagrees about the leg's side ({why})"))
+                    (FLAG_LATERALITY, f"the image's evidence disagrees about the leg's side ({why})"))
             elif named and tag_side and named[0] != tag_side:
                 problems.setdefault(single_side, []).append(
-                    ("laterality_conflict", f"ImageLaterality {laterality!s} names the {tag_side} leg but the image "
+                    (FLAG_LATERALITY, f"ImageLaterality {laterality!s} names the {tag_side} leg but the image "
                                             f"shows the {named[0]} ({why}); measured as the {single_side}"))
     for joint, picked in found.items():
         if len(picked) == 2:
@@ -335,10 +336,10 @@ def decode_film(
         note = f"ImageLaterality {laterality!s} says one leg, but the film shows both; both measured by position"
         res.notes.append(note)
         for side in res.joints:
-            problems.setdefault(side, []).append(("laterality_conflict", note))
+            problems.setdefault(side, []).append((FLAG_LATERALITY, note))
     for side, joints in res.joints.items():
         for note in chain_problems(joints, spacing_mm):
-            problems.setdefault(side, []).append(("implausible_geometry", note))
+            problems.setdefault(side, []).append((FLAG_GEOMETRY, note))
     res.problems = problems
     return res
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from cpak_cli.core.measurement import FLAG_ANGLE_RANGE, FLAG_GEOMETRY, FLAG_LATERALITY, FLAG_SIZE
-from cpak_cli.pipeline.film import FLAG_JOINT_DISAGREEMENT
+from cpak_cli.core.measurement import FLAG_ANGLE_RANGE, FLAG_GEOMETRY, FLAG_JOINT_DISAGREEMENT, FLAG_LATERALITY, FLAG_SIZE
 
 #: Flags whose leg gets no CPAK type (its angles are still reported).
 TYPE_REMOVING_FLAGS: Final[frozenset[str]] = frozenset(

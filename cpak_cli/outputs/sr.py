@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cpak_cli import __version__
+from cpak_cli.core import measurement as m
 from cpak_cli.core.landmarks import LANDMARKS, SIDES
 from cpak_cli.errors import CpakInputError
 from cpak_cli.outputs.dicom_common import MANUFACTURER, SourceReference, read_source, save_dicom
@@ -136,16 +137,16 @@ LEG_LENGTH_DIFFERENCE = LegNumber("leg_length_difference_mm",
 #: Flag name -> code value in :data:`SCHEME` (code meaning: the flag name). A flag not listed
 #: gets ``F-`` and 10 hex digits of its name's SHA-1 (stable, within the 16 characters of SH).
 FLAG_CODES: dict[str, str] = {
-    "borderline": "BORDERLINE",
-    "angle_out_of_range": "ANGLE-RANGE",
-    "implausible_geometry": "GEOMETRY",
-    "low_confidence": "LOW-CONFIDENCE",
-    "spacing_uncorrected_magnification": "SPACING-UNCORR",
-    "spacing_user_supplied": "SPACING-USER",
-    "orientation_assumed": "ORIENT-ASSUMED",
-    "size_implausible": "SIZE",
-    "laterality_conflict": "LATERALITY",
-    "joint_disagreement": "JOINT-DISAGREE",
+    m.FLAG_BORDERLINE: "BORDERLINE",
+    m.FLAG_ANGLE_RANGE: "ANGLE-RANGE",
+    m.FLAG_GEOMETRY: "GEOMETRY",
+    m.FLAG_LOW_CONFIDENCE: "LOW-CONFIDENCE",
+    m.FLAG_SPACING_UNCORRECTED: "SPACING-UNCORR",
+    m.FLAG_SPACING_USER: "SPACING-USER",
+    m.FLAG_ORIENTATION_ASSUMED: "ORIENT-ASSUMED",
+    m.FLAG_SIZE: "SIZE",
+    m.FLAG_LATERALITY: "LATERALITY",
+    m.FLAG_JOINT_DISAGREEMENT: "JOINT-DISAGREE",
 }
 
 #: Landmark -> (anatomic site, lateral/medial modifier or None).

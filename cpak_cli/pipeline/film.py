@@ -16,6 +16,9 @@ import numpy as np
 from cpak_cli import __version__
 from cpak_cli.core.landmarks import JOINTS, LANDMARKS, SIDES, LandmarkFile
 from cpak_cli.core.measurement import (
+    FLAG_BORDERLINE,
+    FLAG_JOINT_DISAGREEMENT,
+    FLAG_LATERALITY,
     FLAG_LOW_CONFIDENCE,
     FLAG_ORIENTATION_ASSUMED,
     FLAG_SPACING_UNCORRECTED,
@@ -29,15 +32,9 @@ from cpak_cli.input.boxes import Box, BoxFile
 from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.loader import LoadedImage
 from cpak_cli.networks.inference import JointModel, LandmarkPrediction, detect_landmarks
+from cpak_cli.pipeline.joint_checks import DISAGREEMENT_MM, RECENTRE_MIN_SHIFT_MM, joint_disagreements, recentred_boxes  # noqa: F401 - the limits are part of this module's interface
 
 DEFAULT_MIN_CONFIDENCE = 0.5
-from cpak_cli.pipeline.joint_checks import (  # noqa: E402,F401 - part of this module's interface
-    DISAGREEMENT_MM,
-    FLAG_JOINT_DISAGREEMENT,
-    RECENTRE_MIN_SHIFT_MM,
-    joint_disagreements,
-    recentred_boxes,
-)
 
 
 @dataclass
@@ -144,6 +141,13 @@ def scan_flags(image: LoadedImage) -> tuple[list[str], list[str]]:
     return flags, notes
 
 
+def untype(leg: LegMeasurement) -> None:
+    """Take a leg's CPAK type away (a flag or an error that makes it untrustworthy); the
+    ``borderline`` flag, which only qualifies a type, goes with it."""
+    leg.cpak = None
+    leg.flags = [f for f in leg.flags if f != FLAG_BORDERLINE]
+
+
 def assemble_leg(
     side: str,
     preds: Mapping[str, LandmarkPrediction],
@@ -166,8 +170,7 @@ def assemble_leg(
     elif not_found:
         leg.error = "landmark(s) not found: " + ", ".join(not_found)
     if leg.error and leg.cpak is not None:  # a leg that is not measured has no type
-        leg.cpak = None
-        leg.flags = [f for f in leg.flags if f != "borderline"]
+        untype(leg)
     low = [n for n in found if preds[n].confidence < min_confidence]
     if low:
         leg.flags.append(FLAG_LOW_CONFIDENCE)
@@ -351,7 +354,7 @@ class Measurer:
             if film is not None:
                 res.notes.extend(film.notes)
                 if film.laterality_conflict:
-                    res.scan_flags.append("laterality_conflict")
+                    res.scan_flags.append(FLAG_LATERALITY)
             for side in SIDES:
                 joints_found = set(bx.get(side, {}))
                 if not joints_found:
@@ -363,15 +366,13 @@ class Measurer:
                     if problems:
                         leg.flags.append(FLAG_JOINT_DISAGREEMENT)
                         leg.notes.extend(problems)
-                        leg.cpak = None
-                        leg.flags = [f for f in leg.flags if f != "borderline"]
-                film = getattr(bx, "film", None)  # laterality and joint-chain checks of the detector
+                        untype(leg)
+                # laterality and joint-chain checks of the detector
                 for flag, note in (film.problems.get(side, []) if film is not None else []):
                     if flag not in leg.flags:
                         leg.flags.append(flag)
                     leg.notes.append(note)
-                    leg.cpak = None
-                    leg.flags = [f for f in leg.flags if f != "borderline"]
+                    untype(leg)
                 res.legs[side] = leg
             if not res.legs:
                 res.notes.append("no leg found on the film")

@@ -19,7 +19,6 @@ RECENTRE_MIN_SHIFT_MM = 4.0
 #: Landmarks whose joint lies further than this from the joint the detector found (mm; for the
 #: knee only the vertical distance counts) disagree with the film: the leg is flagged and untyped.
 DISAGREEMENT_MM = {"hip": 15.0, "knee": 12.0, "ankle": 15.0}
-FLAG_JOINT_DISAGREEMENT = "joint_disagreement"
 
 
 def joint_disagreements(

@@ -187,9 +187,16 @@ def _int_float(b: Box) -> Box:
 
 def redact_result(result: ScanResult, protected: Sequence[Box] | None = None) -> tuple[ScanResult, Redaction]:
     """``result`` with its film's burned-in text blanked (a copy; ``result`` is not changed), for
-    drawing an anonymized overlay. The legs' region (:func:`result_protected_boxes`) is never blanked."""
+    drawing an anonymized overlay. The legs' region (:func:`result_protected_boxes`) is never blanked.
+    With the default protection the outcome is kept on ``result`` (``result.redacted``), so the
+    overlay PNG and the report thumbnail of one film search its text once."""
     assert result.image is not None
+    if protected is None and result.redacted is not None:
+        return result.redacted
     prot = result_protected_boxes(result) if protected is None else list(protected)
     pixels, red = redact_pixels(result.image.pixels, result.image.spacing_mm, prot)
     image = result.image.with_pixels(pixels)
-    return dataclasses.replace(result, image=image), red
+    outcome = dataclasses.replace(result, image=image), red
+    if protected is None:
+        result.redacted = outcome
+    return outcome

@@ -62,6 +62,9 @@ class ScanResult:
     notes: list[str] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    #: the film with its burned-in text blanked, kept by :func:`cpak_cli.outputs.redact.redact_result`
+    #: so that the overlay and the report thumbnail of an anonymized batch search it once
+    redacted: Any = field(default=None, init=False, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         img = self.image

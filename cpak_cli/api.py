@@ -101,8 +101,8 @@ def measure_file(
     from cpak_cli.input.cage import open_caged
 
     # decodes only what is measured, where it can, in a worker process with a time and memory limit
+    box_file = read_boxes(boxes) if boxes is not None else None  # cheap, and may fail: before the decode
     image = open_caged(path, pixel_spacing=options.pixel_spacing)
-    box_file = read_boxes(boxes) if boxes is not None else None
     measurer = measurer_for(options, need_detector=box_file is None)
     result = measurer.measure(image, box_file)
     write_film_outputs(result, outputs.for_input(path))
@@ -200,10 +200,7 @@ def run_batch(
              "device": options.device, "method": options.method},
             batch, pixel_spacing=options.pixel_spacing, on_file=on_file, on_result=thumbnails,
         )
-    else:
-        from cpak_cli.input.cage import default_cage
-
-        default_cage().ensure(max(1, batch.workers))  # decode workers forked before torch loads
+    else:  # the decode workers start (fork) before the models load (pipeline.decoding)
         summary = batch_mod.run_batch(
             inputs, csv_path, functools.partial(measurer_for, options), batch,
             pixel_spacing=options.pixel_spacing, on_file=on_file, on_result=thumbnails,

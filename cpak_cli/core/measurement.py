@@ -33,6 +33,7 @@ from cpak_cli.core.panel import (
     leg_panel,
     length_difference_mm,
     normal_checks,
+    outside_normal,
     tibia_length_mm,
 )
 
@@ -133,7 +134,8 @@ class LegMeasurement:
     @property
     def outside_normal(self) -> list[str]:
         """Names of the values outside their normal range (empty when none is; see :attr:`normal`)."""
-        return [name for name, check in self.normal.items() if check.outside]
+        return outside_normal({"ldfa": self.ldfa, "mpta": self.mpta, "mhka": self.mhka, "jlca": self.jlca,
+                               "mad_mm": self.mad_mm})
 
     def to_json(self) -> dict[str, Any]:
         return {

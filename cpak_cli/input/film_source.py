@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from cpak_cli.input.image import LoadedImage
-from cpak_cli.input.orientation import Orientation
-from cpak_cli.input.values import window_to_unit
+from cpak_cli.input.orientation import Orientation, turn
+from cpak_cli.input.values import has_contrast, window_to_unit
 
 __all__ = ["FilmSource", "J2KPixels", "ReducedView", "UnitMap", "ViewLost"]
 
@@ -136,10 +136,11 @@ class J2KPixels:
         out = self._decode(level, area)
         if tuple(out.shape) != want:
             raise ValueError(f"decoded {tuple(out.shape)} pixels, expected {want}")
-        if check_constant and min(want) >= MIN_CHECKED_SIDE and int(out.min()) == int(out.max()):
+        lo, hi = int(out.min()), int(out.max())
+        if check_constant and min(want) >= MIN_CHECKED_SIDE and lo == hi:
             raise ValueError("decoded window is constant")
         info = np.iinfo(self.dtype)
-        if int(out.min()) < info.min or int(out.max()) > info.max:
+        if lo < info.min or hi > info.max:
             raise ValueError("decoded values outside the stored range")
         return out.astype(self.dtype)
 
@@ -298,7 +299,7 @@ a fallback: with the full decode). Thread-safe.
                 self._fall_back(f"level {level} window: {exc}")
             else:
                 out[v0 - va : v1 - va, u0 - ua : u1 - ua] = block
-                if level == 0 and not self.voi_proven and float(block.max()) - float(block.min()) > 1e-6:
+                if level == 0 and not self.voi_proven and has_contrast(block):
                     self._set("voi_proven", True)
                 elif level > 0 and not self.voi_proven:
                     x, y = self.view_matrix(level) @ np.array([(u0 + u1) / 2, (v0 + v1) / 2, 1.0])
@@ -339,7 +340,7 @@ a fallback: with the full decode). Thread-safe.
             patch = self._src.unit_map.apply(self._src.stored(0, (c0, r0, c1, r1), check_constant=False))
         except (RuntimeError, ValueError, MemoryError):
             return
-        if float(patch.max()) - float(patch.min()) > 1e-6:
+        if has_contrast(patch):
             self._set("voi_proven", True)
 
     def _stored_area(self, x0: int, y0: int, x1: int, y1: int, rows: int) -> tuple[int, int, int, int]:
@@ -351,10 +352,7 @@ a fallback: with the full decode). Thread-safe.
         return (y0, x0, y1, x1) if o.transpose else (x0, y0, x1, y1)
 
     def _oriented(self, stored: np.ndarray) -> np.ndarray:
-        out = stored.T if self._orientation.transpose else stored
-        if self._orientation.flip_vertical:
-            out = out[::-1, :]
-        return np.ascontiguousarray(out)
+        return turn(stored, self._orientation)
 
 
 

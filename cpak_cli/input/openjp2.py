@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["Decoder", "J2KError", "J2KHeader", "available", "find_library", "read_header", "decode", "library_version"]
+__all__ = ["Decoder", "J2KError", "J2KHeader", "available", "find_library", "read_header", "decode"]
 
 _CODEC_J2K = 0
 _MIN_VERSION = (2, 3, 0)  # repeated / sub-window decoding with reduced resolution works from 2.3
@@ -150,11 +150,6 @@ def find_library() -> Any:
 def available() -> bool:
     """True when a usable OpenJPEG (>= 2.3) was found."""
     return find_library() is not None
-
-
-def library_version() -> str | None:
-    lib = find_library()
-    return None if lib is None else lib.opj_version().decode("ascii", "replace")
 
 
 class _Session:

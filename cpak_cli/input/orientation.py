@@ -101,10 +101,15 @@ def apply_orientation(
     pixels: np.ndarray, spacing: tuple[float, float], orientation: Orientation
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Turn ``pixels`` (rows, cols) head-up; return the contiguous result and its spacing."""
-    out = pixels
     if orientation.transpose:
-        out = out.T
         spacing = (spacing[1], spacing[0])
+    return turn(pixels, orientation), spacing
+
+
+def turn(pixels: np.ndarray, orientation: Orientation) -> np.ndarray:
+    """``pixels`` (stored rows, cols) turned head-up: transposed, then flipped vertically, as
+    ``orientation`` says; contiguous. The one place the turn is done (full films and windows)."""
+    out = pixels.T if orientation.transpose else pixels
     if orientation.flip_vertical:
         out = out[::-1, :]
-    return np.ascontiguousarray(out), spacing
+    return np.ascontiguousarray(out)

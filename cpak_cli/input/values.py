@@ -29,6 +29,15 @@ import numpy as np
 from cpak_cli.errors import CpakInputError
 from cpak_cli.input.tags import first_number, raw_str
 
+#: A [0, 1] image (or window of one) whose values span no more than this has no contrast.
+CONTRAST_EPS = 1e-6
+
+
+def has_contrast(unit: np.ndarray) -> bool:
+    """True when the values of ``unit`` (mapped to [0, 1]) span more than :data:`CONTRAST_EPS`;
+    the one rule for the whole film (:func:`voi_to_unit`) and for its decoded windows."""
+    return float(unit.max()) - float(unit.min()) > CONTRAST_EPS
+
 __all__ = ["window_to_unit", "minmax", "voi_to_unit", "polarity", "INVERSIONS"]
 
 #: The possible values of :attr:`LoadedImage.inversion`.
@@ -94,7 +103,7 @@ def voi_to_unit(path: str, ds: Any, arr: np.ndarray) -> tuple[np.ndarray, str]:
             lo = min(lo, float(out.min()))
             if hi > lo:
                 unit = np.clip((out - lo) / (hi - lo), 0.0, 1.0)
-                if float(unit.max() - unit.min()) > 1e-6:
+                if has_contrast(unit):
                     return unit, "voi_lut"
         except Exception:  # noqa: BLE001 - a broken VOI LUT falls back to the window/min-max
             pass
@@ -104,7 +113,7 @@ def voi_to_unit(path: str, ds: Any, arr: np.ndarray) -> tuple[np.ndarray, str]:
         if center is not None and width is not None:
             windowed = window_to_unit(arr, center, width, raw_str(ds, "VOILUTFunction") or "")
             # a window that misses the data (constant result) is ignored
-            if windowed is not None and float(windowed.max() - windowed.min()) > 1e-6:
+            if windowed is not None and has_contrast(windowed):
                 return windowed, "window"
     return minmax(path, arr), "minmax"
 

@@ -35,6 +35,7 @@ import numpy as np
 from cpak_cli import __version__
 from cpak_cli.atomic import atomic_write_bytes, atomic_write_text
 from cpak_cli.core.cpak import display_angles
+from cpak_cli.core.panel import NORMAL_RANGES
 from cpak_cli.errors import CpakInputError
 from cpak_cli.outputs.charts import GridPoint, cpak_grid_svg, histogram_svg
 from cpak_cli.outputs.flags import removes_type
@@ -46,8 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Rows of a thumbnail (the overlay drawn at this height; text scales with it) and JPEG quality.
 THUMB_HEIGHT = 900
 THUMB_QUALITY = 80
-#: Normal range of LDFA and MPTA shaded on the histograms (Paley 2002: 87.5 +- 2.5 degrees).
-NORMAL_RANGE = (85.0, 90.0)
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -325,7 +324,8 @@ def render_report(films: list[Film], thumbs: Path, *, title: str, anonymized: bo
         '<h2>Summary</h2><div class="row">', _summary(films), "</div>",
         '<h2>CPAK distribution</h2><div class="row">',
         cpak_grid_svg(grid_points(films)),
-        '<div class="col">', histogram_svg(ldfa, "LDFA", NORMAL_RANGE), histogram_svg(mpta, "MPTA", NORMAL_RANGE),
+        '<div class="col">', histogram_svg(ldfa, "LDFA", NORMAL_RANGES["ldfa"]),
+        histogram_svg(mpta, "MPTA", NORMAL_RANGES["mpta"]),
         "</div></div>",
         "<h2>Films</h2><p class=\"sub\">Failed and flagged films first.</p><div class=\"films\">",
         *(_film_card(f, thumbs, anonymized) for f in cards),

@@ -80,15 +80,15 @@ def _decoded(paths: Sequence[Path], workers: int, spacing: tuple[float, float] |
     opened at once, each in one of the decode cage's worker processes (at most ``2 * workers``
     in flight, so memory stays bounded); a worker that dies, hangs or runs out of memory turns
     its file into an error row and is replaced."""
+    from cpak_cli.input.cage import default_cage
+
+    default_cage().ensure(max(1, workers))  # started now, before the models (torch) load: fork is cheap
     args = [(str(p), spacing) for p in paths]
     if workers <= 1 or len(args) <= 1:
         return (decode_one(a) for a in args)
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    from cpak_cli.input.cage import default_cage
-
-    default_cage().ensure(workers)
     pool = ThreadPoolExecutor(workers)
     pending: deque = deque(pool.submit(decode_one, a) for a in args[: 2 * workers])  # start at once
     return _in_order(pool, pending, args[2 * workers :])

@@ -13,10 +13,13 @@ of the networks alone on the same films, so that end to end / networks shows wha
      decoding, not the networks, limits the rate;
    * ``detector``: ``Measurer.detect_boxes`` (input frames, detector network, box decoding), of
      which ``detector_network`` is the network (``networks.models.predict``);
-   * ``crops``: crop resampling + normalisation (``networks.inference.make_crop``);
+   * ``crops``: crop resampling + normalisation (``networks.inference.make_crop``), summed over
+     the crop threads: they run in the background while the networks of the group before run,
+     so this overlaps the other stages;
    * ``networks``: the landmark networks (``networks.inference.predict``);
    * ``points``: probability maps -> points (``networks.inference.points_from_probs``);
-   * ``measure_other``: the rest of ``measure_group`` (legs, checks, recentring bookkeeping);
+   * ``measure_other``: the rest of ``start_group`` + ``finish_group`` (waiting for crops the
+     background has not finished, legs, checks, recentring bookkeeping);
    * ``output``: CSV rows, overlays, writing + fsync (``batch.film_rows`` + ``batch.write_film``).
 
    A stage whose function no longer exists or was never called is reported as null (the code
@@ -52,7 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 #: stage -> (module, attribute) of the function whose calls are timed in the main process.
 STAGES: dict[str, tuple[str, str]] = {
     "wait_for_decode": ("cpak_cli.pipeline.batch", "_decoded"),
-    "measure_group": ("cpak_cli.pipeline.batch", "measure_group"),
+    "start_group": ("cpak_cli.pipeline.batch", "start_group"),
+    "finish_group": ("cpak_cli.pipeline.batch", "finish_group"),
     "detector": ("cpak_cli.pipeline.film", "Measurer.detect_boxes"),
     "detector_network": ("cpak_cli.networks.models", "predict"),
     "crops": ("cpak_cli.networks.inference", "make_crop"),
@@ -137,8 +141,8 @@ class StageTimers:
         """Seconds per reported stage (None: not measured)."""
         s = {k: (self.seconds[k] if self.calls[k] else None) for k in STAGES}
 
-        def minus(a: str, *bs: str) -> float | None:
-            return None if s[a] is None else s[a] - sum(s[b] or 0.0 for b in bs)
+        measuring = None if s["start_group"] is None and s["finish_group"] is None \
+            else (s["start_group"] or 0.0) + (s["finish_group"] or 0.0)
 
         out = {
             "wait_for_decode": s["wait_for_decode"],
@@ -147,7 +151,8 @@ class StageTimers:
             "crops": s["crops"],
             "networks": s["networks"],
             "points": s["points"],
-            "measure_other": minus("measure_group", "detector", "crops", "networks", "points"),
+            "measure_other": None if measuring is None
+            else max(0.0, measuring - sum(s[b] or 0.0 for b in ("detector", "networks", "points"))),
             "output": None if s["film_rows"] is None and s["write_film"] is None
             else (s["film_rows"] or 0.0) + (s["write_film"] or 0.0),
         }

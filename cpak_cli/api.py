@@ -90,7 +90,7 @@ def measure_file(
         boxes: a joint boxes JSON to use instead of the joint detector.
 
     Returns:
-        The :class:`cpak_cli.pipeline.film.ScanResult`: per leg the angles (degrees), lengths
+        The :class:`cpak_cli.pipeline.result.ScanResult`: per leg the angles (degrees), lengths
         (mm), CPAK type and flags, the landmarks in head-up image pixels, the boxes, notes.
 
     Raises:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterable
 from cpak_cli.errors import CpakError
 
 if TYPE_CHECKING:
-    from cpak_cli.pipeline.film import ScanResult
+    from cpak_cli.pipeline.result import ScanResult
 
 
 #: The placeholder of :class:`FilmOutputs` paths replaced by the input's file name without suffix.

@@ -190,7 +190,7 @@ class FakeMeasurer:
     def measure_images(self, images, boxes=None):
         from cpak_cli.core.measurement import measure_leg
         from cpak_cli.networks.inference import LandmarkPrediction
-        from cpak_cli.pipeline.film import ScanResult
+        from cpak_cli.pipeline.result import ScanResult
 
         self.calls += 1
         out = []
@@ -420,12 +420,12 @@ def write_leg_film(tmp_path: Path, name: str = "film.dcm", **kw: Any) -> Path:
 
 
 def measured_result(image: Any, legs: dict[str, dict[str, Any]], confidence: float = 0.9) -> Any:
-    """A :class:`~cpak_cli.pipeline.film.ScanResult` of ``image`` with the given pixel landmarks
+    """A :class:`~cpak_cli.pipeline.result.ScanResult` of ``image`` with the given pixel landmarks
     per side (a landmark that is None or absent is not found) measured by the real
-    :func:`~cpak_cli.pipeline.film.assemble_leg` (no networks), models :data:`FAKE_MODELS`."""
+    :func:`~cpak_cli.pipeline.result.assemble_leg` (no networks), models :data:`FAKE_MODELS`."""
     from cpak_cli.core.landmarks import LANDMARKS
     from cpak_cli.networks.inference import LandmarkPrediction
-    from cpak_cli.pipeline.film import ScanResult, assemble_leg
+    from cpak_cli.pipeline.result import ScanResult, assemble_leg
 
     row_mm, col_mm = image.spacing_mm
     res = ScanResult(path=image.path, image=image, models=dict(FAKE_MODELS))
@@ -547,7 +547,7 @@ class TruthMeasurer:
     def measure_images(self, images: list, boxes: Any = None) -> list:
         from cpak_cli.core.measurement import measure_leg
         from cpak_cli.networks.inference import LandmarkPrediction
-        from cpak_cli.pipeline.film import ScanResult
+        from cpak_cli.pipeline.result import ScanResult
 
         out = []
         for im in images:

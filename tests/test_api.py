@@ -30,7 +30,7 @@ def test_measure_files_reports_each_film_and_loads_the_models_once(monkeypatch, 
             calls.append(kw)
 
         def measure(self, image, boxes):
-            from cpak_cli.pipeline.film import ScanResult
+            from cpak_cli.pipeline.result import ScanResult
 
             return ScanResult(path=image.path, image=image)
 

@@ -2,7 +2,7 @@
 
 Rules (DICOM PS3.3 10.7.1.1 / 10.7.1.3), first match wins; ``source`` is the string reported
 as :attr:`cpak_cli.input.loader.LoadedImage.spacing_source` (``*``: flagged
-``spacing_uncorrected_magnification`` by :func:`cpak_cli.pipeline.film.scan_flags`):
+``spacing_uncorrected_magnification`` by :func:`cpak_cli.pipeline.result.scan_flags`):
 
 1. ``--pixel-spacing`` given: the user's value -> ``user`` (flag ``spacing_user``).
 2. PixelSpacing with PixelSpacingCalibrationType GEOMETRY or FIDUCIAL: PixelSpacing as is ->

@@ -108,10 +108,31 @@ def points_from_probs(
     return out
 
 
-def _crops_in_threads(images: Sequence[Any], jobs: Mapping[str, Sequence[CropJob]],
-                      models: Mapping[str, JointModel]) -> dict[str, list[np.ndarray]]:
-    """The crops of every job, made on a few threads: decoding windows of an image that decodes
-    on demand (OpenJPEG) and OpenCV's resampling release the GIL, so they share the cores."""
+def landmark_jobs(
+    boxes: Sequence[Mapping[str, Mapping[str, Sequence[float]]]],
+    models: Mapping[str, JointModel],
+    orientations: Sequence[bool] | None = None,
+) -> dict[str, list[CropJob]]:
+    """The crop jobs of several images, per joint model: ``boxes[i][side][joint]`` are pixel
+    boxes of image ``i``; ``orientations[i]`` is its ``patient_right_on_image_left`` (default
+    True). A joint without a model is skipped."""
+    orientations = list(orientations) if orientations is not None else [True] * len(boxes)
+    jobs: dict[str, list[CropJob]] = {}
+    for joint, model in models.items():
+        for i, per_side in enumerate(boxes):
+            for side, joints in per_side.items():
+                if joint in joints:
+                    jobs.setdefault(joint, []).append(
+                        make_job(i, side, joint, joints[joint], model.input_size, orientations[i]))
+    return jobs
+
+
+def make_crops(images: Sequence[Any], jobs: Mapping[str, Sequence[CropJob]],
+               models: Mapping[str, JointModel]) -> dict[str, list[np.ndarray]]:
+    """The network inputs of every job (:func:`make_crop`), per joint, made on a few threads:
+    decoding windows of an image that decodes on demand (OpenJPEG, in the decode cage) and
+    OpenCV's resampling release the GIL, so they share the cores. Safe to run in a background
+    thread while the networks run on other crops (:meth:`cpak_cli.pipeline.film.Measurer.start`)."""
     flat = [(joint, job) for joint, js in jobs.items() for job in js]
     out: dict[str, list[np.ndarray]] = {joint: [] for joint in jobs}
 
@@ -133,6 +154,34 @@ def _crops_in_threads(images: Sequence[Any], jobs: Mapping[str, Sequence[CropJob
     return out
 
 
+def landmarks_from_crops(
+    n_images: int,
+    jobs: Mapping[str, Sequence[CropJob]],
+    crops: Mapping[str, Sequence[np.ndarray]],
+    spacings: Sequence[tuple[float, float]],
+    models: Mapping[str, JointModel],
+    method: int = 3,
+    device: str = "cpu",
+    batch_size: int = 16,
+) -> list[dict[str, dict[str, LandmarkPrediction]]]:
+    """Run each joint's network on its crops (:func:`make_crops` of ``jobs``; crops of all
+    images that share a model share batches) and extract the points (Method ``method``):
+    per image ``{side: {name: pred}}`` in image pixels and mm (``spacings[i]`` is image ``i``'s
+    ``(row_mm, col_mm)``)."""
+    results: list[dict[str, dict[str, LandmarkPrediction]]] = [dict() for _ in range(n_images)]
+    for joint, model in models.items():
+        joint_jobs = jobs.get(joint, [])
+        if not joint_jobs:
+            continue
+        probs = predict(model.module, np.stack(crops[joint]), device=device, batch_size=batch_size)
+        for job, p in zip(joint_jobs, probs):
+            preds = points_from_probs(p, job.matrix, model.landmarks, spacings[job.image_index], method)
+            leg = results[job.image_index].setdefault(job.side, {})
+            for pred in preds:
+                leg[pred.name] = pred
+    return results
+
+
 def detect_landmarks(
     images: Sequence[Any],
     boxes: Sequence[Mapping[str, Mapping[str, Sequence[float]]]],
@@ -142,34 +191,18 @@ def detect_landmarks(
     method: int = 3,
     device: str = "cpu",
     batch_size: int = 16,
+    crops: Mapping[str, Sequence[np.ndarray]] | None = None,
 ) -> list[dict[str, dict[str, LandmarkPrediction]]]:
-    """Landmarks of several images at once; crops of all images that share a model share batches.
+    """Landmarks of several images at once: :func:`landmark_jobs`, :func:`make_crops` (or the
+    ``crops`` already made for those jobs), :func:`landmarks_from_crops`.
 
     ``images[i]`` is a 2-D array or an image that decodes windows on demand (see
-    :func:`cpak_cli.networks.crops.sample_crop`; the crops are made on a few threads).
-    ``boxes[i][side][joint]`` are pixel boxes of image ``i``; ``orientations[i]`` is
-    ``patient_right_on_image_left`` (default True). Returns per image ``{side: {name: pred}}``
-    holding every landmark of every joint that had a box and a model.
+    :func:`cpak_cli.networks.crops.sample_crop`). ``boxes[i][side][joint]`` are pixel boxes of
+    image ``i``; ``orientations[i]`` is ``patient_right_on_image_left`` (default True). Returns
+    per image ``{side: {name: pred}}`` holding every landmark of every joint that had a box and
+    a model.
     """
-    orientations = list(orientations) if orientations is not None else [True] * len(images)
-    results: list[dict[str, dict[str, LandmarkPrediction]]] = [dict() for _ in images]
-    all_jobs: dict[str, list[CropJob]] = {}
-    for joint, model in models.items():
-        for i, per_side in enumerate(boxes):
-            for side, joints in per_side.items():
-                if joint in joints:
-                    all_jobs.setdefault(joint, []).append(
-                        make_job(i, side, joint, joints[joint], model.input_size, orientations[i]))
-    all_crops = _crops_in_threads(images, all_jobs, models)
-    for joint, model in models.items():
-        jobs = all_jobs.get(joint, [])
-        if not jobs:
-            continue
-        crops = np.stack(all_crops[joint])
-        probs = predict(model.module, crops, device=device, batch_size=batch_size)
-        for job, p in zip(jobs, probs):
-            preds = points_from_probs(p, job.matrix, model.landmarks, spacings[job.image_index], method)
-            leg = results[job.image_index].setdefault(job.side, {})
-            for pred in preds:
-                leg[pred.name] = pred
-    return results
+    jobs = landmark_jobs(boxes, models, orientations)
+    if crops is None:
+        crops = make_crops(images, jobs, models)
+    return landmarks_from_crops(len(images), jobs, crops, spacings, models, method, device, batch_size)

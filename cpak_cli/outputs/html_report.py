@@ -42,7 +42,7 @@ from cpak_cli.outputs.flags import removes_type
 
 if TYPE_CHECKING:  # pragma: no cover
     from cpak_cli.pipeline.decoding import Decoded
-    from cpak_cli.pipeline.film import ScanResult
+    from cpak_cli.pipeline.result import ScanResult
 
 #: Rows of a thumbnail (the overlay drawn at this height; text scales with it) and JPEG quality.
 THUMB_HEIGHT = 900

@@ -22,7 +22,7 @@ from cpak_cli.errors import CpakInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cpak_cli.core.measurement import LegMeasurement
-    from cpak_cli.pipeline.film import ScanResult
+    from cpak_cli.pipeline.result import ScanResult
 
 # BGR colours
 _COL = {

@@ -31,7 +31,7 @@ from cpak_cli.outputs.text_boxes import Box, outside_all, pixel_range, subtract_
 from cpak_cli.outputs.text_find import WORK_MM, TextFound, find_text, find_text_boxes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cpak_cli.pipeline.film import ScanResult
+    from cpak_cli.pipeline.result import ScanResult
 
 __all__ = [
     "Box", "Redaction", "TextFound", "blank_boxes", "covered_fraction", "film_text", "film_text_boxes",

@@ -51,7 +51,7 @@ from cpak_cli.outputs.dicom_common import MANUFACTURER, SourceReference, read_so
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom.sr.coding import Code
 
-    from cpak_cli.pipeline.film import ScanResult
+    from cpak_cli.pipeline.result import ScanResult
 
 __all__ = [
     "SCHEME",
@@ -357,7 +357,7 @@ def build_sr(result: "ScanResult", source: SourceReference) -> Any:
 
 def write_sr(path: str | Path, result: "ScanResult", source_path: str | Path | None = None, *,
              anonymize_salt: str | None = None) -> Path:
-    """Write the SR of ``result`` (a measured :class:`~cpak_cli.pipeline.film.ScanResult`) at
+    """Write the SR of ``result`` (a measured :class:`~cpak_cli.pipeline.result.ScanResult`) at
     ``path`` (atomically) and return the path.
 
     ``source_path`` is the measured DICOM film (default ``result.path``); its header is read

@@ -9,6 +9,7 @@ formula are prefixed with ``'`` (:func:`neutralise_cell`); resume compares input
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -47,37 +48,83 @@ def run_batch(
     if not hasattr(measurer, "measure_images"):  # a factory: load the models now
         measurer = measurer()
     with open_csv(csv_path) as fh:
-        for group in _chunks(decoded, o.chunk):
-            results, errors = measure_group(measurer, group)
-            for d in group:
+
+        def write(started: StartedFilms) -> None:
+            results, errors = finish_group(measurer, started)
+            for d in started.group:
                 rows, failed = film_rows(d, results.get(d.path), errors.get(d.path), o.anonymize_salt,
                                          overlays=o.overlays, sr_dir=o.sr_dir, on_result=on_result)
                 write_film(fh, rows, failed, summary)
                 if on_file is not None:
                     on_file(summary)
+
+        waiting: StartedFilms | None = None
+        for group in _chunks(decoded, o.chunk):
+            started = start_group(measurer, group)  # its crops are made while the group before is measured
+            if waiting is not None:
+                write(waiting)
+            waiting = started
+        if waiting is not None:
+            write(waiting)
     return summary
 
 
-def measure_group(measurer: Any, group: Sequence[Decoded]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Measure the decoded films of ``group`` in one call (crops share forward passes); when that
+@dataclass
+class StartedFilms:
+    """A group of decoded films handed to :func:`start_group`: ``started`` is the measurer's
+    :class:`~cpak_cli.pipeline.film.StartedGroup` of the decoded ones, None when the measurer
+    has no ``start`` or starting failed (then :func:`finish_group` measures them one at a time)."""
+
+    group: Sequence[Decoded]
+    started: Any | None
+
+
+def start_group(measurer: Any, group: Sequence[Decoded]) -> StartedFilms:
+    """Start measuring the decoded films of ``group`` (:meth:`~cpak_cli.pipeline.film.Measurer.start`:
+    the detector now, the crops in the background). Never raises: a failure is handled by
+    :func:`finish_group`."""
+    ok = [d.image for d in group if d.image is not None]
+    if not ok or not hasattr(measurer, "start"):
+        return StartedFilms(group, None)
+    try:
+        return StartedFilms(group, measurer.start(ok))
+    except Exception:  # noqa: BLE001 - finish_group measures one at a time to isolate the bad one
+        return StartedFilms(group, None)
+
+
+def finish_group(measurer: Any, started: StartedFilms) -> tuple[dict[str, Any], dict[str, str]]:
+    """Measure the decoded films of a started group (crops share forward passes); when that
     fails, one at a time so that only the bad film gets an error. Returns the results and the
     one-line errors, by input path (films that failed to decode are in neither)."""
-    ok = [d for d in group if d.image is not None]
+    ok = [d for d in started.group if d.image is not None]
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    if ok:
-        try:
-            for d, r in zip(ok, measurer.measure_images([d.image for d in ok])):
-                results[d.path] = r
-        except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad one
-            for d in ok:
-                try:
-                    results[d.path] = measurer.measure_images([d.image])[0]
-                except CpakInputError as exc:  # the film's decoder failed (the decode cage's one line)
-                    errors[d.path] = str(exc)
-                except Exception as exc:  # noqa: BLE001
-                    errors[d.path] = f"{d.path}: measurement failed ({exc.__class__.__name__}: {exc})"
+    if not ok:
+        return results, errors
+    try:
+        if started.started is not None:
+            measured = measurer.finish(started.started)
+        elif not hasattr(measurer, "start"):
+            measured = measurer.measure_images([d.image for d in ok])
+        else:
+            raise RuntimeError("the group could not be started")
+        for d, r in zip(ok, measured):
+            results[d.path] = r
+    except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad one
+        for d in ok:
+            try:
+                results[d.path] = measurer.measure_images([d.image])[0]
+            except CpakInputError as exc:  # the film's decoder failed (the decode cage's one line)
+                errors[d.path] = str(exc)
+            except Exception as exc:  # noqa: BLE001
+                errors[d.path] = f"{d.path}: measurement failed ({exc.__class__.__name__}: {exc})"
     return results, errors
+
+
+def measure_group(measurer: Any, group: Sequence[Decoded]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Measure the decoded films of ``group`` in one call (:func:`start_group` then
+    :func:`finish_group`)."""
+    return finish_group(measurer, start_group(measurer, group))
 
 
 def film_rows(

@@ -7,32 +7,26 @@ docs/conventions.md (pixel ``(x, y)``, spacing ``(row_mm, col_mm)``, patient sid
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cpak_cli import __version__
-from cpak_cli.core.landmarks import JOINTS, LANDMARKS, SIDES, LandmarkFile
-from cpak_cli.core.measurement import (
-    FLAG_BORDERLINE,
-    FLAG_JOINT_DISAGREEMENT,
-    FLAG_LATERALITY,
-    FLAG_LOW_CONFIDENCE,
-    FLAG_ORIENTATION_ASSUMED,
-    FLAG_SPACING_UNCORRECTED,
-    FLAG_SPACING_USER,
-    LegMeasurement,
-    leg_length_difference_mm,
-    measure_leg,
-)
+from cpak_cli.core.landmarks import JOINTS, SIDES
+from cpak_cli.core.measurement import FLAG_JOINT_DISAGREEMENT, FLAG_LATERALITY
 from cpak_cli.errors import CpakModelError
 from cpak_cli.input.boxes import Box, BoxFile
 from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.loader import LoadedImage
-from cpak_cli.networks.inference import JointModel, LandmarkPrediction, detect_landmarks
+from cpak_cli.networks.inference import JointModel, detect_landmarks, landmark_jobs, make_crops
 from cpak_cli.pipeline.joint_checks import DISAGREEMENT_MM, RECENTRE_MIN_SHIFT_MM, joint_disagreements, recentred_boxes  # noqa: F401 - the limits are part of this module's interface
+from cpak_cli.pipeline.result import ScanResult, assemble_leg, scan_flags, untype
+from cpak_cli.pipeline.result import film_shape as _shape
+
+__all__ = ["Measurer", "StartedGroup", "ScanResult", "DetectorModel", "DetectedBoxes", "assemble_leg", "scan_flags",
+           "untype", "DEFAULT_MIN_CONFIDENCE"]
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 
@@ -48,149 +42,6 @@ class DetectorModel:
     card: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class ScanResult:
-    """Everything measured on one image."""
-
-    path: str
-    image: LoadedImage | None
-    legs: dict[str, LegMeasurement] = field(default_factory=dict)
-    landmarks: dict[str, dict[str, LandmarkPrediction]] = field(default_factory=dict)
-    boxes: dict[str, dict[str, Box]] = field(default_factory=dict)
-    box_source: str = "detector"
-    scan_flags: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    models: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-    #: the film with its burned-in text blanked, kept by :func:`cpak_cli.outputs.redact.redact_result`
-    #: so that the overlay and the report thumbnail of an anonymized batch search it once
-    redacted: Any = field(default=None, init=False, repr=False, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        img = self.image
-        out: dict[str, Any] = {
-            "image": self.path,
-            "error": self.error,
-            "tool_version": __version__,
-            "models": dict(self.models),
-        }
-        if img is not None:
-            out.update(
-                pixel_spacing_mm=list(img.spacing_mm),
-                spacing_source=img.spacing_source,
-                patient_right_on_image_left=img.patient_right_on_image_left,
-                assumed_orientation=img.assumed_orientation,
-                sop_instance_uid=img.sop_instance_uid,
-                study_date=img.study_date,
-                rows=_shape(img)[0],
-                cols=_shape(img)[1],
-            )
-        out["box_source"] = self.box_source
-        out["boxes"] = {s: {j: list(b) for j, b in jb.items()} for s, jb in self.boxes.items()}
-        out["scan_flags"] = list(self.scan_flags)
-        out["notes"] = list(self.notes)
-        legs: dict[str, Any] = {}
-        for side in SIDES:
-            if side not in self.legs:
-                continue
-            leg = self.legs[side].to_json()
-            leg["landmarks"] = {n: p.to_json() for n, p in self.landmarks.get(side, {}).items()}
-            legs[side] = leg
-        out["legs"] = legs
-        # film level: right minus left mechanical leg length (femur + tibia), mm; None unless both
-        out["leg_length_difference_mm"] = leg_length_difference_mm(self.legs)
-        return out
-
-    def to_landmark_file(self) -> LandmarkFile:
-        """The landmarks in the format `cpak angles` reads (found points only)."""
-        assert self.image is not None
-        legs = {
-            side: {n: (p.xy if p.found else None) for n, p in preds.items()}
-            for side, preds in self.landmarks.items()
-        }
-        conf = {side: {n: p.confidence for n, p in preds.items()} for side, preds in self.landmarks.items()}
-        return LandmarkFile(
-            image=self.path,
-            spacing_mm=self.image.spacing_mm,
-            legs=legs,
-            extra={
-                "patient_right_on_image_left": self.image.patient_right_on_image_left,
-                "confidence": conf,
-                "spacing_source": self.image.spacing_source,
-                "tool_version": __version__,
-                "models": dict(self.models),
-            },
-        )
-
-
-def scan_flags(image: LoadedImage) -> tuple[list[str], list[str]]:
-    """Flags (and notes) that apply to every leg of an image: spacing and orientation doubts."""
-    from cpak_cli.input.loader import UNCORRECTED_SPACING_SOURCES
-
-    flags, notes = [], []
-    if image.spacing_source in UNCORRECTED_SPACING_SOURCES:
-        flags.append(FLAG_SPACING_UNCORRECTED)
-        notes.append(f"spacing from {image.spacing_source}: detector spacing without magnification "
-                     "correction (mm may be too large)")
-    elif image.spacing_source == "user":
-        flags.append(FLAG_SPACING_USER)
-        notes.append("pixel spacing given by the user")
-    if image.assumed_orientation:
-        flags.append(FLAG_ORIENTATION_ASSUMED)
-        notes.append("orientation not in the file; assumed patient's right on the image left")
-    if image.orientation_applied != "none":  # pixel coordinates refer to the turned image
-        notes.append(f"image turned head-up ({image.orientation_applied}) per PatientOrientation "
-                     f"{image.patient_orientation}")
-    return flags, notes
-
-
-def untype(leg: LegMeasurement) -> None:
-    """Take a leg's CPAK type away (a flag or an error that makes it untrustworthy); the
-    ``borderline`` flag, which only qualifies a type, goes with it."""
-    leg.cpak = None
-    leg.flags = [f for f in leg.flags if f != FLAG_BORDERLINE]
-
-
-def assemble_leg(
-    side: str,
-    preds: Mapping[str, LandmarkPrediction],
-    image: LoadedImage,
-    missing_joints: Sequence[str],
-    min_confidence: float,
-) -> LegMeasurement:
-    """Measure one leg from predictions and attach confidence / scan flags. Pure.
-
-    A leg with a joint off the film or a landmark not found gets ``error`` saying which, and
-    whatever angle the found landmarks still allow (e.g. LDFA when the ankle is cut off). Every
-    leg, measured or not, gets the checks its found landmarks allow (range, geometry on the
-    film's orientation), ``low_confidence`` for found landmarks below ``min_confidence`` and the
-    image's scan flags (spacing, orientation)."""
-    found = {n: preds[n].xy for n in LANDMARKS if n in preds and preds[n].found}
-    not_found = [n for n in LANDMARKS if n not in found]
-    leg = measure_leg(side, {n: found.get(n) for n in LANDMARKS}, image.spacing_mm, image.patient_right_on_image_left)
-    if missing_joints:
-        leg.error = "joint(s) not found on the film: " + ", ".join(missing_joints)
-    elif not_found:
-        leg.error = "landmark(s) not found: " + ", ".join(not_found)
-    if leg.error and leg.cpak is not None:  # a leg that is not measured has no type
-        untype(leg)
-    low = [n for n in found if preds[n].confidence < min_confidence]
-    if low:
-        leg.flags.append(FLAG_LOW_CONFIDENCE)
-        leg.notes.append("low confidence: " + ", ".join(low))
-    flags, notes = scan_flags(image)
-    leg.flags.extend(flags)
-    leg.notes.extend(notes)
-    return leg
-
-
-def _shape(image: LoadedImage) -> tuple[int, int]:
-    """``(rows, cols)`` of an image without decoding a :class:`FilmSource`."""
-    if isinstance(image, FilmSource):
-        return image.rows, image.cols
-    return int(image.pixels.shape[0]), int(image.pixels.shape[1])
-
-
 def _view(image: LoadedImage) -> Any:
     """What the networks read: a :class:`FilmSource` itself (overview and windows decoded on
     demand), else the pixel array."""
@@ -204,6 +55,18 @@ class DetectedBoxes(dict):
     def __init__(self, boxes: Mapping[str, Mapping[str, Box]], film: Any = None) -> None:
         super().__init__({s: dict(j) for s, j in boxes.items()})
         self.film = film
+
+
+@dataclass
+class StartedGroup:
+    """Films whose joint boxes are known and whose crops are being made
+    (:meth:`Measurer.start`); :meth:`Measurer.finish` measures them."""
+
+    images: list[LoadedImage]
+    box_files: list[BoxFile | None]
+    all_boxes: list[dict[str, dict[str, Box]]]
+    sources: list[str]  # per image: "detector" or "file"
+    crops: Future  # {joint: [crop, ...]} of cpak_cli.networks.inference.landmark_jobs(all_boxes, ...)
 
 
 class Measurer:
@@ -237,6 +100,7 @@ class Measurer:
         self.weights_dir = weights_dir
         self.models: dict[str, JointModel] = dict(models) if models is not None else self._load_joint_models()
         self.detector = detector
+        self._crop_thread: ThreadPoolExecutor | None = None
         if self.detector is None and need_detector:
             self.detector = self._load_detector()
 
@@ -297,42 +161,74 @@ class Measurer:
     def measure_images(
         self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None] | None = None
     ) -> list[ScanResult]:
-        """Measure several loaded images; crops that share a model share forward passes.
+        """Measure several loaded images; crops that share a model share forward passes
+        (:meth:`start` then :meth:`finish`).
 
         An image from :func:`cpak_cli.input.loader.open_film` (a :class:`FilmSource`) is read
         through its overview and windows; when none of its windows proved the VOI window the
         loader would pick (:meth:`FilmSource.confirm_voi`), it is decoded in full and, if the
         loader picks another mapping, measured again from the full decode."""
-        boxes = list(boxes) if boxes is not None else [None] * len(images)
-        results = self._measure_images(images, boxes)
-        redo = [i for i, im in enumerate(images) if isinstance(im, FilmSource) and not im.confirm_voi()]
-        if redo:
-            again = self._measure_images([images[i] for i in redo], [boxes[i] for i in redo])
-            for i, res in zip(redo, again):
-                results[i] = res
-        for im in images:
-            if isinstance(im, FilmSource):
-                im.release()
-        return results
+        return self.finish(self.start(images, boxes))
 
-    def _measure_images(self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None]) -> list[ScanResult]:
-        need = [i for i, b in enumerate(boxes) if b is None]
+    def start(self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None] | None = None) -> StartedGroup:
+        """First half of :meth:`measure_images`: the joint boxes (the detector, in this thread,
+        for images without ``boxes``) and the crops, which are made in a background thread, so
+        that a caller can run :meth:`finish` of an earlier group (its networks) while this
+        group's windows decode. Raises what :meth:`detect_boxes` raises; crop errors surface in
+        :meth:`finish`."""
+        images = list(images)
+        box_files: list[BoxFile | None] = list(boxes) if boxes is not None else [None] * len(images)
+        need = [i for i, b in enumerate(box_files) if b is None]
         detected = self.detect_boxes([images[i] for i in need]) if need else []
         all_boxes: list[dict[str, dict[str, Box]]] = []
         sources = []
         it = iter(detected)
-        for b in boxes:
+        for b in box_files:
             if b is None:
                 all_boxes.append(next(it))
                 sources.append("detector")
             else:
                 all_boxes.append({s: dict(j) for s, j in b.boxes.items()})
                 sources.append("file")
-        preds = detect_landmarks(
-            [_view(im) for im in images], all_boxes, [im.spacing_mm for im in images], self.models,
-            orientations=[im.patient_right_on_image_left for im in images], method=self.method,
-            device=self.device, batch_size=self.batch_size,
-        )
+        jobs = landmark_jobs(all_boxes, self.models, [im.patient_right_on_image_left for im in images])
+        crops = self._background().submit(make_crops, [_view(im) for im in images], jobs, self.models)
+        return StartedGroup(images, box_files, all_boxes, sources, crops)
+
+    def finish(self, group: StartedGroup) -> list[ScanResult]:
+        """Second half of :meth:`measure_images` for a group from :meth:`start`: the landmark
+        networks, re-centred boxes, the legs and their flags; a lazily decoded film whose VOI
+        choice its windows did not prove is decoded in full and, if needed, measured again.
+        Frees the films' kept decoders. Raises what decoding a crop raised
+        (:class:`~cpak_cli.errors.CpakInputError` for a film whose decoder failed)."""
+        images = group.images
+        try:
+            results = self._results(group)
+            redo = [i for i, im in enumerate(images) if isinstance(im, FilmSource) and not im.confirm_voi()]
+            if redo:
+                again = self.finish(self.start([images[i] for i in redo], [group.box_files[i] for i in redo]))
+                for i, res in zip(redo, again):
+                    results[i] = res
+        finally:
+            if not group.crops.done():
+                group.crops.cancel()
+            for im in images:
+                if isinstance(im, FilmSource):
+                    im.release()
+        return results
+
+    def _background(self) -> ThreadPoolExecutor:
+        """The one thread that makes crops while the caller goes on (:meth:`start`)."""
+        if self._crop_thread is None:
+            self._crop_thread = ThreadPoolExecutor(1, thread_name_prefix="cpak-crops")
+        return self._crop_thread
+
+    def _results(self, group: StartedGroup) -> list[ScanResult]:
+        images, all_boxes, sources = group.images, group.all_boxes, group.sources
+        spacings = [im.spacing_mm for im in images]
+        orientations = [im.patient_right_on_image_left for im in images]
+        preds = detect_landmarks([_view(im) for im in images], all_boxes, spacings, self.models, orientations=orientations,
+                                 method=self.method, device=self.device, batch_size=self.batch_size,
+                                 crops=group.crops.result())
         detected_boxes = [{s: dict(j) for s, j in bx.items()} if src == "detector" else None
                           for bx, src in zip(all_boxes, sources)]
         if self.recentre:
@@ -340,9 +236,8 @@ class Measurer:
                      for bx, pr, im, src in zip(all_boxes, preds, images, sources)]
             if any(moved):
                 again = detect_landmarks(
-                    [_view(im) for im in images], moved, [im.spacing_mm for im in images], self.models,
-                    orientations=[im.patient_right_on_image_left for im in images], method=self.method,
-                    device=self.device, batch_size=self.batch_size,
+                    [_view(im) for im in images], moved, spacings, self.models,
+                    orientations=orientations, method=self.method, device=self.device, batch_size=self.batch_size,
                 )
                 for bx, pr, mv, ag in zip(all_boxes, preds, moved, again):
                     for side, joints in mv.items():

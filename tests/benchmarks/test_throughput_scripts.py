@@ -47,7 +47,7 @@ def test_bench_throughput_times_every_stage_and_replays_the_networks(tiny_films,
     assert all(v is not None and v >= 0 for v in e2e["stages_s"].values()), e2e["stages_s"]
     calls = e2e["stage_calls"]
     assert calls["wait_for_decode"] == calls["film_rows"] == calls["write_film"] == 3
-    assert calls["measure_group"] == calls["detector"] == 2  # chunks of 2 films
+    assert calls["start_group"] == calls["finish_group"] == calls["detector"] == 2  # chunks of 2 films
     net = out["networks_only"]
     # the replay runs each network once over every input it saw: one detector frame per film, and
     # one crop per made crop (make_crop calls) for the landmark networks

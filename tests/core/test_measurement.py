@@ -1,6 +1,6 @@
 """The safety layer of a measured leg: plausibility range, geometry checks (both film
 orientations, partly measured legs), no CPAK type for implausible legs, borderline and its
-display note, and the flags :func:`cpak_cli.pipeline.film.assemble_leg` attaches."""
+display note, and the flags :func:`cpak_cli.pipeline.result.assemble_leg` attaches."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from cpak_cli.core.measurement import (
 )
 from cpak_cli.input.loader import LoadedImage
 from cpak_cli.networks.inference import LandmarkPrediction
-from cpak_cli.pipeline.film import assemble_leg
+from cpak_cli.pipeline.result import assemble_leg
 from tests.factories import build_leg
 
 SP = (0.15, 0.15)

@@ -265,7 +265,7 @@ def test_evaluate_real_matches_legs_by_image_half(tmp_path, labels_right_on_left
     from cpak_cli.core.measurement import LegMeasurement
     from cpak_cli.input.loader import LoadedImage
     from cpak_cli.networks.inference import LandmarkPrediction
-    from cpak_cli.pipeline.film import ScanResult
+    from cpak_cli.pipeline.result import ScanResult
     from cpak_cli.training.pointlabels import PointLabels
 
     er = _load_script("evaluate_real")

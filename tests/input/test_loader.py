@@ -760,7 +760,7 @@ def test_spacing_rules_and_source(
 ) -> None:
     from cpak_cli.core.measurement import FLAG_SPACING_UNCORRECTED
     from cpak_cli.input.loader import SPACING_SOURCES, UNCORRECTED_SPACING_SOURCES
-    from cpak_cli.pipeline.film import scan_flags
+    from cpak_cli.pipeline.result import scan_flags
 
     ds = make_dx(**kw)
     if calibration is not None:

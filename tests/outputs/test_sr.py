@@ -217,7 +217,7 @@ def test_png_source_and_unmeasured_film_are_refused(tmp_path):
     image = load_image(png, pixel_spacing=(0.5, 0.5))
     with pytest.raises(CpakInputError, match="DICOM SR needs a DICOM film"):
         write_sr(tmp_path / "sr.dcm", measured_result(image, {}))
-    from cpak_cli.pipeline.film import ScanResult
+    from cpak_cli.pipeline.result import ScanResult
 
     with pytest.raises(CpakInputError, match="not measured"):
         write_sr(tmp_path / "sr.dcm", ScanResult(path=str(png), image=None, error="bad file"))

@@ -305,3 +305,64 @@ def test_resume_of_a_csv_from_another_version_names_the_columns(folder, tmp_path
     mp.write_text(_json.dumps(meta))
     with pytest.raises(Exception, match=f"has {len(COLUMNS) - 7} columns and this version writes {len(COLUMNS)}"):
         run_batch(find_inputs(folder), out, FakeMeasurer(), BatchOptions(workers=1, resume=True))
+
+
+def test_next_group_starts_before_the_group_before_is_finished(tmp_path, tiny_weights, one_torch_thread):
+    """The batch loop overlaps groups: group k+1 is started (detector, crops in the background)
+    before group k is finished (networks), and the rows equal those of measuring each group in
+    one call (a measurer without start/finish)."""
+    from cpak_cli.options import BatchOptions
+    from cpak_cli.pipeline.batch import run_batch
+    from cpak_cli.pipeline.decoding import find_inputs
+    from cpak_cli.pipeline.film import Measurer
+    from tests.factories import phantom_folder
+
+    films = find_inputs(phantom_folder(tmp_path / "films", seed=31, count=3))
+    measurer = Measurer(weights_dir=tiny_weights, device="cpu")
+    order = []
+
+    class Recording:
+        def start(self, images, boxes=None):
+            order.append(("start", [Path(im.path).name for im in images]))
+            return measurer.start(images, boxes)
+
+        def finish(self, started):
+            order.append(("finish", [Path(im.path).name for im in started.images]))
+            return measurer.finish(started)
+
+        def measure_images(self, images, boxes=None):
+            return measurer.measure_images(images, boxes)
+
+    class OneCall:  # no start/finish: each group measured in one call
+        def measure_images(self, images, boxes=None):
+            return measurer.measure_images(images, boxes)
+
+    opts = BatchOptions(workers=1, chunk=1)
+    run_batch(films, tmp_path / "a.csv", Recording(), opts)
+    run_batch(films, tmp_path / "b.csv", OneCall(), opts)
+    names = [p.name for p in films]
+    assert order == [("start", [names[0]]), ("start", [names[1]]), ("finish", [names[0]]),
+                     ("start", [names[2]]), ("finish", [names[1]]), ("finish", [names[2]])]
+    assert _read(tmp_path / "a.csv") == _read(tmp_path / "b.csv")
+    assert sorted({Path(r["input"]).name for r in _read(tmp_path / "a.csv")}) == names  # every film has rows
+
+
+def test_a_failing_start_measures_that_group_one_film_at_a_time(folder, tmp_path):
+    """start() raising (e.g. the detector on a broken film) costs nothing: the group is measured
+    one film at a time and every good film keeps its rows."""
+    from cpak_cli.options import BatchOptions
+    from cpak_cli.pipeline.batch import run_batch
+    from cpak_cli.pipeline.decoding import find_inputs
+    from tests.factories import FakeMeasurer
+
+    class StartFails(FakeMeasurer):
+        def start(self, images, boxes=None):
+            raise RuntimeError("detector exploded")
+
+        def finish(self, started):  # never reached: start always fails
+            raise AssertionError("finish without a started group")
+
+    inputs = find_inputs(folder)
+    run_batch(inputs, tmp_path / "a.csv", StartFails(), BatchOptions(workers=1, chunk=4))
+    run_batch(inputs, tmp_path / "b.csv", FakeMeasurer(), BatchOptions(workers=1, chunk=4))
+    assert _read(tmp_path / "a.csv") == _read(tmp_path / "b.csv")

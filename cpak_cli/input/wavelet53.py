@@ -34,9 +34,10 @@ Area = tuple[int, int, int, int]
 
 
 def margin(level: int) -> int:
-    """Full-resolution pixels around an area that :func:`ll_window` transforms with it (a cut
-    disturbs at most about 6 samples at each level next to it; 8 at every level is safe)."""
-    return 8 * 2**level
+    """Full-resolution pixels around an area that :func:`ll_window` transforms with it: a band
+    sample at ``level`` depends on the pixels within ``2**(level+1) - 2`` of its own (one level's
+    low-pass reaches 2 samples; ``r(k) = 2 r(k-1) + 2``)."""
+    return 2 ** (level + 1)
 
 
 def _lift_low(x: np.ndarray, start: int, axis: int) -> np.ndarray:

@@ -303,6 +303,8 @@ class Measurer:
         through its overview and windows; when none of its windows proved the VOI window the
         loader would pick (:meth:`FilmSource.confirm_voi`), it is decoded in full and, if the
         loader picks another mapping, measured again from the full decode."""
+        from cpak_cli.pipeline.gpu_decode import gpu_decode  # optional, exact: JPEG 2000 films decoded on the GPU
+        gpu_decode(images, self.device)
         boxes = list(boxes) if boxes is not None else [None] * len(images)
         results = self._measure_images(images, boxes)
         redo = [i for i, im in enumerate(images) if isinstance(im, FilmSource) and not im.confirm_voi()]

@@ -8,6 +8,12 @@ decoding each window with OpenJPEG in the decode cage. A film takes the copy onl
 the decoder's checks and gives exactly the values the film already holds
 (:meth:`FilmSource.adopt_pixels`); every value a piece gives is then the CPU decoder's, so the
 measurements are the same. Anything that goes wrong leaves the films as they were.
+
+Unlike every other decode, this one runs in the measuring process (it shares the models' CUDA
+context), outside the decode cage (:mod:`cpak_cli.input.cage`): a crash of the GPU decoder is not
+contained. What it is given has passed the codestream checks of
+:func:`cpak_cli.input.j2k_stream.codestream_info` and, for films the cage opened, an OpenJPEG
+decode of the overview. ``CPAK_GPU_DECODE=0`` turns it off.
 """
 
 from __future__ import annotations

@@ -19,6 +19,12 @@ films and GPU-vs-CPU agreement of the landmarks. Prints one JSON object (and wri
     median distance (mm) between the GPU and CPU positions (target: within 0.05 mm), angle
     differences (degrees), CPAK agreement, and legs / landmarks found by one only.
 (d) one JSON: all figures, the GPU name, torch / CUDA / cuDNN versions, CPU count.
+(e) GPU decoding (``pip install -e ".[gpu]"``: nvImageCodec; (b) uses it too unless
+    ``CPAK_GPU_DECODE=0``): the batched GPU decode of the first ``--gpu-decode-films`` films'
+    JPEG 2000 codestreams (ms per film, alone and in batches), bit-exactness against OpenJPEG, and
+    the landmarks of the first ``--gpu-landmark-films`` films measured with the GPU decode against
+    the CPU decode (same device, same models: max difference in mm, target 0). Without
+    nvImageCodec (or on the CPU) the JSON says that it was skipped.
 
 It runs on the CPU too (``--device cpu --count 4``: a check of the script itself).
 
@@ -32,7 +38,8 @@ repository root::
         segmentation-models-pytorch --no-deps --python-version 3.11 --only-binary=:all:
     pip install --no-index --no-deps wheels/*.whl && python benchmarks/gpu_check.py --json gpu.json
 
-(``cpak_cli`` itself is imported from the checkout; no install needed.)
+(``cpak_cli`` itself is imported from the checkout; no install needed.) For (e) add the wheels
+``nvidia-nvimgcodec-cu13`` and ``nvidia-nvjpeg2k-cu13`` (the ``[gpu]`` extra) the same way.
 """
 
 from __future__ import annotations
@@ -45,8 +52,11 @@ import os
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # cpak_cli from this checkout
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_throughput beside this file
@@ -151,6 +161,85 @@ def compare(gpu_csv: Path, cpu_csv: Path) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def landmark_differences(a: list[Any], b: list[Any]) -> dict[str, Any]:
+    """Max distance (mm) between the landmarks of two measurements of the same films, and how
+    many landmarks only one of them found."""
+    dist, one_only = [], 0
+    for ra, rb in zip(a, b):
+        row_mm, col_mm = ra.image.spacing_mm
+        for side in set(ra.landmarks) | set(rb.landmarks):
+            pa, pb = ra.landmarks.get(side, {}), rb.landmarks.get(side, {})
+            for name in set(pa) | set(pb):
+                fa = name in pa and pa[name].found
+                fb = name in pb and pb[name].found
+                if fa and fb:
+                    (xa, ya), (xb, yb) = pa[name].xy, pb[name].xy
+                    dist.append(((xa - xb) * col_mm) ** 2 + ((ya - yb) * row_mm) ** 2)
+                one_only += fa != fb
+    return {"landmarks_compared": len(dist), "max_mm": round(max(dist) ** 0.5, 6) if dist else None,
+            "found_by_one_only": one_only}
+
+
+def gpu_decode_check(films: list[Path], measurer: Any, device: str, decode_films: int, landmark_films: int) -> dict[str, Any]:
+    """(e): GPU decode time and exactness, landmarks with the GPU decode against the CPU decode
+    (``measurer`` measures both; the GPU decode is done on ``device``)."""
+    import pydicom
+
+    from cpak_cli.input import openjp2
+    from cpak_cli.input.cage import open_caged
+    from cpak_cli.input.j2k_stream import frame_codestream
+    from cpak_cli.input.nvimgcodec import BATCH, decode_frames
+    from cpak_cli.pipeline import gpu_decode as gd
+
+    if not gd.enabled(device):
+        return {"skipped": f"no GPU decode on {device!r} (nvImageCodec not installed: pip install -e '.[gpu]', "
+                           "no CUDA device, or CPAK_GPU_DECODE=0)"}
+    dev = gd._device_id(device)
+    streams = []
+    for p in films[:decode_films]:
+        ds = pydicom.dcmread(p)
+        if "JPEG 2000" in ds.file_meta.TransferSyntaxUID.name and (cs := frame_codestream(ds.PixelData)):
+            streams.append(cs)
+    if not streams:
+        return {"skipped": "no JPEG 2000 films"}
+    decode_frames(streams[:2], dev)  # warm-up: the decoder and its GPU buffers
+    t0 = time.perf_counter()
+    decode_frames(streams[:1], dev)
+    alone = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decoded = decode_frames(streams, dev)
+    batched = time.perf_counter() - t0
+    exact = sum(1 for cs, arr in zip(streams[:8], decoded) if arr is not None and np.array_equal(arr, openjp2.decode(cs)))
+    out: dict[str, Any] = {
+        "films": len(streams), "batch": BATCH, "ms_one_film_alone": round(alone * 1000, 2),
+        "ms_per_film_batched": round(batched * 1000 / len(streams), 2),
+        "frames_refused": sum(arr is None for arr in decoded),
+        "bit_exact_vs_openjpeg": f"{exact}/{min(8, len(streams))}",
+    }
+    del decoded
+    sub = films[:landmark_films]
+    with _env(gd.ENV, "0"):
+        cpu = measurer.measure_images([open_caged(p) for p in sub])
+    images = [open_caged(p) for p in sub]
+    out["films_swapped"] = gd.gpu_decode(images, device)
+    gpu = measurer.measure_images(images)
+    out["landmarks_gpu_vs_cpu_decode"] = landmark_differences(gpu, cpu)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("/tmp/cpak_gpu_check"), help="films and CSVs go here")
@@ -165,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--net-batch", type=int, default=64, help="crops per forward pass, networks only")
     ap.add_argument("--cpu-films", type=int, default=16)
     ap.add_argument("--capture-mb", type=float, default=4096, help="network inputs kept for the networks-only rate")
+    ap.add_argument("--gpu-decode-films", type=int, default=64, help="films whose codestreams (e) decodes on the GPU")
+    ap.add_argument("--gpu-landmark-films", type=int, default=8, help="films (e) measures with both decoders")
     ap.add_argument("--weights-dir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -194,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     if net and net["films_per_s"]:
         report["end_to_end_over_networks"] = round(e2e["films_per_s"] / net["films_per_s"], 4)
     report["decode"] = decode_rate(films, 4)
+    try:
+        report["gpu_decode"] = gpu_decode_check(films, api.measurer_for(options), args.device, args.gpu_decode_films,
+                                                args.gpu_landmark_films)
+    except Exception as exc:  # noqa: BLE001 - a report with the error beats no report
+        report["gpu_decode"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     sub = args.out / "cpu_films"
     sub.mkdir(exist_ok=True)

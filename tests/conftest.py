@@ -29,3 +29,30 @@ def tiny_weights(tmp_path_factory):
     """A weights folder of tiny random models (:func:`tests.factories.write_tiny_weights`)."""
     pytest.importorskip("torch")
     return write_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Install a fake ``nvidia.nvimgcodec`` (:func:`tests.factories.fake_nvimgcodec`) and a CUDA
+    device that nvImageCodec sees: ``fake_gpu(frame=None)`` returns the fake module."""
+    import sys
+    import types
+
+    from cpak_cli.input import nvimgcodec
+    from tests.factories import fake_nvimgcodec
+
+    def install(frame=None):
+        mod = fake_nvimgcodec(frame)
+        if "nvidia" not in sys.modules:
+            try:
+                import nvidia  # noqa: F401
+            except ImportError:
+                monkeypatch.setitem(sys.modules, "nvidia", types.ModuleType("nvidia"))
+        monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", mod)
+        monkeypatch.setattr(sys.modules["nvidia"], "nvimgcodec", mod, raising=False)
+        monkeypatch.setattr(nvimgcodec, "available", lambda: True)
+        monkeypatch.setattr(nvimgcodec, "_decoders", {})
+        monkeypatch.delenv("CPAK_GPU_DECODE", raising=False)
+        return mod
+
+    return install

@@ -564,21 +564,30 @@ class TruthMeasurer:
         return out
 
 
+def pillow_j2k(pixels: np.ndarray, tile: int) -> bytes:
+    """A tiled JPEG 2000 codestream (Pillow's encoder, 5/3 wavelet, ``tile`` x ``tile`` tiles).
+    Lossless for uint8 ``pixels`` without a one-pixel-wide last tile; NOT lossless for uint16
+    (Pillow's tiled 16-bit encoding breaks the tiles right of the first column)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG2000", no_jp2=True, tile_size=(tile, tile), irreversible=False)
+    return buf.getvalue()
+
+
 def tiled_j2k_dx(pixels: np.ndarray, tile: int = 128, drop_after_first_tile: bool = False, **kw: Any) -> Dataset:
     """:func:`make_dx` with ``pixels`` as a TILED JPEG 2000 lossless codestream (Pillow's
     encoder, ``tile`` x ``tile`` tiles); ``drop_after_first_tile`` keeps only the first tile-part
-    (plus EOC): a damaged film whose other tiles are missing."""
-    import io
+    (plus EOC): a damaged film whose other tiles are missing. (Not lossless: see
+    :func:`pillow_j2k`.)"""
     import struct
 
-    from PIL import Image
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEG2000Lossless
 
-    buf = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint16)).save(buf, format="JPEG2000", no_jp2=True, tile_size=(tile, tile),
-                                                   irreversible=False)
-    cs = buf.getvalue()
+    cs = pillow_j2k(pixels.astype(np.uint16), tile)
     if drop_after_first_tile:
         i = cs.index(b"\xff\x90")
         cs = cs[: i + struct.unpack(">I", cs[i + 6 : i + 10])[0]] + b"\xff\xd9"
@@ -588,3 +597,57 @@ def tiled_j2k_dx(pixels: np.ndarray, tile: int = 128, drop_after_first_tile: boo
     ds.PixelData = encapsulate([cs])
     ds["PixelData"].VR = "OB"
     return ds
+
+
+class FakeNvImage:
+    """What a fake nvImageCodec decoder returns: ``cpu()`` gives a host array (rows, cols, 1)."""
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr = arr
+
+    def cpu(self) -> np.ndarray:
+        return self.arr
+
+
+def fake_nvimgcodec(frame: Any = None) -> Any:
+    """A stand-in for the ``nvidia.nvimgcodec`` module (no GPU): ``Decoder().decode(codestreams,
+    params=...)`` returns per codestream ``frame(codestream)`` (an array, None, or it raises)
+    wrapped as :class:`FakeNvImage` with a trailing channel axis; by default the OpenJPEG decode
+    in the precision's dtype (what the real library gives). ``module.calls`` counts decode calls
+    and ``module.sizes`` the batch sizes."""
+    import types
+
+    from cpak_cli.input import openjp2
+    from cpak_cli.input.j2k_stream import codestream_info
+
+    def exact(cs: bytes) -> np.ndarray:
+        info = codestream_info(cs)
+        assert info is not None
+        return openjp2.decode(cs).astype(np.uint8 if info.precision <= 8 else np.uint16)
+
+    mod = types.ModuleType("nvidia.nvimgcodec")
+    mod.calls, mod.sizes = 0, []
+    make = frame or exact
+
+    class Decoder:
+        def __init__(self, device_id: int = 0, backend_kinds: Any = None) -> None:
+            self.device_id, self.backend_kinds = device_id, backend_kinds
+
+        def decode(self, codestreams: list[bytes], params: Any = None) -> list[Any]:
+            assert params is not None and params.allow_any_depth
+            mod.calls += 1
+            mod.sizes.append(len(codestreams))
+            out = []
+            for cs in codestreams:
+                arr = make(cs)
+                out.append(None if arr is None else FakeNvImage(np.asarray(arr)[..., None]))
+            return out
+
+    class DecodeParams:
+        def __init__(self, allow_any_depth: bool = False, color_spec: Any = None) -> None:
+            self.allow_any_depth, self.color_spec = allow_any_depth, color_spec
+
+    mod.Decoder, mod.DecodeParams = Decoder, DecodeParams
+    mod.ColorSpec = types.SimpleNamespace(UNCHANGED="unchanged")
+    mod.BackendKind = types.SimpleNamespace(GPU_ONLY="gpu", HYBRID_CPU_GPU="hybrid")
+    return mod

@@ -160,6 +160,7 @@ a fallback: with the full decode). Thread-safe.
     """
 
     voi_proven: bool
+    windows_read: bool
     _src: J2KPixels
     _orientation: Orientation
     _reload: tuple[str, Any, Any]
@@ -178,6 +179,7 @@ a fallback: with the full decode). Thread-safe.
         object.__setattr__(self, "_overviews", {})
         object.__setattr__(self, "_fallback_reason", None)
         object.__setattr__(self, "voi_proven", False)
+        object.__setattr__(self, "windows_read", False)
         object.__setattr__(self, "_lock", threading.Lock())
 
     # ------------------------------------------------------------------ plumbing
@@ -277,6 +279,7 @@ a fallback: with the full decode). Thread-safe.
         """Head-up pixels ``[ya:yb, xa:xb]`` as float32 ``(yb - ya, xb - xa)``; area outside the
         film reads 0 (the convention of :func:`cpak_cli.networks.crops.sample_crop`). Exactly the
         full decode's values."""
+        self._set("windows_read", True)
         return self.read(0, xa, ya, xb, yb)
 
     def read(self, level: int, ua: int, va: int, ub: int, vb: int) -> np.ndarray:
@@ -291,10 +294,7 @@ a fallback: with the full decode). Thread-safe.
             return out
         if self.fast:
             try:
-                c0, r0, c1, r1 = self._stored_area(u0, v0, u1, v1, rows)
-                srows, scols = self._src.shape
-                area = (c0 * step, r0 * step, min(c1 * step, scols), min(r1 * step, srows))
-                block = self._oriented(self._src.unit_map.apply(self._src.stored(level, area)))
+                block = self._piece(self._src, level, u0, v0, u1, v1)
             except (RuntimeError, ValueError, MemoryError) as exc:
                 self._fall_back(f"level {level} window: {exc}")
             else:
@@ -310,6 +310,38 @@ a fallback: with the full decode). Thread-safe.
                            f"({self._fallback_reason})")
         out[v0 - va : v1 - va, u0 - ua : u1 - ua] = self.pixels[v0:v1, u0:u1]
         return out
+
+    def _piece(self, src: J2KPixels, level: int, u0: int, v0: int, u1: int, v1: int,
+               check_constant: bool = True) -> np.ndarray:
+        """Head-up view pixels ``[v0:v1, u0:u1]`` (inside the view) at ``level`` of ``src``."""
+        step = 2**level
+        c0, r0, c1, r1 = self._stored_area(u0, v0, u1, v1, math.ceil(self.rows / step))
+        srows, scols = src.shape
+        area = (c0 * step, r0 * step, min(c1 * step, scols), min(r1 * step, srows))
+        return self._oriented(src.unit_map.apply(src.stored(level, area, check_constant)))
+
+    def adopt_pixels(self, pixels: J2KPixels) -> bool:
+        """Read pieces from ``pixels`` (this film's stored values from another decoder, e.g.
+        decoded whole on the GPU) from now on, keeping the overviews, when the source is still
+        fast, no crop window was read and ``pixels`` gives exactly this source's values on a few
+        patches of each cached overview (none: of level 0). Returns whether it was adopted."""
+        if not self.fast or self.windows_read or (pixels.shape, pixels.dtype) != (self._src.shape, self._src.dtype):
+            return False
+        with self._lock:
+            checks: list[tuple[int, np.ndarray | None]] = [(lv, v) for lv, (v, _) in self._overviews.items()] or [(0, None)]
+        try:
+            for level, view in checks:
+                rows, cols = math.ceil(self.rows / 2**level), math.ceil(self.cols / 2**level)
+                h, w = min(32, rows), min(32, cols)
+                for v0, u0 in {(min(int(rows * f), rows - h), min(int(cols * f), cols - w)) for f in (0.25, 0.5, 0.75)}:
+                    box = (level, u0, v0, u0 + w, v0 + h)
+                    want = view[v0 : v0 + h, u0 : u0 + w] if view is not None else self._piece(self._src, *box, False)
+                    if not np.array_equal(self._piece(pixels, *box, False), want):
+                        return False
+        except (RuntimeError, ValueError, MemoryError):
+            return False
+        self._set("_src", pixels)
+        return True
 
     def confirm_voi(self) -> bool:
         """Whether results from the pieces stand: True when a window proved the VOI choice (or
@@ -336,8 +368,7 @@ a fallback: with the full decode). Thread-safe.
         if x0 >= x1 or y0 >= y1:
             return
         try:
-            c0, r0, c1, r1 = self._stored_area(x0, y0, x1, y1, self.rows)
-            patch = self._src.unit_map.apply(self._src.stored(0, (c0, r0, c1, r1), check_constant=False))
+            patch = self._piece(self._src, 0, x0, y0, x1, y1, check_constant=False)
         except (RuntimeError, ValueError, MemoryError):
             return
         if has_contrast(patch):
@@ -355,7 +386,6 @@ a fallback: with the full decode). Thread-safe.
         return turn(stored, self._orientation)
 
 
-
 class ReducedView:
     """Windows of a :class:`FilmSource` at one reduction level: ``window(ua, va, ub, vb)`` gives
     head-up view pixels (float32, 0 outside) and ``to_image`` maps view pixels to film pixels
@@ -366,4 +396,5 @@ class ReducedView:
         self.to_image = source.view_matrix(level)
 
     def window(self, ua: int, va: int, ub: int, vb: int) -> np.ndarray:
+        self.source._set("windows_read", True)
         return self.source.read(self.level, ua, va, ub, vb)

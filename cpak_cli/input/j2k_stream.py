@@ -4,7 +4,7 @@ Pixel Data and check, from its markers alone, that it can be decoded piecewise e
 :func:`codestream_info` reads the main header (SIZ, COD) and walks the tile-parts (SOT lengths up
 to the EOC marker) without decoding anything. It returns None for whatever the partial decoder
 does not handle exactly (irreversible 9/7 wavelet, component-specific coding styles, coding
-style changes in tile-part headers, an image origin off 0, more than one component) and for a
+style changes in tile-part headers, an image or tile grid origin off 0, more than one component) and for a
 codestream that is truncated or malformed; the caller then decodes the whole image the usual
 way (pydicom), which reports a damaged file as before.
 """
@@ -26,7 +26,9 @@ _NO_LENGTH = {0xFF4F, 0xFF93, 0xFFD9}
 class CodestreamInfo:
     """What the markers say: ``width``/``height`` in pixels, ``precision`` (bits), ``signed``,
     ``levels`` (wavelet decomposition levels: the coarsest reduced view is ``2**levels``
-    smaller), ``reversible`` (5/3 wavelet, lossless) and ``tiles`` (tile-parts walked)."""
+    smaller), ``reversible`` (5/3 wavelet, lossless), ``tiles`` (tile-parts walked) and
+    ``tile_size`` (width, height of the tile grid's tiles, from the origin 0; the wavelet is
+    applied per tile)."""
 
     width: int
     height: int
@@ -35,6 +37,7 @@ class CodestreamInfo:
     levels: int
     reversible: bool
     tiles: int
+    tile_size: tuple[int, int]
 
 
 def frame_codestream(pixel_data: bytes) -> bytes | None:
@@ -77,12 +80,12 @@ def _main_header(cs: bytes) -> tuple[dict[str, Any], int] | None:
         if marker == _SIZ:
             if len(seg) < 36 + 3:
                 return None
-            xsiz, ysiz, xo, yo = (_u32(seg, 2 + 4 * k) for k in range(4))
+            xsiz, ysiz, xo, yo, xt, yt, xto, yto = (_u32(seg, 2 + 4 * k) for k in range(8))
             comps = _u16(seg, 34)
             ssiz = seg[36]
-            if seg[37] != 1 or seg[38] != 1:  # sub-sampled component
+            if seg[37] != 1 or seg[38] != 1 or xto or yto or xt < 1 or yt < 1:  # sub-sampled, odd tile grid
                 return None
-            fields["siz"] = (xsiz - xo, ysiz - yo, xo, yo, comps, (ssiz & 0x7F) + 1, bool(ssiz & 0x80))
+            fields["siz"] = (xsiz - xo, ysiz - yo, xo, yo, comps, (ssiz & 0x7F) + 1, bool(ssiz & 0x80), (xt, yt))
         elif marker == _COD:
             if len(seg) < 10:
                 return None
@@ -133,7 +136,7 @@ def codestream_info(cs: bytes) -> CodestreamInfo | None:
         if parsed is None:
             return None
         fields, sot = parsed
-        width, height, xo, yo, comps, precision, signed = fields["siz"]
+        width, height, xo, yo, comps, precision, signed, tile_size = fields["siz"]
         levels, transform = fields["cod"]
         if fields.get("coc") or comps != 1 or xo or yo or width < 1 or height < 1:
             return None
@@ -141,7 +144,7 @@ def codestream_info(cs: bytes) -> CodestreamInfo | None:
         coverage = tile_coverage(cs)
         if tiles is None or coverage is None or coverage[0] < coverage[1]:  # missing tiles: the full
             return None  # decode refuses the film (cpak_cli.input.dicom_decode.check_jpeg2000_tiles)
-        return CodestreamInfo(width, height, precision, signed, int(levels), transform == 1, tiles)
+        return CodestreamInfo(width, height, precision, signed, int(levels), transform == 1, tiles, tile_size)
     except (struct.error, IndexError):
         return None
 

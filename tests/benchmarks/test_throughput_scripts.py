@@ -95,3 +95,30 @@ def test_gpu_check_compare_finds_a_moved_and_a_missing_landmark(tiny_films, tiny
     assert diff["landmarks"]["femoral_head"]["max_mm"] == pytest.approx(0.06, abs=2e-4)
     assert diff["landmarks"]["knee_center"]["found_by_one_only"] == 1
     assert diff["max_mm"] == diff["landmarks"]["femoral_head"]["max_mm"] and not diff["within_target"]
+
+
+def test_gpu_check_gpu_decode_section(tiny_weights, tmp_path, fake_gpu, one_torch_thread):
+    """(e) of gpu_check with a fake nvImageCodec: decode figures, exactness, and the landmarks of
+    the GPU-decoded films equal the CPU-decoded ones; skipped (and says so) without a GPU decode."""
+    from cpak_cli.input import cage as cage_mod
+    from cpak_cli.input.cage import Cage, DecodeLimits
+    from cpak_cli.phantom import make_case, write_case
+    from cpak_cli.pipeline.film import Measurer
+
+    check = _load("gpu_check")
+    films = [Path(write_case(make_case(4, i, scale=0.12, compression="jpeg2000"), tmp_path)["dicom"]) for i in range(2)]
+    measurer = Measurer(weights_dir=tiny_weights, device="cpu")
+    assert "skipped" in check.gpu_decode_check(films, measurer, "cpu", 4, 2)
+    mod = fake_gpu()
+    cage = Cage(DecodeLimits(seconds=60.0), start_method="fork")
+    old = cage_mod.configure(cage)
+    try:
+        out = check.gpu_decode_check(films, measurer, "cuda:0", 4, 2)
+    finally:
+        cage.close()
+        cage_mod.configure(old)
+    assert mod.calls >= 3 and out["films"] == 2 and out["frames_refused"] == 0
+    assert out["bit_exact_vs_openjpeg"] == "2/2" and out["films_swapped"] == 2
+    lm = out["landmarks_gpu_vs_cpu_decode"]
+    assert lm["landmarks_compared"] > 0 and lm["max_mm"] == 0.0 and lm["found_by_one_only"] == 0
+    json.dumps(out)

@@ -1,0 +1,164 @@
+"""Optional GPU decoding of JPEG 2000 frames through NVIDIA nvImageCodec (``pip install -e
+".[gpu]"``: the ``nvidia.nvimgcodec`` module with nvJPEG2000), and the pixels of a film decoded
+that way.
+
+:func:`decode_frames` decodes a batch of codestreams in one call and checks every frame against
+its codestream header (shape, dtype, not constant, values within ``2**precision - 1``); a frame
+that fails any check, or that the library returns as None, comes back as None and its film keeps
+its CPU decoder. :class:`MemoryPixels` serves a film's pieces from such a decoded array: level 0
+by slicing, reduced levels as the exact 5/3 LL band (:mod:`cpak_cli.input.wavelet53`), so every
+value equals OpenJPEG's (:class:`cpak_cli.input.film_source.J2KPixels`).
+
+Only JPEG 2000 is decoded here. (A trap to remember for JPEG lossless: nvJPEG before 13.0.2
+decodes 9-15-bit lossless JPEG to all zeros; the constant check would refuse such frames.)
+Library code: nothing is printed; failures are logged at debug level.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+
+from cpak_cli.input.film_source import J2KPixels
+from cpak_cli.input.j2k_stream import CodestreamInfo, codestream_info
+from cpak_cli.input.wavelet53 import ll_window
+
+__all__ = ["BATCH", "MemoryPixels", "available", "decode_frames"]
+
+log = logging.getLogger(__name__)
+
+#: Frames per decode call (bounds the GPU memory one call holds: 16 full-size 16-bit films are
+#: about 0.7 GB).
+BATCH = 16
+
+_lock = threading.Lock()
+_decoders: dict[tuple[int, int], Any] = {}
+
+
+@lru_cache(maxsize=1)
+def available() -> bool:
+    """True when ``nvidia.nvimgcodec`` imports and torch sees a CUDA device (checked once per
+    process; never raises)."""
+    try:
+        import torch
+        from nvidia import nvimgcodec  # noqa: F401
+
+        return bool(torch.cuda.is_available())
+    except Exception as exc:  # noqa: BLE001 - an optional extra: any failure means "not here"
+        log.debug("nvImageCodec not available: %s", exc)
+        return False
+
+
+def _decoder(device_id: int) -> tuple[Any, Any]:
+    """The module and a (cached) decoder on ``device_id`` restricted to the GPU backends."""
+    from nvidia import nvimgcodec
+
+    key = (id(nvimgcodec), device_id)
+    if key not in _decoders:
+        try:
+            kinds = [nvimgcodec.BackendKind.GPU_ONLY, nvimgcodec.BackendKind.HYBRID_CPU_GPU]
+            _decoders[key] = nvimgcodec.Decoder(device_id=device_id, backend_kinds=kinds)
+        except (AttributeError, TypeError):  # an older binding: all backends
+            _decoders[key] = nvimgcodec.Decoder(device_id=device_id)
+    return nvimgcodec, _decoders[key]
+
+
+def _checked(image: Any, info: CodestreamInfo) -> np.ndarray | None:
+    """The decoded frame as a host array ``(height, width)`` when it passes the checks, else
+    None."""
+    if image is None:
+        return None
+    host = image.cpu() if hasattr(image, "cpu") else image
+    arr = np.array(host, copy=True)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    dtype = np.uint8 if info.precision <= 8 else np.uint16
+    if arr.shape != (info.height, info.width) or arr.dtype != dtype or arr.size == 0:
+        return None
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo == hi or hi > (1 << info.precision) - 1:
+        return None
+    return np.ascontiguousarray(arr)
+
+
+def _trimmed(cs: bytes) -> bytes:
+    """``cs`` without the zero bytes DICOM may pad after its EOC marker."""
+    end = len(cs)
+    while end > 2 and cs[end - 1] == 0:
+        end -= 1
+    return cs[:end] if cs[end - 2 : end] == b"\xff\xd9" else cs
+
+
+def decode_frames(codestreams: Sequence[bytes], device_id: int = 0) -> list[np.ndarray | None]:
+    """Decode JPEG 2000 codestreams (single component, unsigned, at most 16 bits) on GPU
+    ``device_id`` in batches of :data:`BATCH`: per codestream its stored values ``(height,
+    width)`` uint8 (precision <= 8) or uint16, or None when that frame could not be decoded or
+    failed a check (see the module docstring). Never raises: a failing call gives None for its
+    whole batch."""
+    infos = [codestream_info(cs) for cs in codestreams]
+    todo = [i for i, info in enumerate(infos) if info is not None and not info.signed and info.precision <= 16]
+    out: list[np.ndarray | None] = [None] * len(codestreams)
+    for k in range(0, len(todo), BATCH):
+        part = todo[k : k + BATCH]
+        try:
+            with _lock:
+                nvimgcodec, decoder = _decoder(device_id)
+                params = nvimgcodec.DecodeParams(allow_any_depth=True, color_spec=nvimgcodec.ColorSpec.UNCHANGED)
+                images = decoder.decode([_trimmed(codestreams[i]) for i in part], params=params)
+            if len(images) != len(part):
+                raise ValueError(f"{len(images)} images for {len(part)} codestreams")
+            for i, image in zip(part, images):
+                info = infos[i]
+                assert info is not None
+                out[i] = _checked(image, info)
+        except Exception as exc:  # noqa: BLE001 - the CPU decoder takes these frames
+            log.debug("nvImageCodec batch failed: %s: %s", type(exc).__name__, exc)
+    return out
+
+
+def _same(pixels: J2KPixels) -> J2KPixels:
+    return pixels
+
+
+class MemoryPixels(J2KPixels):
+    """A film's :class:`J2KPixels` served from its stored values decoded whole (``stored``,
+    rows x cols, the base's dtype): a level-0 area is sliced, a reduced one computed as the 5/3
+    LL band of that area (:func:`cpak_cli.input.wavelet53.ll_window`, exact), with the checks and
+    errors of :meth:`J2KPixels.stored`. ``base`` (the source it replaces) still does the full
+    decode (:meth:`load_full`); after :meth:`release` the array is dropped and pieces come from
+    ``base`` again. Lives in one process: it pickles as ``base`` (the codestream, not pixels)."""
+
+    def __init__(self, base: J2KPixels, stored: np.ndarray, precision: int, tile_size: tuple[int, int]) -> None:
+        super().__init__(base.codestream, base.shape, base.levels, base.dtype, base.unit_map)
+        self.base, self.precision, self.tile_size = base, precision, tile_size
+        self._array: np.ndarray | None = stored
+
+    def __reduce__(self) -> tuple[Any, tuple[J2KPixels]]:
+        return _same, (self.base,)
+
+    def stored(self, level: int = 0, area: tuple[int, int, int, int] | None = None,
+               check_constant: bool = True) -> np.ndarray:
+        if self._array is None:
+            return self.base.stored(level, area, check_constant)
+        return super().stored(level, area, check_constant)
+
+    def _decode(self, level: int, area: tuple[int, int, int, int] | None) -> np.ndarray:
+        arr = self._array
+        if arr is None:
+            raise ValueError("decoded pixels released")
+        if level > self.levels:
+            raise ValueError(f"codestream has no resolution level {level}")
+        return ll_window(arr, level, area, self.precision, self.tile_size)
+
+    def load_full(self, path: str, pixel_spacing: Any, fallback_spacing: Any) -> Any:
+        return self.base.load_full(path, pixel_spacing, fallback_spacing)
+
+    def release(self) -> None:
+        """Drop the decoded array (pieces are decoded by ``base`` from now on) and free
+        ``base``'s decoders."""
+        self._array = None
+        self.base.release()

@@ -185,16 +185,18 @@ def assemble_leg(
 
 
 def _shape(image: LoadedImage) -> tuple[int, int]:
-    """``(rows, cols)`` of an image without decoding a :class:`FilmSource`."""
-    if isinstance(image, FilmSource):
+    """``(rows, cols)`` of an image without decoding (or fetching) the pixels of one that
+    :attr:`~LoadedImage.decodes_on_demand`."""
+    if image.decodes_on_demand:
         return image.rows, image.cols
     return int(image.pixels.shape[0]), int(image.pixels.shape[1])
 
 
 def _view(image: LoadedImage) -> Any:
-    """What the networks read: a :class:`FilmSource` itself (overview and windows decoded on
-    demand), else the pixel array."""
-    return image if isinstance(image, FilmSource) else image.pixels
+    """What the networks read: an image that :attr:`~LoadedImage.decodes_on_demand` itself (a
+    :class:`FilmSource`'s overview and windows, a held film's crops made in its decode worker),
+    else the pixel array."""
+    return image if image.decodes_on_demand else image.pixels
 
 
 class DetectedBoxes(dict):
@@ -311,7 +313,7 @@ class Measurer:
             for i, res in zip(redo, again):
                 results[i] = res
         for im in images:
-            if isinstance(im, FilmSource):
+            if im.decodes_on_demand:  # a FilmSource's decoders, a held film in its decode worker
                 im.release()
         return results
 

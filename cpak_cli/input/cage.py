@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,7 @@ class Cage:
         self.workers, self.start_method, self.hook = max(1, workers), start_method, hook
         self._idle: list[_Worker] = []
         self._alive: set[int] = set()  # ids of the started workers not known dead
+        self._waiting: Counter[int] = Counter()  # threads waiting for one worker, by its id
         self._ids = itertools.count(1)
         self._count = 0
         self._cond = threading.Condition()
@@ -148,18 +150,18 @@ class Cage:
             return wid in self._alive
 
     def _take(self, want: int | None = None) -> _Worker:
-        """An idle worker: worker ``want`` while it is alive (waiting for it), else any (a new
-        one when fewer than ``workers`` run). An idle worker found dead is dropped."""
+        """An idle worker: worker ``want`` while it is alive (waiting for it), else any that no
+        thread waits for (a new one when fewer than ``workers`` run). An idle worker found dead
+        is dropped."""
         with self._cond:
             while True:
-                pick = None
                 if want in self._alive:
                     pick = next((w for w in self._idle if w.wid == want), None)
-                elif self._idle:
-                    pick = self._idle[-1]
-                elif self._count < self.workers:
-                    self._count += 1
-                    break
+                else:  # a worker that threads wait for (its held films' crops) goes to them first
+                    pick = next((w for w in reversed(self._idle) if not self._waiting[w.wid]), None)
+                    if pick is None and self._count < self.workers:
+                        self._count += 1
+                        break
                 if pick is not None:
                     self._idle.remove(pick)
                     if pick.proc.is_alive():
@@ -167,7 +169,13 @@ class Cage:
                     self._drop(pick)  # died while idle (killed from outside): not this request's fault
                     pick.kill()
                     continue
-                self._cond.wait()
+                if want is not None:
+                    self._waiting[want] += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    if want is not None:
+                        self._waiting[want] -= 1
         try:
             return self._spawn()
         except BaseException:

@@ -3,10 +3,11 @@ memory limit, so a decoder that crashes, hangs or allocates without bound costs 
 one-line :class:`~cpak_cli.errors.CpakInputError`, never the run.
 
 A :class:`Cage` holds up to ``workers`` decode processes (started on first use, kept for the
-whole run; a dead or killed one is replaced on the next request). Each worker sets
-``RLIMIT_AS`` (its address space at start plus :attr:`DecodeLimits.memory_mb`) and never
-imports torch; each request waits at most :attr:`DecodeLimits.seconds`, then the worker is
-killed. Requests (all film paths are the parent's strings):
+whole run; a dead or killed one is replaced on the next request). Each worker
+(:func:`cpak_cli.input.cage_worker.serve`) sets ``RLIMIT_AS`` (its address space at start plus
+:attr:`DecodeLimits.memory_mb`) and never imports torch; each request waits at most
+:attr:`DecodeLimits.seconds`, then the worker is killed. Requests (all film paths are the
+parent's strings):
 
 * :meth:`Cage.open` - :func:`cpak_cli.input.loader.open_film` in the worker: a
   :class:`~cpak_cli.input.film_source.FilmSource` with the detector's overview decoded whose

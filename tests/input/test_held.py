@@ -58,8 +58,9 @@ def request_log(tmp_path, monkeypatch):
     return log
 
 
-def requests(log: Path) -> list[tuple[str, str, str]]:
-    return [tuple(ln.split()) for ln in log.read_text().splitlines()] if log.exists() else []  # type: ignore[misc]
+def requests(log: Path) -> list[list[str]]:
+    """The logged requests, ``[pid, op, name]`` each."""
+    return [ln.split() for ln in log.read_text().splitlines()] if log.exists() else []
 
 
 def cage_with(workers: int = 1, hook=None) -> Cage:

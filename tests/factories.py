@@ -330,6 +330,14 @@ def ramp_film(rows: int = 320, cols: int = 120, bits: int = 12, seed: int = 0) -
     return np.clip(np.round(img), 0, top).astype(np.uint16)
 
 
+def write_plain_film(path: Path, rows: int = 640, cols: int = 240, seed: int = 0) -> Path:
+    """An uncompressed 12-bit :func:`ramp_film` (textured: no two crops alike) 0.6 m high
+    (a plausible spacing of ``600 / rows`` mm), written to ``path``: a film the loader decodes
+    in full."""
+    mm = 600.0 / rows
+    return write(make_dx(pixels=ramp_film(rows, cols, seed=seed), bits_stored=12, pixel_spacing=(mm, mm)), path)
+
+
 def make_j2k_dx(pixels: np.ndarray | None = None, **kw: Any) -> Dataset:
     """:func:`make_dx` compressed as JPEG 2000 lossless (pylibjpeg-openjpeg's encoder, the
     default 6 resolutions); a window of (2048, 4096) unless ``window`` is given (None: none)."""

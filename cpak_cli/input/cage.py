@@ -3,47 +3,52 @@ memory limit, so a decoder that crashes, hangs or allocates without bound costs 
 one-line :class:`~cpak_cli.errors.CpakInputError`, never the run.
 
 A :class:`Cage` holds up to ``workers`` decode processes (started on first use, kept for the
-whole run; a dead or killed one is replaced on the next request). Each worker sets
-``RLIMIT_AS`` (its address space at start plus :attr:`DecodeLimits.memory_mb`) and never
-imports torch; each request waits at most :attr:`DecodeLimits.seconds`, then the worker is
-killed. Requests (all film paths are the parent's strings):
+whole run; a dead or killed one is replaced on the next request). Each worker
+(:func:`cpak_cli.input.cage_worker.serve`) sets ``RLIMIT_AS`` (its address space at start plus
+:attr:`DecodeLimits.memory_mb`) and never imports torch; each request waits at most
+:attr:`DecodeLimits.seconds`, then the worker is killed. Requests (all film paths are the
+parent's strings):
 
-* :meth:`Cage.open` - :func:`cpak_cli.input.loader.open_film` in the worker: a plain
-  :class:`~cpak_cli.input.image.LoadedImage` (the whole film decoded, float32), or a
+* :meth:`Cage.open` - :func:`cpak_cli.input.loader.open_film` in the worker: a
   :class:`~cpak_cli.input.film_source.FilmSource` with the detector's overview decoded whose
-  codestream pieces are decoded later through the cage (:class:`CagedPixels`);
+  codestream pieces are decoded later through the cage (:class:`CagedPixels`), or, for a film
+  decoded in full, a :class:`~cpak_cli.input.held.HeldFilm` (the worker keeps the float32 film;
+  the parent gets its metadata and the detector's input, not its pixels);
 * :meth:`Cage.stored` - stored values of one JPEG 2000 area (a FilmSource window);
+* :meth:`Cage.held` - a crop of a held film, its whole pixels (an overlay), or its release, in
+  the worker that holds it (worker affinity; another worker opens the file again);
 * :meth:`Cage.load` - :func:`cpak_cli.input.loader.load_image` (a FilmSource's full decode).
 
-Workers start with ``fork`` (about 10 ms) while the process has not imported torch and has
-no other thread, else with ``forkserver`` (a clean server process, started once). A film whose
-request failed a limit fails at once on later requests (no second 120 s wait).
+A whole float32 film crosses the pipe only when something reads its ``pixels``. Workers start
+with ``fork`` (about 10 ms) while the process has not imported torch and has no other thread,
+else with ``forkserver`` (a clean server process, started once). A film whose request failed a
+limit fails at once on later requests (no second 120 s wait).
 
 Limits: ``CPAK_DECODE_TIMEOUT_S`` (default 120 s per request) and ``CPAK_DECODE_MEMORY_MB``
-(default half of the physical memory) or :func:`configure`.
+(default half of the physical memory) or :func:`configure`. Held films take at most half of a
+worker's memory limit; a request that runs out of memory drops them and runs once more.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
 import threading
 import uuid
-from collections import OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from cpak_cli.errors import CpakInputError
-from cpak_cli.input.film_source import FilmSource, J2KPixels
+from cpak_cli.input.cage_worker import Hook, serve
+from cpak_cli.input.film_source import J2KPixels
+from cpak_cli.input.held import HeldFilm, HeldInfo
 
 __all__ = ["CagedPixels", "Cage", "DecodeLimits", "configure", "default_cage"]
-
-#: Codestreams a worker keeps (per film) so that window requests need not resend them.
-KEEP_FILMS = 8
-
 
 def _physical_mb() -> int:
     try:
@@ -80,96 +85,12 @@ class DecodeLimits:
         return out
 
 
-# ---------------------------------------------------------------------------------- the worker
-def _vm_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-#: Test hook: a callable run in the worker before each request with (op, path) (set it on the
-#: Cage; it must pickle by reference for forkserver workers).
-Hook = Callable[[str, str], None]
-
-
-def _serve(conn: Any, memory_mb: int, hook: Hook | None) -> None:
-    """Worker loop: answer requests on ``conn`` until it closes."""
-    import resource
-
-    try:  # the limit counts from what the worker already maps (a forked parent's libraries)
-        limit = _vm_bytes() + memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-    except (ValueError, OSError):
-        pass
-    films: OrderedDict[str, J2KPixels] = OrderedDict()
-    while True:
-        try:
-            req = conn.recv()
-        except (EOFError, OSError):
-            return
-        op, path, cwd, req = req[0], req[1], req[-1], req[:-1]
-        try:
-            if cwd != os.getcwd():  # relative paths mean what they mean in the parent
-                os.chdir(cwd)
-            if hook is not None:
-                hook(op, path)
-            if op == "open":
-                reply: Any = ("ok", _open(req[1], req[2], req[3], films))
-            elif op == "load":
-                from cpak_cli.input.loader import load_image
-
-                reply = ("ok", load_image(path, pixel_spacing=req[2], fallback_spacing=req[3]))
-            elif op == "stored":
-                key, plain, level, area, check = req[2:]
-                if plain is not None:
-                    films[key] = plain
-                if key not in films:
-                    reply = ("need", None)
-                else:
-                    films.move_to_end(key)
-                    while len(films) > KEEP_FILMS:
-                        films.popitem(last=False)[1].release()
-                    reply = ("ok", films[key].stored(level, area, check))
-            else:
-                reply = ("error", ValueError(f"unknown request {op!r}"))
-        except MemoryError:
-            reply = ("memory", None)
-        except CpakInputError as exc:  # its two-argument constructor does not unpickle as an exception
-            reply = ("input", (exc.path, exc.reason))
-        except BaseException as exc:  # noqa: BLE001 - sent back and raised in the parent
-            reply = ("error", exc)
-        try:
-            conn.send(reply)
-        except MemoryError:
-            conn.send(("memory", None))
-        except Exception as exc:  # noqa: BLE001 - an exception that does not pickle
-            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
-
-
-def _open(path: str, pixel_spacing: Any, fallback_spacing: Any, films: OrderedDict[str, J2KPixels]) -> Any:
-    from cpak_cli.input.loader import open_film
-    from cpak_cli.networks.detector import prefetch_overview
-
-    image = open_film(path, pixel_spacing=pixel_spacing, fallback_spacing=fallback_spacing)
-    if isinstance(image, FilmSource):
-        prefetch_overview(image)
-        plain = image._src
-        caged = CagedPixels(plain)
-        caged.path = path
-        films[caged.key] = plain
-        while len(films) > KEEP_FILMS:
-            films.popitem(last=False)[1].release()
-        object.__setattr__(image, "_src", caged)
-    return image
-
-
 # ---------------------------------------------------------------------------------- the parent
 class _Worker:
-    def __init__(self, ctx: Any, limits: DecodeLimits, hook: Hook | None) -> None:
+    def __init__(self, ctx: Any, limits: DecodeLimits, hook: Hook | None, wid: int) -> None:
+        self.wid = wid  # the cage's number for this worker (held films name the worker holding them)
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, limits.memory_mb, hook), daemon=True)
+        self.proc = ctx.Process(target=serve, args=(child, limits.memory_mb, hook, wid), daemon=True)
         self.proc.start()
         child.close()
 
@@ -198,6 +119,9 @@ class Cage:
         self.limits = limits or DecodeLimits.from_env()
         self.workers, self.start_method, self.hook = max(1, workers), start_method, hook
         self._idle: list[_Worker] = []
+        self._alive: set[int] = set()  # ids of the started workers not known dead
+        self._waiting: Counter[int] = Counter()  # threads waiting for one worker, by its id
+        self._ids = itertools.count(1)
         self._count = 0
         self._cond = threading.Condition()
         self._failed: dict[str, str] = {}
@@ -215,46 +139,77 @@ class Cage:
     def _spawn(self) -> _Worker:
         import multiprocessing as mp
 
-        return _Worker(mp.get_context(self.start_method or _start_method()), self.limits, self.hook)
+        wid = next(self._ids)  # atomic
+        w = _Worker(mp.get_context(self.start_method or _start_method()), self.limits, self.hook, wid)
+        with self._cond:
+            self._alive.add(wid)
+        return w
 
-    def _take(self) -> _Worker:
+    def alive(self, wid: int) -> bool:
+        """Whether worker ``wid`` of this cage is running (as far as the cage knows)."""
+        with self._cond:
+            return wid in self._alive
+
+    def _take(self, want: int | None = None) -> _Worker:
+        """An idle worker: worker ``want`` while it is alive (waiting for it), else any that no
+        thread waits for (a new one when fewer than ``workers`` run). An idle worker found dead
+        is dropped."""
         with self._cond:
             while True:
-                if self._idle:
-                    return self._idle.pop()
-                if self._count < self.workers:
-                    self._count += 1
-                    break
-                self._cond.wait()
+                if want in self._alive:
+                    pick = next((w for w in self._idle if w.wid == want), None)
+                else:  # a worker that threads wait for (its held films' crops) goes to them first
+                    pick = next((w for w in reversed(self._idle) if not self._waiting[w.wid]), None)
+                    if pick is None and self._count < self.workers:
+                        self._count += 1
+                        break
+                if pick is not None:
+                    self._idle.remove(pick)
+                    if pick.proc.is_alive():
+                        return pick
+                    self._drop(pick)  # died while idle (killed from outside): not this request's fault
+                    pick.kill()
+                    continue
+                if want is not None:
+                    self._waiting[want] += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    if want is not None:
+                        self._waiting[want] -= 1
         try:
             return self._spawn()
         except BaseException:
-            with self._cond:
-                self._count -= 1
-                self._cond.notify()
+            self._drop(None)
             raise
 
-    def _give(self, w: _Worker | None) -> None:
+    def _give(self, w: _Worker) -> None:
         with self._cond:
-            if w is None:
-                self._count -= 1
-            else:
-                self._idle.append(w)
-            self._cond.notify()
+            self._idle.append(w)
+            self._cond.notify_all()  # a thread may wait for this very worker
+
+    def _drop(self, w: _Worker | None) -> None:
+        """Count a worker (None: one that did not start) as gone."""
+        with self._cond:
+            self._count -= 1
+            if w is not None:
+                self._alive.discard(w.wid)
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Stop the idle workers (busy ones stop when their request ends and the cage is gone)."""
         with self._cond:
             idle, self._idle = self._idle, []
             self._count -= len(idle)
+            self._alive.difference_update(w.wid for w in idle)
         for w in idle:
             w.kill()
 
-    def _call(self, path: str, req: tuple[Any, ...], film: str | None = None) -> Any:
+    def _call(self, path: str, req: tuple[Any, ...], film: str | None = None, want: int | None = None) -> Any:
         film = film or path
         if film in self._failed:
             raise CpakInputError(path, self._failed[film])
-        w = self._take()
+        w = self._take(want)
         reason = None
         try:
             w.conn.send(req + (os.getcwd(),))
@@ -270,11 +225,11 @@ class Cage:
             reason = f"the decoder crashed on this file (decode worker {how})"
         except BaseException:  # a reply that does not unpickle, an interrupt: the worker is not reused
             w.kill()
-            self._give(None)
+            self._drop(w)
             raise
         if reason is not None:
             w.kill()
-            self._give(None)
+            self._drop(w)
             self._failed[film] = reason
             raise CpakInputError(path, reason)
         self._give(w)
@@ -291,8 +246,20 @@ class Cage:
 
     # ------------------------------------------------------------------ requests
     def open(self, path: str, pixel_spacing: Any = None, fallback_spacing: Any = None) -> Any:
-        """:func:`cpak_cli.input.loader.open_film` in a worker (same errors, plus the cage's)."""
-        return self._call(str(path), ("open", str(path), pixel_spacing, fallback_spacing))
+        """:func:`cpak_cli.input.loader.open_film` in a worker (same errors, plus the cage's); a
+        film decoded in full stays in that worker and comes back as a :class:`HeldFilm`."""
+        out = self._call(str(path), ("open", str(path), pixel_spacing, fallback_spacing))
+        if isinstance(out, HeldInfo):
+            return HeldFilm(out, self, (str(path), pixel_spacing, fallback_spacing))
+        return out
+
+    def held(self, key: str, reload: tuple[str, Any, Any], action: str, arg: Any = None,
+             want: int | None = None) -> tuple[int | None, Any]:
+        """:meth:`cpak_cli.input.held.HeldStore.answer` for the held film ``key`` (``reload`` =
+        its path and spacing arguments) in worker ``want`` when it is alive, else in any worker
+        (which opens the file again for a crop). Same errors as :meth:`open`."""
+        path = reload[0]
+        return self._call(path, ("held", path, key, reload[1], reload[2], action, arg), key, want)
 
     def load(self, path: str, pixel_spacing: Any = None, fallback_spacing: Any = None) -> Any:
         """:func:`cpak_cli.input.loader.load_image` in a worker (same errors, plus the cage's)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -159,6 +159,7 @@ class FilmSource(LoadedImage):
 a fallback: with the full decode). Thread-safe.
     """
 
+    decodes_on_demand: ClassVar[bool] = True
     voi_proven: bool
     windows_read: bool
     _src: J2KPixels

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -70,9 +71,21 @@ class LoadedImage:
     inversion: str = "none"
     metadata: dict[str, str] = field(default_factory=dict)
 
+    #: True for images whose ``pixels`` are only decoded (or fetched) when read, which the
+    #: pipeline reads through crops instead (:class:`~cpak_cli.input.film_source.FilmSource`,
+    #: :class:`~cpak_cli.input.held.HeldFilm`; they have ``release()``); not a field.
+    decodes_on_demand: ClassVar[bool] = False
+
+    def release(self) -> None:
+        """Free what an image that decodes on demand keeps for later reads (nothing here)."""
+
+    def meta(self) -> dict[str, Any]:
+        """Every field but ``pixels`` (the :class:`LoadedImage` keywords), without reading the
+        pixels."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(LoadedImage) if f.name != "pixels"}
+
     def with_pixels(self, pixels: np.ndarray) -> LoadedImage:
         """A plain :class:`LoadedImage` with this image's metadata and ``pixels`` instead of its
         own (same frame: head up, ``(rows, cols)`` unchanged), e.g. a redacted copy. Works for
         lazily decoded films too (their own pixels are not decoded)."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(LoadedImage) if f.name != "pixels"}
-        return LoadedImage(pixels=pixels, **values)
+        return LoadedImage(pixels=pixels, **self.meta())

@@ -77,11 +77,19 @@ def image_to_crop(points_xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 WINDOW_OVERSAMPLING = 1.25
 
 
+def frame_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(width, height)`` of a crop given as its side (square) or as ``(width, height)``."""
+    return (int(size), int(size)) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
 def sample_crop(image: Any, matrix: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Resample ``image`` through the crop affine into a ``size x size`` float32 crop (``size``
     may be ``(width, height)`` for a non-square frame).
 
-    ``image`` is a 2-D float array, or an image that decodes its pixels on demand: anything with
+    An image with a ``sample(matrix, size)`` method makes the crop itself and its answer is
+    returned (:class:`cpak_cli.input.held.HeldFilm`: this function run in the decode worker
+    that holds the film). Otherwise ``image`` is a 2-D float array, or an image that decodes its
+    pixels on demand: anything with
     a ``window(xa, ya, xb, yb)`` method returning pixels ``[ya:yb, xa:xb]`` as float32 with 0
     outside the image (:class:`cpak_cli.input.film_source.FilmSource`); only the window the crop
     needs is read. When such an image also offers ``reduced(max_factor)`` views and the crop
@@ -94,8 +102,10 @@ def sample_crop(image: Any, matrix: np.ndarray, size: int | tuple[int, int]) -> 
     """
     import cv2
 
+    if hasattr(image, "sample"):
+        return np.asarray(image.sample(matrix, size), dtype=np.float32)
     m = np.asarray(matrix, dtype=np.float64)
-    width, height = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    width, height = frame_size(size)
     corners = apply(m, np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5], [width - 0.5, height - 0.5]]))
     scale = max(abs(m[0, 0]) + abs(m[0, 1]), abs(m[1, 0]) + abs(m[1, 1]))
     if hasattr(image, "reduced") and scale >= 2 * WINDOW_OVERSAMPLING:
@@ -177,7 +187,7 @@ def disc_masks(points_uv: np.ndarray, size: int | tuple[int, int], radius: float
     A crop pixel is foreground when its centre lies within ``radius`` of the point.
     """
     pts = np.asarray(points_uv, dtype=np.float64).reshape(-1, 2)
-    width, height = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    width, height = frame_size(size)
     gx = np.arange(width, dtype=np.float64)
     gy = np.arange(height, dtype=np.float64)
     out = np.zeros((len(pts), height, width), dtype=np.float32)

@@ -47,10 +47,13 @@ def decode_one(args: tuple[str, tuple[float, float] | None]) -> Decoded:
     """Hash and open one file (never raises for bad input). ``spacing`` is only used for files
     that have no spacing of their own. The film is decoded in the process's decode cage
     (:func:`cpak_cli.input.cage.open_caged`: a worker process with a time and memory limit; a
-    crash, hang or memory bomb gives the film an error row). A JPEG 2000 film that can be decoded
-    piecewise comes back as a :class:`~cpak_cli.input.film_source.FilmSource` holding its
-    codestream and the detector's reduced view; its joint windows are decoded later, in the
-    cage's workers, not as a float32 copy of the whole film."""
+    crash, hang or memory bomb gives the film an error row). No film comes back as a float32 copy
+    of the whole film: a JPEG 2000 film that can be decoded piecewise comes back as a
+    :class:`~cpak_cli.input.film_source.FilmSource` holding its codestream and the detector's
+    reduced view (its joint windows are decoded later, in the cage's workers); any other film is
+    decoded in full and stays in the worker that decoded it, and comes back as a
+    :class:`~cpak_cli.input.held.HeldFilm` holding the detector's input (its crops are made in
+    that worker). Either fetches its whole pixels only when something reads them."""
     path, spacing = args
     from cpak_cli.input.cage import open_caged
 

@@ -43,9 +43,10 @@ class DetectorModel:
 
 
 def _view(image: LoadedImage) -> Any:
-    """What the networks read: a :class:`FilmSource` itself (overview and windows decoded on
-    demand), else the pixel array."""
-    return image if isinstance(image, FilmSource) else image.pixels
+    """What the networks read: an image that :attr:`~LoadedImage.decodes_on_demand` itself (a
+    :class:`FilmSource`'s overview and windows, a held film's crops made in its decode worker),
+    else the pixel array."""
+    return image if image.decodes_on_demand else image.pixels
 
 
 class DetectedBoxes(dict):
@@ -215,7 +216,7 @@ class Measurer:
             if not group.crops.done():
                 group.crops.cancel()
             for im in images:
-                if isinstance(im, FilmSource):
+                if im.decodes_on_demand:  # a FilmSource's decoders, a held film in its decode worker
                     im.release()
         return results
 

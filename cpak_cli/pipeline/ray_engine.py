@@ -42,14 +42,22 @@ RAY_MISSING = "--engine ray needs Ray: pip install 'cpak-cli[ray]' (or 'ray[data
 
 
 def _decode_row(row: dict[str, Any], spacing: tuple[float, float] | None, cwd: str) -> dict[str, Any]:
-    """Ray task: decode one film; the :class:`~cpak_cli.pipeline.batch.Decoded` travels pickled.
+    """Ray task: decode one film; the :class:`~cpak_cli.pipeline.batch.Decoded` travels pickled
+    (a :class:`~cpak_cli.input.held.HeldFilm` as a plain LoadedImage with its pixels, fetched
+    from the decode worker here, which then drops it; a failed fetch is the film's error row).
     A relative input path is read from the driver's working folder ``cwd`` when this node has it
     (the path stays as given: it is the CSV's ``input``)."""
     path = str(row["path"])
     if not os.path.isabs(path) and os.getcwd() != cwd and os.path.isdir(cwd):
         os.chdir(cwd)
     dec = decode_one((path, spacing))
-    return {"index": row["index"], "decoded": pickle.dumps(dec, protocol=pickle.HIGHEST_PROTOCOL)}
+    try:
+        data = pickle.dumps(dec, protocol=pickle.HIGHEST_PROTOCOL)
+    except CpakError as exc:
+        data = pickle.dumps(Decoded(path, dec.sha256, None, str(exc)), protocol=pickle.HIGHEST_PROTOCOL)
+    if dec.image is not None:
+        dec.image.release()
+    return {"index": row["index"], "decoded": data}
 
 
 class MeasureActor:

@@ -20,7 +20,6 @@ from cpak_cli.core.measurement import (
     measure_leg,
 )
 from cpak_cli.input.boxes import Box
-from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.loader import LoadedImage
 from cpak_cli.networks.inference import LandmarkPrediction
 
@@ -164,7 +163,8 @@ def assemble_leg(
 
 
 def film_shape(image: LoadedImage) -> tuple[int, int]:
-    """``(rows, cols)`` of an image without decoding a :class:`FilmSource`."""
-    if isinstance(image, FilmSource):
+    """``(rows, cols)`` of an image without decoding (or fetching) the pixels of one that
+    :attr:`~LoadedImage.decodes_on_demand`."""
+    if image.decodes_on_demand:
         return image.rows, image.cols
     return int(image.pixels.shape[0]), int(image.pixels.shape[1])

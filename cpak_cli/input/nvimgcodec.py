@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cpak_cli.input.film_source import J2KPixels
+from cpak_cli.input.j2k_pixels import J2KPixels
 from cpak_cli.input.j2k_stream import CodestreamInfo, codestream_info
 from cpak_cli.input.wavelet53 import ll_window
 

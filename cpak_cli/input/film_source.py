@@ -205,34 +205,44 @@ a fallback: with the full decode). Thread-safe.
 
     def _piece(self, src: J2KPixels, level: int, u0: int, v0: int, u1: int, v1: int,
                check_constant: bool = True) -> np.ndarray:
-        """Head-up view pixels ``[v0:v1, u0:u1]`` (inside the view) at ``level`` of ``src``."""
+        """Head-up view pixels ``[v0:v1, u0:u1]`` (inside the view) at ``level`` of ``src``,
+        float32 ``[0, 1]`` through the value map; raises what :meth:`J2KPixels.stored` raises
+        (J2KError, ValueError, MemoryError; CpakInputError from a caged source)."""
         step = 2**level
         c0, r0, c1, r1 = self._stored_area(u0, v0, u1, v1, math.ceil(self.rows / step))
         srows, scols = src.shape
         area = (c0 * step, r0 * step, min(c1 * step, scols), min(r1 * step, srows))
         return self._oriented(src.unit_map.apply(src.stored(level, area, check_constant)))
 
-    def adopt_pixels(self, pixels: J2KPixels) -> bool:
+    @property
+    def piece_source(self) -> J2KPixels:
+        """The stored pixels that pieces are decoded from now (replaced by :meth:`adopt_pixels`)."""
+        return self._src
+
+    def adopt_pixels(self, pixels: J2KPixels, tile_size: tuple[int, int] | None = None) -> bool:
         """Read pieces from ``pixels`` (this film's stored values from another decoder, e.g.
         decoded whole on the GPU) from now on, keeping the overviews, when the source is still
-        fast, no crop window was read and ``pixels`` gives exactly this source's values on a few
-        patches of each cached overview (none: of level 0). Returns whether it was adopted."""
-        if not self.fast or self.windows_read or (pixels.shape, pixels.dtype) != (self._src.shape, self._src.dtype):
+        fast, no crop window was read and ``pixels`` gives exactly the current source's raw
+        stored values on every patch of :func:`cpak_cli.input.spot_check.patch_grid` (the
+        codestream's tiles are ``tile_size``, None: one tile): a spot check, not a proof (see
+        :mod:`cpak_cli.input.spot_check` for what it catches for sure and its cost). Returns
+        whether it was adopted; False also when either decoder raises on a patch (the error is
+        swallowed: the film keeps its source)."""
+        from cpak_cli.errors import CpakInputError
+        from cpak_cli.input.spot_check import patch_grid, same_stored
+
+        src = self._src
+        if not self.fast or self.windows_read or (pixels.shape, pixels.dtype) != (src.shape, src.dtype):
+            return False
+        try:
+            if not same_stored(src, pixels, patch_grid(src.shape, tile_size)):
+                return False
+        except (RuntimeError, ValueError, MemoryError, CpakInputError):
             return False
         with self._lock:
-            checks: list[tuple[int, np.ndarray | None]] = [(lv, v) for lv, (v, _) in self._overviews.items()] or [(0, None)]
-        try:
-            for level, view in checks:
-                rows, cols = math.ceil(self.rows / 2**level), math.ceil(self.cols / 2**level)
-                h, w = min(32, rows), min(32, cols)
-                for v0, u0 in {(min(int(rows * f), rows - h), min(int(cols * f), cols - w)) for f in (0.25, 0.5, 0.75)}:
-                    box = (level, u0, v0, u0 + w, v0 + h)
-                    want = view[v0 : v0 + h, u0 : u0 + w] if view is not None else self._piece(self._src, *box, False)
-                    if not np.array_equal(self._piece(pixels, *box, False), want):
-                        return False
-        except (RuntimeError, ValueError, MemoryError):
-            return False
-        self._set("_src", pixels)
+            if not self.fast or self.windows_read or self._src is not src:
+                return False
+            self._set("_src", pixels)
         return True
 
     def confirm_voi(self) -> bool:

@@ -110,11 +110,16 @@ class J2KPixels:
         exclusive; None = all) at ``level``; raises J2KError / ValueError when the decoder fails
         or returns a wrong array, or (``check_constant``) a constant one at least
         :data:`MIN_CHECKED_SIDE` pixels on each side."""
+        return self._checked(self._decode(level, area), level, area, check_constant)
+
+    def _checked(self, out: np.ndarray, level: int, area: tuple[int, int, int, int] | None,
+                 check_constant: bool) -> np.ndarray:
+        """``out`` (decoded values of ``area`` at ``level``) in :attr:`dtype` after the checks of
+        :meth:`stored` (raises ValueError)."""
         rows, cols = self.shape
         x0, y0, x1, y1 = area if area is not None else (0, 0, cols, rows)
         step = 2**level
         want = (math.ceil(y1 / step) - math.ceil(y0 / step), math.ceil(x1 / step) - math.ceil(x0 / step))
-        out = self._decode(level, area)
         if tuple(out.shape) != want:
             raise ValueError(f"decoded {tuple(out.shape)} pixels, expected {want}")
         lo, hi = int(out.min()), int(out.max())

@@ -6,9 +6,10 @@ at least one in every tile of a tiled codestream, centred in equal cells of each
 per tile as :data:`SPOT_PATCHES` allows in all (a single-tile film gets about that many); a
 codestream with more than :data:`MAX_PATCHES` tiles gets an even grid of at most
 :data:`MAX_PATCHES` patches over the whole film, which then misses some tiles. Each patch is one
-OpenJPEG decode of a small area: about 13 ms on a single-tile 3094 x 7767 12-bit film and 8 ms
-on a tiled one (one core of the 2-core dev machine), so a check costs about 0.2 s per
-3000 x 7500 single-tile film (16 patches), 0.25 s with 1024-pixel tiles (32), at most 0.5 s.
+OpenJPEG decode of a small area (10-15 ms on a single-tile film, about 5-10 ms on a tiled one,
+whatever the patch size up to 64). Measured with one thread on the 2-core dev machine, on a
+3094 x 7767 12-bit film: 0.19-0.20 s for its 16 patches as a single tile; 0.30 s re-encoded
+(8-bit, Pillow) with 1024-pixel tiles (32 patches) or 512-pixel tiles (112 tiles, 60 patches).
 
 What it proves: a damaged area (every pixel differing) is caught for sure only when it is at
 least :func:`caught_for_sure` pixels wide and high (the largest gaps between patches plus one:

@@ -7,7 +7,7 @@ pieces from the decoded copy (:class:`~cpak_cli.input.nvimgcodec.MemoryPixels`) 
 decoding each window with OpenJPEG in the decode cage. It is a lossless GPU decode, spot-checked
 against OpenJPEG before use: a film takes the copy only when it passes the decoder's checks and
 gives the raw stored values OpenJPEG gives on a grid of patches spread over the film (16 on a
-single-tile 3000 x 7500 film, at least one per tile up to 64; about 0.2 s of OpenJPEG per such
+single-tile 3000 x 7500 film, at least one per tile up to 64; 0.2-0.3 s of OpenJPEG per such
 film, films checked in parallel threads; :meth:`FilmSource.adopt_pixels`,
 :mod:`cpak_cli.input.spot_check`). Damage between the patches is not seen; where the copy is
 right, the measurements are the CPU path's. Anything that goes wrong leaves the films as they

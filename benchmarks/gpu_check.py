@@ -20,11 +20,16 @@ films and GPU-vs-CPU agreement of the landmarks. Prints one JSON object (and wri
     differences (degrees), CPAK agreement, and legs / landmarks found by one only.
 (d) one JSON: all figures, the GPU name, torch / CUDA / cuDNN versions, CPU count.
 (e) GPU decoding (``pip install -e ".[gpu]"``: nvImageCodec; (b) uses it too unless
-    ``CPAK_GPU_DECODE=0``): the batched GPU decode of the first ``--gpu-decode-films`` films'
-    JPEG 2000 codestreams (ms per film, alone and in batches), bit-exactness against OpenJPEG, and
-    the landmarks of the first ``--gpu-landmark-films`` films measured with the GPU decode against
-    the CPU decode (same device, same models: max difference in mm, target 0). Without
-    nvImageCodec (or on the CPU) the JSON says that it was skipped.
+    ``CPAK_GPU_DECODE=0``, in GPU batches of ``min(--chunk, nvimgcodec.BATCH)`` films: each
+    measured chunk is one batch, so ``cpak batch``'s default ``--chunk 4`` caps them at 4; the
+    JSON reports both): the batched GPU decode of the first ``--gpu-decode-films`` films'
+    JPEG 2000 codestreams (ms per film, alone and in batches), bit-exactness against OpenJPEG,
+    the spot check before a film takes the GPU's copy (ms per film, one thread) and the detector's
+    overview computed from that copy for a film without a cached overview (the 5/3 LL band,
+    ``ll_band``: ms and level), and the landmarks of the first ``--gpu-landmark-films`` films
+    measured with the GPU decode against the CPU decode (same device, same models: max
+    difference in mm, target 0). Without nvImageCodec (or on the CPU) the JSON says that it was
+    skipped.
 
 It runs on the CPU too (``--device cpu --count 4``: a check of the script itself).
 
@@ -193,9 +198,57 @@ def landmark_differences(a: list[Any], b: list[Any]) -> dict[str, Any]:
             "found_by_one_only": one_only}
 
 
-def gpu_decode_check(films: list[Path], measurer: Any, device: str, decode_films: int, landmark_films: int) -> dict[str, Any]:
-    """(e): GPU decode time and exactness, landmarks with the GPU decode against the CPU decode
-    (``measurer`` measures both; the GPU decode is done on ``device``)."""
+def overview_from_gpu_copy(path: Path, device: str) -> dict[str, Any]:
+    """(e): one film opened without the cage (so no cached overview), given the GPU's copy
+    (spot check timed), then the detector's overview computed from it (``ll_band`` timed)."""
+    from cpak_cli.input.film_source import FilmSource
+    from cpak_cli.input.loader import open_film
+    from cpak_cli.input.nvimgcodec import MemoryPixels
+    from cpak_cli.networks.detector import prefetch_overview
+    from cpak_cli.pipeline import gpu_decode as gd
+
+    im = open_film(path)
+    if not isinstance(im, FilmSource) or im._overviews:
+        return {"skipped": "not a piecewise JPEG 2000 film"}
+    t0 = time.perf_counter()
+    swapped = gd.gpu_decode([im], device)  # one GPU decode plus the spot check
+    out: dict[str, Any] = {"film": path.name, "shape": [im.rows, im.cols], "ms_gpu_decode_and_spot_check": round(
+        (time.perf_counter() - t0) * 1000, 1)}
+    if not swapped or not isinstance(im.piece_source, MemoryPixels):
+        return out | {"skipped": "the film did not take the GPU's copy"}
+    t0 = time.perf_counter()
+    prefetch_overview(im)
+    out["ms_ll_band_overview"] = round((time.perf_counter() - t0) * 1000, 1)
+    out["overview_level"] = max(im._overviews) if im._overviews else 0
+    if not im._overviews:
+        out["note"] = "no reduced overview for a film this coarse: the time is its full decode"
+    return out
+
+
+def spot_check_ms(path: Path, stored: np.ndarray) -> dict[str, Any]:
+    """(e): the spot check alone (OpenJPEG patches against the GPU's copy) on one film, one thread."""
+    from cpak_cli.input.film_source import FilmSource
+    from cpak_cli.input.j2k_stream import codestream_info
+    from cpak_cli.input.loader import open_film
+    from cpak_cli.input.nvimgcodec import MemoryPixels
+    from cpak_cli.input.spot_check import patch_grid
+
+    im = open_film(path)
+    if not isinstance(im, FilmSource) or (info := codestream_info(im.piece_source.codestream)) is None:
+        return {"skipped": "not a piecewise JPEG 2000 film"}
+    src = im.piece_source
+    src.stored(0, (0, 0, 8, 8), check_constant=False)  # the decoder parsed, as after the overview
+    t0 = time.perf_counter()
+    adopted = im.adopt_pixels(MemoryPixels(src, stored, info.precision, info.tile_size), info.tile_size)
+    return {"patches": len(patch_grid(src.shape, info.tile_size)), "adopted": adopted,
+            "ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+
+def gpu_decode_check(films: list[Path], measurer: Any, device: str, decode_films: int, landmark_films: int,
+                     chunk: int) -> dict[str, Any]:
+    """(e): GPU decode time and exactness, the spot check, the LL band overview, landmarks with
+    the GPU decode against the CPU decode (``measurer`` measures both; the GPU decode is done on
+    ``device``); ``chunk``: (b)'s films per chunk (its GPU batches)."""
     import pydicom
 
     from cpak_cli.input import openjp2
@@ -208,11 +261,12 @@ def gpu_decode_check(films: list[Path], measurer: Any, device: str, decode_films
         return {"skipped": f"no GPU decode on {device!r} (nvImageCodec not installed: pip install -e '.[gpu]', "
                            "no CUDA device, or CPAK_GPU_DECODE=0)"}
     dev = gd._device_id(device)
-    streams = []
+    streams, paths = [], []
     for p in films[:decode_films]:
         ds = pydicom.dcmread(p)
         if "JPEG 2000" in ds.file_meta.TransferSyntaxUID.name and (cs := frame_codestream(ds.PixelData)):
             streams.append(cs)
+            paths.append(p)
     if not streams:
         return {"skipped": "no JPEG 2000 films"}
     decode_frames(streams[:2], dev)  # warm-up: the decoder and its GPU buffers
@@ -224,12 +278,16 @@ def gpu_decode_check(films: list[Path], measurer: Any, device: str, decode_films
     batched = time.perf_counter() - t0
     exact = sum(1 for cs, arr in zip(streams[:8], decoded) if arr is not None and np.array_equal(arr, openjp2.decode(cs)))
     out: dict[str, Any] = {
-        "films": len(streams), "batch": BATCH, "ms_one_film_alone": round(alone * 1000, 2),
+        "films": len(streams), "batch": BATCH, "chunk_in_b": chunk, "gpu_batch_in_b": min(chunk, BATCH),
+        "ms_one_film_alone": round(alone * 1000, 2),
         "ms_per_film_batched": round(batched * 1000 / len(streams), 2),
         "frames_refused": sum(arr is None for arr in decoded),
         "bit_exact_vs_openjpeg": f"{exact}/{min(8, len(streams))}",
     }
+    if decoded[0] is not None:
+        out["spot_check"] = spot_check_ms(paths[0], decoded[0])
     del decoded
+    out["overview_without_cache"] = overview_from_gpu_copy(paths[0], device)
     sub = films[:landmark_films]
     with _env(gd.ENV, "0"):
         cpu = measurer.measure_images([open_caged(p) for p in sub])
@@ -287,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     report["decode"] = decode_rate(films, 4)
     try:
         report["gpu_decode"] = gpu_decode_check(films, api.measurer_for(options), args.device, args.gpu_decode_films,
-                                                args.gpu_landmark_films)
+                                                args.gpu_landmark_films, args.chunk)
     except Exception as exc:  # noqa: BLE001 - a report with the error beats no report
         report["gpu_decode"] = {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -34,9 +34,14 @@ def tiny_weights(tmp_path_factory):
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """Install a fake ``nvidia.nvimgcodec`` (:func:`tests.factories.fake_nvimgcodec`) and a CUDA
-    device that nvImageCodec sees: ``fake_gpu(frame=None)`` returns the fake module."""
+    device that nvImageCodec sees (``torch.cuda.device`` records the devices entered in
+    ``module.devices``, ``torch.cuda.synchronize`` its calls in ``module.syncs``; GPU decoding
+    on again): ``fake_gpu(frame=None)`` returns the fake module."""
+    import contextlib
     import sys
     import types
+
+    import torch
 
     from cpak_cli.input import nvimgcodec
     from tests.factories import fake_nvimgcodec
@@ -52,6 +57,10 @@ def fake_gpu(monkeypatch):
         monkeypatch.setattr(sys.modules["nvidia"], "nvimgcodec", mod, raising=False)
         monkeypatch.setattr(nvimgcodec, "available", lambda: True)
         monkeypatch.setattr(nvimgcodec, "_decoders", {})
+        monkeypatch.setattr(nvimgcodec, "_failure", None)
+        mod.devices, mod.syncs = [], []
+        monkeypatch.setattr(torch.cuda, "device", lambda i: contextlib.nullcontext(mod.devices.append(i)))
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda i=None: mod.syncs.append(i))
         monkeypatch.delenv("CPAK_GPU_DECODE", raising=False)
         return mod
 

@@ -26,124 +26,16 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from cpak_cli.input.image import LoadedImage
+from cpak_cli.input.j2k_pixels import MIN_CHECKED_SIDE, J2KPixels, UnitMap
 from cpak_cli.input.orientation import Orientation, turn
-from cpak_cli.input.values import has_contrast, window_to_unit
+from cpak_cli.input.values import has_contrast
 
-__all__ = ["FilmSource", "J2KPixels", "ReducedView", "UnitMap", "ViewLost"]
-
-#: The smallest window side (pixels) that must not be constant (a joint window of a real film
-#: never is: a constant one means a broken decode); smaller ones are not checked.
-MIN_CHECKED_SIDE = 48
-
-
-@dataclass(frozen=True)
-class UnitMap:
-    """Stored values -> float32 ``[0, 1]`` bone bright, per pixel, exactly as the loader maps
-    them (:func:`cpak_cli.input.dicom_decode.decode_unit`): linear rescale (when ``slope`` is
-    not None: ``v * slope + intercept`` in float64), VOI window
-    (:func:`cpak_cli.input.values.window_to_unit`), inversion ``1 - v``, clip, float32."""
-
-    center: float
-    width: float
-    function: str
-    invert: bool
-    slope: float | None = None
-    intercept: float = 0.0
-
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        arr: np.ndarray = raw
-        if self.slope is not None:
-            arr = raw.astype(np.float64) * self.slope
-            arr += self.intercept
-        unit = window_to_unit(arr, self.center, self.width, self.function)
-        if unit is None:  # checked when the map was made; kept for type safety
-            raise ValueError("invalid VOI window")
-        if self.invert:
-            unit = 1.0 - unit
-        return np.clip(unit, 0.0, 1.0).astype(np.float32)
-
-
-class J2KPixels:
-    """The stored pixels of one JPEG 2000 frame, decoded piecewise: ``codestream`` bytes,
-    ``shape`` (stored rows, cols), ``levels`` (wavelet levels), ``dtype`` (uint8/uint16, as
-    pydicom returns them), the value map, and ``reuse`` (a single-tile codestream: parsed
-    decoders are kept per level and reused, one thread at a time each). Pickles without them."""
-
-    def __init__(self, codestream: bytes, shape: tuple[int, int], levels: int, dtype: str, unit_map: UnitMap,
-                 reuse: bool = False) -> None:
-        self.codestream, self.shape, self.levels, self.dtype = codestream, shape, levels, dtype
-        self.unit_map, self.reuse = unit_map, reuse
-        self._free: dict[int, list[Any]] = {}
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_free", "_lock")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._free, self._lock = {}, threading.Lock()
-
-    def _decode(self, level: int, area: tuple[int, int, int, int] | None) -> np.ndarray:
-        from cpak_cli.input.openjp2 import Decoder, decode
-
-        if not self.reuse:
-            return decode(self.codestream, level, area)
-        with self._lock:
-            free = self._free.setdefault(level, [])
-            dec = free.pop() if free else None
-        if dec is None:
-            dec = Decoder(self.codestream, level)
-        try:
-            out = dec.decode(area)
-        except BaseException:
-            dec.close()
-            raise
-        with self._lock:
-            self._free.setdefault(level, []).append(dec)
-        return out
-
-    def load_full(self, path: str, pixel_spacing: Any, fallback_spacing: Any) -> LoadedImage:
-        """The whole film as :func:`cpak_cli.input.loader.load_image` decodes it (in this process;
-        a caged subclass decodes it in a worker)."""
-        from cpak_cli.input.loader import load_image
-
-        return load_image(path, pixel_spacing=pixel_spacing, fallback_spacing=fallback_spacing)
-
-    def release(self) -> None:
-        """Free the kept decoders (they are made again when needed)."""
-        with self._lock:
-            decoders = [d for ds in self._free.values() for d in ds]
-            self._free = {}
-        for d in decoders:
-            d.close()
-
-    def stored(self, level: int = 0, area: tuple[int, int, int, int] | None = None,
-               check_constant: bool = True) -> np.ndarray:
-        """Stored values of ``area`` (x0, y0, x1, y1 in stored full-resolution pixels, end
-        exclusive; None = all) at ``level``; raises J2KError / ValueError when the decoder fails
-        or returns a wrong array, or (``check_constant``) a constant one at least
-        :data:`MIN_CHECKED_SIDE` pixels on each side."""
-        rows, cols = self.shape
-        x0, y0, x1, y1 = area if area is not None else (0, 0, cols, rows)
-        step = 2**level
-        want = (math.ceil(y1 / step) - math.ceil(y0 / step), math.ceil(x1 / step) - math.ceil(x0 / step))
-        out = self._decode(level, area)
-        if tuple(out.shape) != want:
-            raise ValueError(f"decoded {tuple(out.shape)} pixels, expected {want}")
-        lo, hi = int(out.min()), int(out.max())
-        if check_constant and min(want) >= MIN_CHECKED_SIDE and lo == hi:
-            raise ValueError("decoded window is constant")
-        info = np.iinfo(self.dtype)
-        if lo < info.min or hi > info.max:
-            raise ValueError("decoded values outside the stored range")
-        return out.astype(self.dtype)
-
+__all__ = ["MIN_CHECKED_SIDE", "FilmSource", "J2KPixels", "ReducedView", "UnitMap", "ViewLost"]
 
 class ViewLost(RuntimeError):
     """A reduced view was asked of a source that has fallen back to its full decode (read the
@@ -314,34 +206,44 @@ a fallback: with the full decode). Thread-safe.
 
     def _piece(self, src: J2KPixels, level: int, u0: int, v0: int, u1: int, v1: int,
                check_constant: bool = True) -> np.ndarray:
-        """Head-up view pixels ``[v0:v1, u0:u1]`` (inside the view) at ``level`` of ``src``."""
+        """Head-up view pixels ``[v0:v1, u0:u1]`` (inside the view) at ``level`` of ``src``,
+        float32 ``[0, 1]`` through the value map; raises what :meth:`J2KPixels.stored` raises
+        (J2KError, ValueError, MemoryError; CpakInputError from a caged source)."""
         step = 2**level
         c0, r0, c1, r1 = self._stored_area(u0, v0, u1, v1, math.ceil(self.rows / step))
         srows, scols = src.shape
         area = (c0 * step, r0 * step, min(c1 * step, scols), min(r1 * step, srows))
         return self._oriented(src.unit_map.apply(src.stored(level, area, check_constant)))
 
-    def adopt_pixels(self, pixels: J2KPixels) -> bool:
+    @property
+    def piece_source(self) -> J2KPixels:
+        """The stored pixels that pieces are decoded from now (replaced by :meth:`adopt_pixels`)."""
+        return self._src
+
+    def adopt_pixels(self, pixels: J2KPixels, tile_size: tuple[int, int] | None = None) -> bool:
         """Read pieces from ``pixels`` (this film's stored values from another decoder, e.g.
         decoded whole on the GPU) from now on, keeping the overviews, when the source is still
-        fast, no crop window was read and ``pixels`` gives exactly this source's values on a few
-        patches of each cached overview (none: of level 0). Returns whether it was adopted."""
-        if not self.fast or self.windows_read or (pixels.shape, pixels.dtype) != (self._src.shape, self._src.dtype):
+        fast, no crop window was read and ``pixels`` gives exactly the current source's raw
+        stored values on every patch of :func:`cpak_cli.input.spot_check.patch_grid` (the
+        codestream's tiles are ``tile_size``, None: one tile): a spot check, not a proof (see
+        :mod:`cpak_cli.input.spot_check` for what it catches for sure and its cost). Returns
+        whether it was adopted; False also when either decoder raises on a patch (the error is
+        swallowed: the film keeps its source)."""
+        from cpak_cli.errors import CpakInputError
+        from cpak_cli.input.spot_check import patch_grid, same_stored
+
+        src = self._src
+        if not self.fast or self.windows_read or (pixels.shape, pixels.dtype) != (src.shape, src.dtype):
+            return False
+        try:
+            if not same_stored(src, pixels, patch_grid(src.shape, tile_size)):
+                return False
+        except (RuntimeError, ValueError, MemoryError, CpakInputError):
             return False
         with self._lock:
-            checks: list[tuple[int, np.ndarray | None]] = [(lv, v) for lv, (v, _) in self._overviews.items()] or [(0, None)]
-        try:
-            for level, view in checks:
-                rows, cols = math.ceil(self.rows / 2**level), math.ceil(self.cols / 2**level)
-                h, w = min(32, rows), min(32, cols)
-                for v0, u0 in {(min(int(rows * f), rows - h), min(int(cols * f), cols - w)) for f in (0.25, 0.5, 0.75)}:
-                    box = (level, u0, v0, u0 + w, v0 + h)
-                    want = view[v0 : v0 + h, u0 : u0 + w] if view is not None else self._piece(self._src, *box, False)
-                    if not np.array_equal(self._piece(pixels, *box, False), want):
-                        return False
-        except (RuntimeError, ValueError, MemoryError):
-            return False
-        self._set("_src", pixels)
+            if not self.fast or self.windows_read or self._src is not src:
+                return False
+            self._set("_src", pixels)
         return True
 
     def confirm_voi(self) -> bool:

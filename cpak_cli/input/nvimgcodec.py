@@ -5,13 +5,22 @@ that way.
 :func:`decode_frames` decodes a batch of codestreams in one call and checks every frame against
 its codestream header (shape, dtype, not constant, values within ``2**precision - 1``); a frame
 that fails any check, or that the library returns as None, comes back as None and its film keeps
-its CPU decoder. :class:`MemoryPixels` serves a film's pieces from such a decoded array: level 0
-by slicing, reduced levels as the exact 5/3 LL band (:mod:`cpak_cli.input.wavelet53`), so every
-value equals OpenJPEG's (:class:`cpak_cli.input.film_source.J2KPixels`).
+its CPU decoder. The first decode call that fails (raises, or returns fewer images than it was
+given) turns GPU decoding off for the rest of the process (:func:`failure`; one warning is
+logged) and synchronizes the CUDA device so that a poisoned context shows at once. The decode
+runs with ``device_id`` as torch's current CUDA device (the library's output and the decoder on
+the same GPU).
+
+:class:`MemoryPixels` serves a film's pieces from such a decoded array: level 0 by slicing,
+reduced levels as the 5/3 LL band (:mod:`cpak_cli.input.wavelet53`), which equals OpenJPEG's
+reduced decode (:class:`cpak_cli.input.j2k_pixels.J2KPixels`) when the array equals OpenJPEG's
+full decode. Nothing here proves that: the decode is lossless by specification, and a film
+takes it only after a spot check against OpenJPEG on a grid of patches
+(:meth:`cpak_cli.input.film_source.FilmSource.adopt_pixels`, :mod:`cpak_cli.input.spot_check`).
 
 Only JPEG 2000 is decoded here. (A trap to remember for JPEG lossless: nvJPEG before 13.0.2
 decodes 9-15-bit lossless JPEG to all zeros; the constant check would refuse such frames.)
-Library code: nothing is printed; failures are logged at debug level.
+Library code: nothing is printed; refused frames are logged at debug level.
 """
 
 from __future__ import annotations
@@ -23,11 +32,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cpak_cli.input.film_source import J2KPixels
+from cpak_cli.input.j2k_pixels import J2KPixels
 from cpak_cli.input.j2k_stream import CodestreamInfo, codestream_info
 from cpak_cli.input.wavelet53 import ll_window
 
-__all__ = ["BATCH", "MemoryPixels", "available", "decode_frames"]
+__all__ = ["BATCH", "MemoryPixels", "available", "decode_frames", "failure"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +46,32 @@ BATCH = 16
 
 _lock = threading.Lock()
 _decoders: dict[tuple[int, int], Any] = {}
+_failure: str | None = None
+
+
+def failure() -> str | None:
+    """Why GPU decoding was turned off in this process (the first failed decode call), or None
+    while it is on."""
+    return _failure
+
+
+def _fail(reason: str, device_id: int) -> None:
+    """Turn GPU decoding off for this process after a failed call (one warning) and synchronize
+    the device so that a CUDA error left by the call surfaces now (a failing synchronize is
+    logged; the models' next call on that device then fails as it would)."""
+    global _failure
+    with _lock:
+        first, _failure = _failure is None, _failure or reason
+    if not first:
+        return
+    try:
+        import torch
+
+        torch.cuda.synchronize(device_id)
+        after = ""
+    except Exception as exc:  # noqa: BLE001 - only reported: GPU decoding stays off either way
+        after = f"; then the CUDA device failed to synchronize: {type(exc).__name__}: {exc}"
+    log.warning("GPU decoding (nvImageCodec) is off for the rest of this process: %s%s", reason, after)
 
 
 @lru_cache(maxsize=1)
@@ -67,10 +102,10 @@ def _decoder(device_id: int) -> tuple[Any, Any]:
     return nvimgcodec, _decoders[key]
 
 
-def _checked(image: Any, info: CodestreamInfo) -> np.ndarray | None:
+def _checked(image: Any, info: CodestreamInfo | None) -> np.ndarray | None:
     """The decoded frame as a host array ``(height, width)`` when it passes the checks, else
     None."""
-    if image is None:
+    if image is None or info is None:
         return None
     host = image.cpu() if hasattr(image, "cpu") else image
     arr = np.array(host, copy=True)
@@ -93,30 +128,41 @@ def _trimmed(cs: bytes) -> bytes:
     return cs[:end] if cs[end - 2 : end] == b"\xff\xd9" else cs
 
 
-def decode_frames(codestreams: Sequence[bytes], device_id: int = 0) -> list[np.ndarray | None]:
+def decode_frames(codestreams: Sequence[bytes], device_id: int = 0,
+                  infos: Sequence[CodestreamInfo | None] | None = None) -> list[np.ndarray | None]:
     """Decode JPEG 2000 codestreams (single component, unsigned, at most 16 bits) on GPU
     ``device_id`` in batches of :data:`BATCH`: per codestream its stored values ``(height,
     width)`` uint8 (precision <= 8) or uint16, or None when that frame could not be decoded or
-    failed a check (see the module docstring). Never raises: a failing call gives None for its
-    whole batch."""
-    infos = [codestream_info(cs) for cs in codestreams]
+    failed a check (see the module docstring). ``infos``: the codestreams'
+    :func:`~cpak_cli.input.j2k_stream.codestream_info` when the caller has them. Never raises:
+    a failing call gives None for its whole batch and turns GPU decoding off (:func:`failure`);
+    once off, every frame is None without a call."""
+    if infos is None:
+        infos = [codestream_info(cs) for cs in codestreams]
     todo = [i for i, info in enumerate(infos) if info is not None and not info.signed and info.precision <= 16]
     out: list[np.ndarray | None] = [None] * len(codestreams)
     for k in range(0, len(todo), BATCH):
+        if _failure is not None:
+            break
         part = todo[k : k + BATCH]
         try:
-            with _lock:
-                nvimgcodec, decoder = _decoder(device_id)
-                params = nvimgcodec.DecodeParams(allow_any_depth=True, color_spec=nvimgcodec.ColorSpec.UNCHANGED)
-                images = decoder.decode([_trimmed(codestreams[i]) for i in part], params=params)
-            if len(images) != len(part):
-                raise ValueError(f"{len(images)} images for {len(part)} codestreams")
-            for i, image in zip(part, images):
-                info = infos[i]
-                assert info is not None
-                out[i] = _checked(image, info)
+            import torch
+
+            with torch.cuda.device(device_id):
+                with _lock:
+                    nvimgcodec, decoder = _decoder(device_id)
+                    params = nvimgcodec.DecodeParams(allow_any_depth=True, color_spec=nvimgcodec.ColorSpec.UNCHANGED)
+                    images = decoder.decode([_trimmed(codestreams[i]) for i in part], params=params)
+                if len(images) != len(part):
+                    raise ValueError(f"{len(images)} images for {len(part)} codestreams")
+                frames = [_checked(image, info) for image, info in zip(images, (infos[i] for i in part))]
         except Exception as exc:  # noqa: BLE001 - the CPU decoder takes these frames
-            log.debug("nvImageCodec batch failed: %s: %s", type(exc).__name__, exc)
+            _fail(f"a batch of {len(part)} failed: {type(exc).__name__}: {exc}", device_id)
+            continue
+        for i, arr in zip(part, frames):
+            out[i] = arr
+            if arr is None:
+                log.debug("nvImageCodec frame %d refused (None or a failed check)", i)
     return out
 
 
@@ -127,10 +173,11 @@ def _same(pixels: J2KPixels) -> J2KPixels:
 class MemoryPixels(J2KPixels):
     """A film's :class:`J2KPixels` served from its stored values decoded whole (``stored``,
     rows x cols, the base's dtype): a level-0 area is sliced, a reduced one computed as the 5/3
-    LL band of that area (:func:`cpak_cli.input.wavelet53.ll_window`, exact), with the checks and
+    LL band of that area (:func:`cpak_cli.input.wavelet53.ll_window`), with the checks and
     errors of :meth:`J2KPixels.stored`. ``base`` (the source it replaces) still does the full
     decode (:meth:`load_full`); after :meth:`release` the array is dropped and pieces come from
-    ``base`` again. Lives in one process: it pickles as ``base`` (the codestream, not pixels)."""
+    ``base`` again (a read that races :meth:`release` gets either). Lives in one process: it
+    pickles as ``base`` (the codestream, not pixels)."""
 
     def __init__(self, base: J2KPixels, stored: np.ndarray, precision: int, tile_size: tuple[int, int]) -> None:
         super().__init__(base.codestream, base.shape, base.levels, base.dtype, base.unit_map)
@@ -142,17 +189,15 @@ class MemoryPixels(J2KPixels):
 
     def stored(self, level: int = 0, area: tuple[int, int, int, int] | None = None,
                check_constant: bool = True) -> np.ndarray:
-        if self._array is None:
-            return self.base.stored(level, area, check_constant)
-        return super().stored(level, area, check_constant)
-
-    def _decode(self, level: int, area: tuple[int, int, int, int] | None) -> np.ndarray:
-        arr = self._array
+        arr = self._array  # read once: release() may drop it meanwhile
         if arr is None:
-            raise ValueError("decoded pixels released")
+            return self.base.stored(level, area, check_constant)
         if level > self.levels:
             raise ValueError(f"codestream has no resolution level {level}")
-        return ll_window(arr, level, area, self.precision, self.tile_size)
+        return self._checked(ll_window(arr, level, area, self.precision, self.tile_size), level, area, check_constant)
+
+    def _decode(self, level: int, area: tuple[int, int, int, int] | None) -> np.ndarray:
+        return self.stored(level, area, check_constant=False)
 
     def load_full(self, path: str, pixel_spacing: Any, fallback_spacing: Any) -> Any:
         return self.base.load_full(path, pixel_spacing, fallback_spacing)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cpak_cli.input.film_source import J2KPixels, UnitMap
+from cpak_cli.input.j2k_pixels import J2KPixels, UnitMap
 from cpak_cli.input.tags import first_number, raw_str
 from cpak_cli.input.values import polarity, window_to_unit
 

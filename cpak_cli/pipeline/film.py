@@ -177,7 +177,7 @@ class Measurer:
         that a caller can run :meth:`finish` of an earlier group (its networks) while this
         group's windows decode. Raises what :meth:`detect_boxes` raises; crop errors surface in
         :meth:`finish`."""
-        from cpak_cli.pipeline.gpu_decode import gpu_decode  # optional, exact: JPEG 2000 films decoded on the GPU
+        from cpak_cli.pipeline.gpu_decode import gpu_decode  # optional: JPEG 2000 films decoded on the GPU
 
         images = list(images)
         gpu_decode(images, self.device)

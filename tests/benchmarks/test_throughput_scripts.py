@@ -98,27 +98,33 @@ def test_gpu_check_compare_finds_a_moved_and_a_missing_landmark(tiny_films, tiny
 
 
 def test_gpu_check_gpu_decode_section(tiny_weights, tmp_path, fake_gpu, one_torch_thread):
-    """(e) of gpu_check with a fake nvImageCodec: decode figures, exactness, and the landmarks of
-    the GPU-decoded films equal the CPU-decoded ones; skipped (and says so) without a GPU decode."""
+    """(e) of gpu_check with a fake nvImageCodec: decode figures, exactness, the chunk (GPU batch)
+    of (b), the spot check, the LL band overview of a film without a cached one, and the landmarks
+    of the GPU-decoded films equal the CPU-decoded ones; skipped (and says so) without a GPU
+    decode."""
     from cpak_cli.input import cage as cage_mod
     from cpak_cli.input.cage import Cage, DecodeLimits
     from cpak_cli.phantom import make_case, write_case
     from cpak_cli.pipeline.film import Measurer
 
     check = _load("gpu_check")
-    films = [Path(write_case(make_case(4, i, scale=0.12, compression="jpeg2000"), tmp_path)["dicom"]) for i in range(2)]
+    films = [Path(write_case(make_case(3, i, scale=0.25, compression="jpeg2000"), tmp_path)["dicom"]) for i in (0, 2)]
     measurer = Measurer(weights_dir=tiny_weights, device="cpu")
-    assert "skipped" in check.gpu_decode_check(films, measurer, "cpu", 4, 2)
+    assert "skipped" in check.gpu_decode_check(films, measurer, "cpu", 4, 2, 4)
     mod = fake_gpu()
     cage = Cage(DecodeLimits(seconds=60.0), start_method="fork")
     old = cage_mod.configure(cage)
     try:
-        out = check.gpu_decode_check(films, measurer, "cuda:0", 4, 2)
+        out = check.gpu_decode_check(films, measurer, "cuda:0", 4, 2, 4)
     finally:
         cage.close()
         cage_mod.configure(old)
     assert mod.calls >= 3 and out["films"] == 2 and out["frames_refused"] == 0
     assert out["bit_exact_vs_openjpeg"] == "2/2" and out["films_swapped"] == 2
+    assert out["chunk_in_b"] == 4 and out["gpu_batch_in_b"] == 4
+    assert out["spot_check"]["adopted"] and out["spot_check"]["patches"] >= 8 and out["spot_check"]["ms"] > 0
+    ov = out["overview_without_cache"]
+    assert "skipped" not in ov and ov["overview_level"] > 0 and ov["ms_ll_band_overview"] > 0
     lm = out["landmarks_gpu_vs_cpu_decode"]
     assert lm["landmarks_compared"] > 0 and lm["max_mm"] == 0.0 and lm["found_by_one_only"] == 0
     json.dumps(out)

@@ -171,3 +171,104 @@ def test_hostile_j2k_bytes_keep_the_loader_contract(tmp_path, seed):
         return
     for p in pieces:
         assert p.dtype == np.float32 and p.ndim == 2 and np.isfinite(p).all() and p.min() >= 0 and p.max() <= 1
+
+
+# ------------------------------------------------------------------ adopting another decode
+
+
+def _adoptable(tmp_path, window=(2048.0, 4096.0)):
+    """A fast FilmSource of a 600 x 300 single-tile film and its stored values decoded whole."""
+    path = write(make_j2k_dx(ramp_film(rows=600, cols=300, seed=5), window=window, pixel_spacing=(1.0, 1.0)),
+                 tmp_path / "a.dcm")
+    src = open_film(path)
+    assert isinstance(src, FilmSource) and src.fast
+    stored = openjp2.decode(src.piece_source.codestream).astype(src.piece_source.dtype)
+    return src, stored
+
+
+def _memory(src, arr):
+    from cpak_cli.input.nvimgcodec import MemoryPixels
+
+    return MemoryPixels(src.piece_source, arr, 12, (src.cols, src.rows))
+
+
+def _missing_spot(shape, w, h):
+    """Top-left (x, y) of a w x h rectangle that overlaps no spot-check patch, or None."""
+    from cpak_cli.input.spot_check import patch_grid
+
+    covered = np.zeros(shape, bool)
+    for x0, y0, x1, y1 in patch_grid(shape):
+        covered[y0:y1, x0:x1] = True
+    s = np.pad(covered.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    free = np.argwhere(s[h:, w:] - s[:-h, w:] - s[h:, :-w] + s[:-h, :-w] == 0)
+    return None if len(free) == 0 else (int(free[0][1]), int(free[0][0]))
+
+
+def test_an_exact_decode_is_adopted_and_gives_the_same_windows(tmp_path):
+    src, stored = _adoptable(tmp_path)
+    want = src.window(3, 7, 180, 420)
+    src._set("windows_read", False)  # as if no crop had read it
+    mem = _memory(src, stored)
+    assert src.adopt_pixels(mem) and src.piece_source is mem
+    np.testing.assert_array_equal(src.window(3, 7, 180, 420), want)
+
+
+@pytest.mark.parametrize("damage", ["block_off_the_diagonal", "clipped_by_the_voi_window"])
+def test_damage_the_spot_check_sees_is_not_adopted(tmp_path, damage):
+    """An 80 x 60 block away from the diagonal (the earlier check looked at three 32 x 32 patches
+    on it), and damage where the VOI window clips (the earlier check compared mapped values):
+    raw stored values on the patch grid catch both."""
+    from cpak_cli.input.spot_check import patch_grid
+
+    src, stored = _adoptable(tmp_path, window=(2048.0, 4096.0) if damage.startswith("block") else (700.0, 200.0))
+    bad = stored.copy()
+    if damage.startswith("block"):
+        x0, y0, _, _ = max(patch_grid(bad.shape), key=lambda a: (a[0], -a[1]))  # the top right patch
+        bx, by = min(x0 + 10, src.cols - 80), y0 + 10
+        for f in (0.25, 0.5, 0.75):  # away from the old check's patches
+            dx, dy = int(src.cols * f), int(src.rows * f)
+            assert bx >= dx + 32 or bx + 80 <= dx or by >= dy + 32 or by + 60 <= dy
+        bad[by : by + 60, bx : bx + 80] ^= 0x0101
+    else:
+        x0, y0, x1, y1 = patch_grid(bad.shape)[-1]
+        assert (src.piece_source.unit_map.apply(stored[y0:y1, x0:x1]) == 1.0).all()  # clipped there
+        bad[y0:y1, x0:x1] += 1
+    assert not src.windows_read and not src.adopt_pixels(_memory(src, bad))
+    assert src.fast and type(src.piece_source).__name__ == "J2KPixels"
+
+
+def test_damage_of_caught_for_sure_size_is_caught_and_smaller_may_not_be(tmp_path):
+    """What the grid catches for sure on this film: a damaged rectangle caught_for_sure wide and
+    high, wherever it lies; one pixel smaller each way fits between the patches (unseen)."""
+    from cpak_cli.input.spot_check import caught_for_sure
+
+    src, stored = _adoptable(tmp_path)
+    w, h = caught_for_sure(stored.shape)
+    assert _missing_spot(stored.shape, w, h) is None
+    spot = _missing_spot(stored.shape, w - 1, h - 1)
+    assert spot is not None
+    x, y = spot
+    for bw, bh, adopted in ((w - 1, h - 1, True), (w, h, False)):
+        bad = stored.copy()
+        bad[y : y + bh, x : x + bw] ^= 1
+        mem = _memory(src, bad)
+        assert src.adopt_pixels(mem) is adopted
+        if adopted:  # undo for the next case
+            src._set("_src", mem.base)
+
+
+def test_decoder_errors_during_the_check_are_not_adopted(tmp_path, monkeypatch):
+    """A caged source whose worker fails raises CpakInputError; a failing candidate raises
+    ValueError: adopt_pixels returns False and the film keeps its source."""
+    src, stored = _adoptable(tmp_path)
+    plain = src.piece_source
+    mem = _memory(src, stored)
+    monkeypatch.setattr(mem, "stored", lambda *a, **k: (_ for _ in ()).throw(ValueError("released")))
+    assert src.adopt_pixels(mem) is False
+
+    def crashed(*_a, **_k):
+        raise CpakInputError(src.path, "the decoder crashed on this file (decode worker killed by SIGSEGV)")
+
+    monkeypatch.setattr(plain, "stored", crashed)
+    assert src.adopt_pixels(_memory(src, stored)) is False
+    assert src.piece_source is plain and src.fast

@@ -25,13 +25,29 @@ def _codestream(pixels: np.ndarray, bits: int = 12) -> bytes:
     return cs
 
 
-def test_not_available_without_the_module(monkeypatch):
+@pytest.mark.parametrize("module", [True, False])
+def test_available_is_whether_the_module_imports_on_a_cuda_machine(monkeypatch, module):
     import sys
+    import types
 
-    monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", None)  # import fails
+    import torch
+
+    from tests.factories import fake_nvimgcodec
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # so the module decides
+    if "nvidia" not in sys.modules:
+        package = types.ModuleType("nvidia")
+        package.__path__ = []  # a package, as the real namespace package is
+        monkeypatch.setitem(sys.modules, "nvidia", package)
+    fake = fake_nvimgcodec() if module else None  # None: the import fails
+    monkeypatch.setitem(sys.modules, "nvidia.nvimgcodec", fake)
+    if module:
+        monkeypatch.setattr(sys.modules["nvidia"], "nvimgcodec", fake, raising=False)
+    else:
+        monkeypatch.delattr(sys.modules["nvidia"], "nvimgcodec", raising=False)
     nvimgcodec.available.cache_clear()
     try:
-        assert nvimgcodec.available() is False
+        assert nvimgcodec.available() is module
     finally:
         nvimgcodec.available.cache_clear()
 
@@ -130,3 +146,103 @@ def test_memory_pixels_checks_release_and_pickle():
     plain.stored = spy  # type: ignore[method-assign]
     np.testing.assert_array_equal(mem.stored(0, (5, 5, 70, 90)), pixels[5:90, 5:70])
     assert calls  # released: the base decodes again
+
+
+def test_a_read_racing_release_gets_values_not_an_error():
+    """release() drops the array between MemoryPixels' two looks at it (simulated: the array
+    reads back None after its first read): the read still gives the stored values."""
+    pixels = ramp_film(rows=200, cols=120, seed=6)
+    plain, _ = _pixels(_codestream(pixels))
+
+    class Racing(MemoryPixels):
+        reads = 0
+
+        @property  # type: ignore[override]
+        def _array(self):
+            self.reads += 1
+            return self._kept if self.reads == 1 else None
+
+        @_array.setter
+        def _array(self, value):
+            self._kept = value
+
+    mem = Racing(plain, pixels.copy(), 12, (120, 200))
+    np.testing.assert_array_equal(mem.stored(0, (5, 5, 70, 90)), pixels[5:90, 5:70])
+    np.testing.assert_array_equal(mem.stored(1, None), plain.stored(1, None))  # released: the base
+
+
+def _short(mod):
+    real = mod.Decoder.decode
+
+    def short(self, codestreams, params=None):
+        return real(self, codestreams, params)[:-1]
+
+    mod.Decoder.decode = short
+
+
+@pytest.mark.parametrize("how", ["short", "raises", "sync_fails"])
+def test_a_failed_call_turns_gpu_decoding_off_for_the_process(fake_gpu, monkeypatch, caplog, how):
+    """A batch returned short or a call that raises: its frames are None, one warning, the
+    device is synchronized (a failing synchronize is reported), and no later call is made."""
+    import logging
+
+    import torch
+
+    streams = [_codestream(ramp_film(rows=96, cols=64, seed=i)) for i in range(3)]
+    mod = fake_gpu()
+    monkeypatch.setattr(nvimgcodec, "BATCH", 2)
+    if how == "raises":
+        def frame(cs):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+        mod = fake_gpu(frame)
+    else:
+        _short(mod)
+    if how == "sync_fails":
+        def sync(i=None):
+            mod.syncs.append(i)
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+        monkeypatch.setattr(torch.cuda, "synchronize", sync)
+    with caplog.at_level(logging.DEBUG, logger=nvimgcodec.__name__):
+        assert decode_frames(streams, device_id=1) == [None, None, None]
+        assert decode_frames(streams, device_id=1) == [None, None, None]
+    assert mod.calls == 1 and mod.sizes == [2]  # the second batch and the second call: none
+    assert mod.devices == [1] and mod.syncs == [1]
+    assert nvimgcodec.failure() is not None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "off for the rest of this process" in warnings[0].getMessage()
+    assert ("failed to synchronize" in warnings[0].getMessage()) is (how == "sync_fails")
+
+
+def test_a_refused_frame_does_not_turn_gpu_decoding_off(fake_gpu):
+    streams = [_codestream(ramp_film(rows=96, cols=64, seed=i)) for i in range(2)]
+    mod = fake_gpu(lambda cs: None)
+    assert decode_frames(streams) == [None, None]
+    assert nvimgcodec.failure() is None and mod.syncs == []
+    fake_gpu()
+    assert all(a is not None for a in decode_frames(streams))
+
+
+@pytest.mark.parametrize("old", ["no_backend_kinds", "no_BackendKind"])
+def test_an_older_binding_gets_a_decoder_with_all_backends(fake_gpu, old):
+    mod = fake_gpu()
+    made = []
+    real = mod.Decoder
+
+    class Decoder(real):  # type: ignore[misc, valid-type]
+        def __init__(self, device_id=0, **kw):
+            if "backend_kinds" in kw:
+                raise TypeError("unexpected keyword argument 'backend_kinds'")
+            made.append(device_id)
+            super().__init__(device_id)
+
+    mod.Decoder = Decoder
+    if old == "no_BackendKind":
+        mod.Decoder = real
+        del mod.BackendKind
+    film = ramp_film(rows=96, cols=64, seed=1)
+    out = decode_frames([_codestream(film)], device_id=2)
+    np.testing.assert_array_equal(out[0], film)
+    assert made == ([2] if old == "no_backend_kinds" else [])
+    assert nvimgcodec.failure() is None

@@ -197,3 +197,25 @@ def test_measuring_a_held_film_equals_measuring_the_film_in_process(cage, tmp_pa
         assert held == plain
     assert plain["legs"] and all(leg["landmarks"] for leg in plain["legs"].values())
 
+
+def test_outputs_read_the_pixels_the_worker_holds_instead_of_decoding_the_film_again(
+        cage, tmp_path, tiny_weights, one_torch_thread, request_log, worker_loads):
+    """Overlays and report thumbnails of a batch, and measure_file's overlay, read the held
+    film's pixels: the films are released after their outputs are written, not before."""
+    from cpak_cli import api
+    from tests.factories import phantom_folder
+
+    cage(hook=log_requests)
+    folder = phantom_folder(tmp_path / "ph", seed=7, count=2)
+    films = sorted(folder.glob("*.dcm"))
+    options = api.MeasureOptions(weights_dir=tiny_weights, device="cpu")
+    (tmp_path / "ov").mkdir()
+    batch = api.BatchOptions(workers=1, chunk=1, overlays=tmp_path / "ov", report=tmp_path / "report.html")
+    api.run_batch(folder, tmp_path / "out.csv", options, batch)
+    assert len(list((tmp_path / "ov").glob("*.png"))) == len(films)  # every film had a leg
+    assert len(list((tmp_path / "out.csv.thumbs").glob("*.jpg"))) == len(films)
+    api.measure_file(films[0], options, api.FilmOutputs(overlay=tmp_path / "one.png"))
+    assert (tmp_path / "one.png").exists()
+    opens = [name for _, op, name in logged_requests(request_log) if op == "open"]
+    assert sorted(opens) == sorted([f.name for f in films] + [films[0].name])
+    assert worker_loads() == []  # each film decoded once, when opened

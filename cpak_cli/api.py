@@ -103,9 +103,12 @@ def measure_file(
     # decodes only what is measured, where it can, in a worker process with a time and memory limit
     box_file = read_boxes(boxes) if boxes is not None else None  # cheap, and may fail: before the decode
     image = open_caged(path, pixel_spacing=options.pixel_spacing)
-    measurer = measurer_for(options, need_detector=box_file is None)
-    result = measurer.measure(image, box_file)
-    write_film_outputs(result, outputs.for_input(path))
+    try:  # released after the outputs: an overlay reads the pixels its decode worker holds
+        measurer = measurer_for(options, need_detector=box_file is None)
+        result = measurer.measure(image, box_file, release=False)
+        write_film_outputs(result, outputs.for_input(path))
+    finally:
+        image.release()
     return result
 
 

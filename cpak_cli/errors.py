@@ -18,5 +18,10 @@ class CpakInputError(CpakError):
         super().__init__(self.reason if self.path is None else f"{self.path}: {self.reason}")
 
 
+class CpakMemoryError(CpakInputError):
+    """A file that could not be decoded within the memory available (``MemoryError`` while
+    loading it); a decode worker that holds other films drops them and tries once more."""
+
+
 class CpakModelError(CpakError):
     """Missing or inconsistent model weights / model card."""

@@ -187,7 +187,7 @@ class FakeMeasurer:
         self.drop = set(drop)
         self.legs = legs
 
-    def measure_images(self, images, boxes=None):
+    def measure_images(self, images, boxes=None, release=True):  # a stand-in releases nothing
         from cpak_cli.core.measurement import measure_leg
         from cpak_cli.networks.inference import LandmarkPrediction
         from cpak_cli.pipeline.result import ScanResult
@@ -210,7 +210,7 @@ class FakeMeasurer:
             out.append(res)
         return out
 
-    def measure(self, image, boxes=None):
+    def measure(self, image, boxes=None, release=True):
         return self.measure_images([image], [boxes])[0]
 
 
@@ -469,10 +469,10 @@ class LegsMeasurer:
         return {side: build_leg(ldfa, mpta, side=side, spacing_mm=image.spacing_mm, origin_mm=(x_mm, 60.0))
                 for side, (ldfa, mpta, x_mm) in self.LEGS.items()}
 
-    def measure(self, image: Any, boxes: Any = None) -> Any:
+    def measure(self, image: Any, boxes: Any = None, release: bool = True) -> Any:
         return measured_result(image, self.legs(image))
 
-    def measure_images(self, images: Any, boxes: Any = None) -> list[Any]:
+    def measure_images(self, images: Any, boxes: Any = None, release: bool = True) -> list[Any]:
         return [self.measure(im) for im in images]
 
 
@@ -552,7 +552,7 @@ class TruthMeasurer:
     def __init__(self, landmarks: dict, boxes: dict) -> None:
         self.landmarks, self.boxes = landmarks, boxes
 
-    def measure_images(self, images: list, boxes: Any = None) -> list:
+    def measure_images(self, images: list, boxes: Any = None, release: bool = True) -> list:
         from cpak_cli.core.measurement import measure_leg
         from cpak_cli.networks.inference import LandmarkPrediction
         from cpak_cli.pipeline.result import ScanResult
@@ -659,3 +659,35 @@ def fake_nvimgcodec(frame: Any = None) -> Any:
     mod.ColorSpec = types.SimpleNamespace(UNCHANGED="unchanged")
     mod.BackendKind = types.SimpleNamespace(GPU_ONLY="gpu", HYBRID_CPU_GPU="hybrid")
     return mod
+
+
+# ------------------------------------------------------------------ decode-worker test hooks
+# Run in a decode worker before each request (Cage(hook=...)); module level, so that they pickle.
+def crash_on_segv(op: str, path: str) -> None:
+    """A file named ``*segv*`` crashes the worker when opened."""
+    import os
+    import signal
+
+    if "segv" in Path(path).name and op == "open":
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def log_requests(op: str, path: str) -> None:
+    """One line ``PID OP NAME`` per request, appended to ``$CPAK_TEST_REQUEST_LOG``; an open
+    takes 0.3 s more (films opened at once use every worker); a request about a held film
+    (``op`` ``"held"``) named ``*slow*`` takes 0.5 s more, one named ``*hang*`` 60 s."""
+    import os
+    import time
+
+    name = Path(path).name
+    with open(os.environ["CPAK_TEST_REQUEST_LOG"], "a") as fh:
+        fh.write(f"{os.getpid()} {op} {name}\n")
+    if op == "open":
+        time.sleep(0.3)
+    if op == "held":
+        time.sleep(60 if "hang" in name else 0.5 if "slow" in name else 0)
+
+
+def logged_requests(log: Path) -> list[list[str]]:
+    """The requests :func:`log_requests` logged in ``log``, ``[pid, op, name]`` each."""
+    return [ln.split() for ln in log.read_text().splitlines()] if log.exists() else []

@@ -29,7 +29,7 @@ def test_measure_files_reports_each_film_and_loads_the_models_once(monkeypatch, 
         def __init__(self, **kw):
             calls.append(kw)
 
-        def measure(self, image, boxes):
+        def measure(self, image, boxes, release=True):
             from cpak_cli.pipeline.result import ScanResult
 
             return ScanResult(path=image.path, image=image)

@@ -4,8 +4,9 @@ one-line :class:`~cpak_cli.errors.CpakInputError`, never the run.
 
 A :class:`Cage` holds up to ``workers`` decode processes (started on first use, kept for the
 whole run; a dead or killed one is replaced on the next request). Each worker
-(:func:`cpak_cli.input.cage_worker.serve`) sets ``RLIMIT_AS`` (its address space at start plus
-:attr:`DecodeLimits.memory_mb`) and never imports torch; each request waits at most
+(:func:`cpak_cli.input.cage_worker.serve`) loads what decoding and crops use (pydicom, the
+loader, OpenCV), then sets ``RLIMIT_AS`` (its address space then plus
+:attr:`DecodeLimits.memory_mb`), and never imports torch; each request waits at most
 :attr:`DecodeLimits.seconds`, then the worker is killed. Requests (all film paths are the
 parent's strings):
 
@@ -15,8 +16,9 @@ parent's strings):
   decoded in full, a :class:`~cpak_cli.input.held.HeldFilm` (the worker keeps the float32 film;
   the parent gets its metadata and the detector's input, not its pixels);
 * :meth:`Cage.stored` - stored values of one JPEG 2000 area (a FilmSource window);
-* :meth:`Cage.held` - a crop of a held film, its whole pixels (an overlay), or its release, in
-  the worker that holds it (worker affinity; another worker opens the file again);
+* :meth:`Cage.held` - a crop of a held film or its whole pixels (an overlay), in the worker that
+  holds it (worker affinity; another worker opens the file again); a released film is dropped
+  with the next request to its worker (:meth:`Cage.drop_held`);
 * :meth:`Cage.load` - :func:`cpak_cli.input.loader.load_image` (a FilmSource's full decode).
 
 A whole float32 film crosses the pipe only when something reads its ``pixels``. Workers start
@@ -25,8 +27,13 @@ else with ``forkserver`` (a clean server process, started once). A film whose re
 limit fails at once on later requests (no second 120 s wait).
 
 Limits: ``CPAK_DECODE_TIMEOUT_S`` (default 120 s per request) and ``CPAK_DECODE_MEMORY_MB``
-(default half of the physical memory) or :func:`configure`. Held films take at most half of a
-worker's memory limit; a request that runs out of memory drops them and runs once more.
+(default half of the physical memory) or :func:`configure`. A worker keeps the films it holds
+until they are released; their pixels take at most :data:`~cpak_cli.input.held.HELD_SHARE`
+(half) of its memory limit (the newest film is kept even when it alone takes more; beyond that
+the least recently used go first). A request that runs out of memory
+(``MemoryError``, the loader's :class:`~cpak_cli.errors.CpakMemoryError`, OpenCV's) while the
+worker holds films drops them all and runs once more; if it runs out again the film fails the
+memory limit.
 """
 
 from __future__ import annotations
@@ -46,9 +53,10 @@ import numpy as np
 from cpak_cli.errors import CpakInputError
 from cpak_cli.input.cage_worker import Hook, serve
 from cpak_cli.input.film_source import J2KPixels
-from cpak_cli.input.held import HeldFilm, HeldInfo
+from cpak_cli.input.held import HeldFilm, HeldInfo, WorkerGone
 
 __all__ = ["CagedPixels", "Cage", "DecodeLimits", "configure", "default_cage"]
+
 
 def _physical_mb() -> int:
     try:
@@ -121,6 +129,7 @@ class Cage:
         self._idle: list[_Worker] = []
         self._alive: set[int] = set()  # ids of the started workers not known dead
         self._waiting: Counter[int] = Counter()  # threads waiting for one worker, by its id
+        self._drops: dict[int, list[str]] = {}  # held films released, to drop with the next request, by worker id
         self._ids = itertools.count(1)
         self._count = 0
         self._cond = threading.Condition()
@@ -145,18 +154,22 @@ class Cage:
             self._alive.add(wid)
         return w
 
-    def alive(self, wid: int) -> bool:
-        """Whether worker ``wid`` of this cage is running (as far as the cage knows)."""
+    def drop_held(self, wid: int, key: str) -> None:
+        """Have worker ``wid`` drop the held film ``key``: sent with the next request to that
+        worker (nothing when the worker is gone). Never waits for a busy worker."""
         with self._cond:
-            return wid in self._alive
+            if wid in self._alive:
+                self._drops.setdefault(wid, []).append(key)
 
-    def _take(self, want: int | None = None) -> _Worker:
-        """An idle worker: worker ``want`` while it is alive (waiting for it), else any that no
-        thread waits for (a new one when fewer than ``workers`` run). An idle worker found dead
-        is dropped."""
+    def _take(self, want: int | None = None) -> tuple[_Worker, list[str]]:
+        """An idle worker and the held films it is to drop first: worker ``want`` (waiting for
+        it; WorkerGone when it is not alive, or dies meanwhile), else any that no thread waits
+        for (a new one when fewer than ``workers`` run). An idle worker found dead is dropped."""
         with self._cond:
             while True:
-                if want in self._alive:
+                if want is not None:
+                    if want not in self._alive:
+                        raise WorkerGone(want)
                     pick = next((w for w in self._idle if w.wid == want), None)
                 else:  # a worker that threads wait for (its held films' crops) goes to them first
                     pick = next((w for w in reversed(self._idle) if not self._waiting[w.wid]), None)
@@ -166,7 +179,7 @@ class Cage:
                 if pick is not None:
                     self._idle.remove(pick)
                     if pick.proc.is_alive():
-                        return pick
+                        return pick, self._drops.pop(pick.wid, [])
                     self._drop(pick)  # died while idle (killed from outside): not this request's fault
                     pick.kill()
                     continue
@@ -178,7 +191,7 @@ class Cage:
                     if want is not None:
                         self._waiting[want] -= 1
         try:
-            return self._spawn()
+            return self._spawn(), []
         except BaseException:
             self._drop(None)
             raise
@@ -194,6 +207,7 @@ class Cage:
             self._count -= 1
             if w is not None:
                 self._alive.discard(w.wid)
+                self._drops.pop(w.wid, None)
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -201,7 +215,9 @@ class Cage:
         with self._cond:
             idle, self._idle = self._idle, []
             self._count -= len(idle)
-            self._alive.difference_update(w.wid for w in idle)
+            for w in idle:
+                self._alive.discard(w.wid)
+                self._drops.pop(w.wid, None)
         for w in idle:
             w.kill()
 
@@ -209,10 +225,10 @@ class Cage:
         film = film or path
         if film in self._failed:
             raise CpakInputError(path, self._failed[film])
-        w = self._take(want)
+        w, drops = self._take(want)
         reason = None
         try:
-            w.conn.send(req + (os.getcwd(),))
+            w.conn.send(req + (drops, os.getcwd()))
             if not w.conn.poll(self.limits.seconds):
                 reason = (f"the decoder took longer than {self.limits.seconds:g} s on this file "
                           "(time limit, CPAK_DECODE_TIMEOUT_S)")
@@ -256,8 +272,12 @@ class Cage:
     def held(self, key: str, reload: tuple[str, Any, Any], action: str, arg: Any = None,
              want: int | None = None) -> tuple[int | None, Any]:
         """:meth:`cpak_cli.input.held.HeldStore.answer` for the held film ``key`` (``reload`` =
-        its path and spacing arguments) in worker ``want`` when it is alive, else in any worker
-        (which opens the file again for a crop). Same errors as :meth:`open`."""
+        its path and spacing arguments) in worker ``want`` (None: any worker, which opens the
+        file again for a crop): ``(the worker that holds the film afterwards or None, the
+        answer)``. Raises :class:`~cpak_cli.input.held.WorkerGone` when worker ``want`` is gone,
+        the cage's CpakInputError (crash, time or memory limit; the file's errors when it is
+        opened again), and whatever else the worker raised (e.g. ValueError for an unknown
+        action)."""
         path = reload[0]
         return self._call(path, ("held", path, key, reload[1], reload[2], action, arg), key, want)
 

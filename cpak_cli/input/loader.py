@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from cpak_cli.errors import CpakInputError
+from cpak_cli.errors import CpakInputError, CpakMemoryError
 from cpak_cli.input.dicom_decode import check_image_kind, decode_unit, read_dataset, transfer_syntax
 from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.image import LoadedImage
@@ -246,7 +246,8 @@ def load_image(
         CpakInputError: one line ``"PATH: reason"`` for a missing/unreadable file, a non-DICOM
             file, no PixelData, multi-frame, colour, unexpected shape, truncated/corrupt pixel
             data, an unsupported transfer syntax, no, invalid or implausible pixel spacing, an
-            invalid PatientOrientation pair, no contrast.
+            invalid PatientOrientation pair, no contrast; :class:`~cpak_cli.errors.CpakMemoryError`
+            (a CpakInputError) when the memory ran out while loading.
     """
     return _load(path, pixel_spacing, fallback_spacing, lazy=False)
 
@@ -287,7 +288,7 @@ def _load(
     except CpakInputError:
         raise
     except MemoryError:
-        raise CpakInputError(spath, "image too large to load (out of memory)") from None
+        raise CpakMemoryError(spath, "image too large to load (out of memory)") from None
     except Exception as exc:  # noqa: BLE001 - boundary: never let a traceback reach the CLI
         raise CpakInputError(
             spath, f"cannot load image ({type(exc).__name__}: {short(exc)})"

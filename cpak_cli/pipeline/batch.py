@@ -41,7 +41,10 @@ def run_batch(
 
     ``on_file(summary)`` is called after each film's rows are written; ``on_result(decoded,
     result)`` just before, with the film's :class:`Decoded` and its ``ScanResult`` (None when it
-    could not be decoded or measured), e.g. to keep a thumbnail (it must not raise)."""
+    could not be decoded or measured), e.g. to keep a thumbnail (it must not raise). The
+    measurer's ``finish`` / ``measure_images`` are called with ``release=False``: a group's
+    films are released (:func:`release_group`) after their rows and outputs are written, so an
+    overlay reads the pixels a decode worker holds instead of decoding the film again."""
     o = options
     todo, summary = pending_inputs(inputs, csv_path, o.resume, o.overwrite, o.anonymize_salt)
     decoded = _decoded(todo, o.workers, pixel_spacing)  # the first films decode while the models load
@@ -50,13 +53,16 @@ def run_batch(
     with open_csv(csv_path) as fh:
 
         def write(started: StartedFilms) -> None:
-            results, errors = finish_group(measurer, started)
-            for d in started.group:
-                rows, failed = film_rows(d, results.get(d.path), errors.get(d.path), o.anonymize_salt,
-                                         overlays=o.overlays, sr_dir=o.sr_dir, on_result=on_result)
-                write_film(fh, rows, failed, summary)
-                if on_file is not None:
-                    on_file(summary)
+            try:  # the films are released once their outputs (overlays, thumbnails) have read them
+                results, errors = finish_group(measurer, started, release=False)
+                for d in started.group:
+                    rows, failed = film_rows(d, results.get(d.path), errors.get(d.path), o.anonymize_salt,
+                                             overlays=o.overlays, sr_dir=o.sr_dir, on_result=on_result)
+                    write_film(fh, rows, failed, summary)
+                    if on_file is not None:
+                        on_file(summary)
+            finally:
+                release_group(started.group)
 
         waiting: StartedFilms | None = None
         for group in _chunks(decoded, o.chunk):
@@ -92,38 +98,56 @@ def start_group(measurer: Any, group: Sequence[Decoded]) -> StartedFilms:
         return StartedFilms(group, None)
 
 
-def finish_group(measurer: Any, started: StartedFilms) -> tuple[dict[str, Any], dict[str, str]]:
+def finish_group(measurer: Any, started: StartedFilms, release: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
     """Measure the decoded films of a started group (crops share forward passes); when that
     fails, one at a time so that only the bad film gets an error. Returns the results and the
-    one-line errors, by input path (films that failed to decode are in neither)."""
+    one-line errors, by input path (films that failed to decode are in neither). The measurer
+    is called with ``release=False``; with ``release`` the group's films are released
+    (:func:`release_group`) before returning, whatever happened, else the caller releases them
+    (after reading their pixels)."""
     ok = [d for d in started.group if d.image is not None]
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    if not ok:
-        return results, errors
     try:
-        if started.started is not None:
-            measured = measurer.finish(started.started)
-        elif not hasattr(measurer, "start"):
-            measured = measurer.measure_images([d.image for d in ok])
-        else:
-            raise RuntimeError("the group could not be started")
-        for d, r in zip(ok, measured):
-            results[d.path] = r
-    except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad one
-        for d in ok:
+        if not ok:
+            return results, errors
+        try:
+            if started.started is not None:
+                measured = measurer.finish(started.started, release=False)
+            elif not hasattr(measurer, "start"):
+                measured = measurer.measure_images([d.image for d in ok], release=False)
+            else:
+                raise RuntimeError("the group could not be started")
+            for d, r in zip(ok, measured):
+                results[d.path] = r
+        except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad one
+            for d in ok:
+                try:
+                    results[d.path] = measurer.measure_images([d.image], release=False)[0]
+                except CpakInputError as exc:  # the film's decoder failed (the decode cage's one line)
+                    errors[d.path] = str(exc)
+                except Exception as exc:  # noqa: BLE001
+                    errors[d.path] = f"{d.path}: measurement failed ({exc.__class__.__name__}: {exc})"
+        return results, errors
+    finally:
+        if release:
+            release_group(started.group)
+
+
+def release_group(group: Sequence[Decoded]) -> None:
+    """Release every decoded image of ``group`` (``release()``: a held film leaves its decode
+    worker, a FilmSource frees its decoders); never raises."""
+    for d in group:
+        if d.image is not None:
             try:
-                results[d.path] = measurer.measure_images([d.image])[0]
-            except CpakInputError as exc:  # the film's decoder failed (the decode cage's one line)
-                errors[d.path] = str(exc)
-            except Exception as exc:  # noqa: BLE001
-                errors[d.path] = f"{d.path}: measurement failed ({exc.__class__.__name__}: {exc})"
-    return results, errors
+                d.image.release()
+            except Exception:  # noqa: BLE001 - releasing frees memory early; it never costs a film
+                pass
 
 
 def measure_group(measurer: Any, group: Sequence[Decoded]) -> tuple[dict[str, Any], dict[str, str]]:
     """Measure the decoded films of ``group`` in one call (:func:`start_group` then
-    :func:`finish_group`)."""
+    :func:`finish_group`); the films are released."""
     return finish_group(measurer, start_group(measurer, group))
 
 

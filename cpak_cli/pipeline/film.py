@@ -160,16 +160,17 @@ class Measurer:
         return out
 
     def measure_images(
-        self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None] | None = None
+        self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None] | None = None, release: bool = True,
     ) -> list[ScanResult]:
         """Measure several loaded images; crops that share a model share forward passes
-        (:meth:`start` then :meth:`finish`).
+        (:meth:`start` then :meth:`finish`, which releases the images unless ``release`` is
+        False).
 
         An image from :func:`cpak_cli.input.loader.open_film` (a :class:`FilmSource`) is read
         through its overview and windows; when none of its windows proved the VOI window the
         loader would pick (:meth:`FilmSource.confirm_voi`), it is decoded in full and, if the
         loader picks another mapping, measured again from the full decode."""
-        return self.finish(self.start(images, boxes))
+        return self.finish(self.start(images, boxes), release)
 
     def start(self, images: Sequence[LoadedImage], boxes: Sequence[BoxFile | None] | None = None) -> StartedGroup:
         """First half of :meth:`measure_images`: the joint boxes (the detector, in this thread,
@@ -198,24 +199,27 @@ class Measurer:
         crops = self._background().submit(make_crops, [_view(im) for im in images], jobs, self.models)
         return StartedGroup(images, box_files, all_boxes, sources, crops)
 
-    def finish(self, group: StartedGroup) -> list[ScanResult]:
+    def finish(self, group: StartedGroup, release: bool = True) -> list[ScanResult]:
         """Second half of :meth:`measure_images` for a group from :meth:`start`: the landmark
         networks, re-centred boxes, the legs and their flags; a lazily decoded film whose VOI
         choice its windows did not prove is decoded in full and, if needed, measured again.
-        Frees the films' kept decoders. Raises what decoding a crop raised
+        With ``release`` (default) the images that decode on demand are released at the end,
+        also on error (a FilmSource's kept decoders, a held film in its decode worker); a
+        caller that reads their ``pixels`` afterwards (overlays, thumbnails) passes False and
+        calls ``release()`` itself after. Raises what decoding a crop raised
         (:class:`~cpak_cli.errors.CpakInputError` for a film whose decoder failed)."""
         images = group.images
         try:
             results = self._results(group)
             redo = [i for i, im in enumerate(images) if isinstance(im, FilmSource) and not im.confirm_voi()]
             if redo:
-                again = self.finish(self.start([images[i] for i in redo], [group.box_files[i] for i in redo]))
+                again = self.finish(self.start([images[i] for i in redo], [group.box_files[i] for i in redo]), release)
                 for i, res in zip(redo, again):
                     results[i] = res
         finally:
             if not group.crops.done():
                 group.crops.cancel()
-            for im in images:
+            for im in images if release else ():
                 if im.decodes_on_demand:  # a FilmSource's decoders, a held film in its decode worker
                     im.release()
         return results
@@ -281,5 +285,6 @@ class Measurer:
             results.append(res)
         return results
 
-    def measure(self, image: LoadedImage, boxes: BoxFile | None = None) -> ScanResult:
-        return self.measure_images([image], [boxes])[0]
+    def measure(self, image: LoadedImage, boxes: BoxFile | None = None, release: bool = True) -> ScanResult:
+        """:meth:`measure_images` of one image."""
+        return self.measure_images([image], [boxes], release)[0]

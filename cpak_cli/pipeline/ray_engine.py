@@ -44,19 +44,22 @@ RAY_MISSING = "--engine ray needs Ray: pip install 'cpak-cli[ray]' (or 'ray[data
 def _decode_row(row: dict[str, Any], spacing: tuple[float, float] | None, cwd: str) -> dict[str, Any]:
     """Ray task: decode one film; the :class:`~cpak_cli.pipeline.batch.Decoded` travels pickled
     (a :class:`~cpak_cli.input.held.HeldFilm` as a plain LoadedImage with its pixels, fetched
-    from the decode worker here, which then drops it; a failed fetch is the film's error row).
-    A relative input path is read from the driver's working folder ``cwd`` when this node has it
-    (the path stays as given: it is the CSV's ``input``)."""
+    from the decode worker here, which then drops it, whatever happened; a failed fetch, of any
+    kind, is the film's one-line error row). A relative input path is read from the driver's
+    working folder ``cwd`` when this node has it (the path stays as given: it is the CSV's
+    ``input``)."""
     path = str(row["path"])
     if not os.path.isabs(path) and os.getcwd() != cwd and os.path.isdir(cwd):
         os.chdir(cwd)
     dec = decode_one((path, spacing))
     try:
         data = pickle.dumps(dec, protocol=pickle.HIGHEST_PROTOCOL)
-    except CpakError as exc:
-        data = pickle.dumps(Decoded(path, dec.sha256, None, str(exc)), protocol=pickle.HIGHEST_PROTOCOL)
-    if dec.image is not None:
-        dec.image.release()
+    except Exception as exc:  # noqa: BLE001 - the cage raises what the worker raised: one film's error row
+        reason = str(exc) if isinstance(exc, CpakError) else f"{path}: unexpected error {exc.__class__.__name__}: {exc}"
+        data = pickle.dumps(Decoded(path, dec.sha256, None, " ".join(reason.split())), protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        if dec.image is not None:
+            dec.image.release()
     return {"index": row["index"], "decoded": data}
 
 

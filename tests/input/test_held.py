@@ -2,27 +2,24 @@
 detector input are made in the worker, bit-identical to crops of the whole array, and only
 crops cross the pipe until something reads the pixels."""
 
+import gc
 import os
 import pickle
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing import reduction
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cpak_cli.errors import CpakInputError
-from cpak_cli.input import cage as cage_mod
 from cpak_cli.input import held as held_mod
-from cpak_cli.input.cage import Cage, DecodeLimits, open_caged
+from cpak_cli.input.cage import open_caged
 from cpak_cli.input.held import HeldFilm, HeldStore
 from cpak_cli.input.image import LoadedImage
 from cpak_cli.input.loader import load_image, open_film
 from cpak_cli.networks.crops import crop_matrix, frame_matrix, sample_crop
 from cpak_cli.networks.detector import detector_frame, detector_input
-from tests.factories import make_dx, write, write_plain_film
+from tests.factories import crash_on_segv, log_requests, logged_requests, make_dx, write, write_plain_film
 
 #: crop matrices: inside, reaching out of the film on every side, mirrored, down-sampling by
 #: 1.6-12x (the Gaussian low-pass), up-sampling, a non-square frame
@@ -34,69 +31,6 @@ MATRICES = [
     (crop_matrix((100, 200, 110, 210), 40), 40),
     (frame_matrix((-20, -50, 260, 650), 48, 128, mirror=True), (48, 128)),
 ]
-
-
-def crash_on_segv(op: str, path: str) -> None:
-    """Test hook run in the decode worker: a file named ``*segv*`` crashes it when opened."""
-    if "segv" in Path(path).name and op == "open":
-        os.kill(os.getpid(), signal.SIGSEGV)
-
-
-def log_requests(op: str, path: str) -> None:
-    """Test hook run in the decode worker: one line ``PID OP NAME`` per request, appended to
-    ``$CPAK_TEST_REQUEST_LOG``; an open takes 0.3 s more (films opened at once use every worker)."""
-    with open(os.environ["CPAK_TEST_REQUEST_LOG"], "a") as fh:
-        fh.write(f"{os.getpid()} {op} {Path(path).name}\n")
-    if op == "open":
-        time.sleep(0.3)
-
-
-@pytest.fixture
-def request_log(tmp_path, monkeypatch):
-    log = tmp_path / "requests.log"
-    monkeypatch.setenv("CPAK_TEST_REQUEST_LOG", str(log))
-    return log
-
-
-def requests(log: Path) -> list[list[str]]:
-    """The logged requests, ``[pid, op, name]`` each."""
-    return [ln.split() for ln in log.read_text().splitlines()] if log.exists() else []
-
-
-def cage_with(workers: int = 1, hook=None) -> Cage:
-    cage = Cage(DecodeLimits(seconds=30.0, memory_mb=2000), workers=workers, start_method="fork", hook=hook)
-    cage_mod.configure(cage)
-    return cage
-
-
-@pytest.fixture
-def cage():
-    old = cage_mod.configure(None)
-    made = []
-    yield lambda workers=1, hook=None: made.append(cage_with(workers, hook)) or made[-1]
-    for c in made:
-        c.close()
-    cage_mod.configure(old)
-
-
-@pytest.fixture
-def received(monkeypatch):
-    """Sizes (bytes) of every message this process unpickles from a pipe (the cage's replies)."""
-    sizes: list[int] = []
-    loads = reduction.ForkingPickler.loads
-
-    def recording(buf, *args, **kwargs):
-        sizes.append(len(buf))
-        return loads(buf, *args, **kwargs)
-
-    monkeypatch.setattr(reduction.ForkingPickler, "loads", staticmethod(recording))
-    return sizes
-
-
-@pytest.fixture
-def film(tmp_path):
-    """An uncompressed 12-bit film, 640 x 240, textured (no two crops alike)."""
-    return write_plain_film(tmp_path / "plain.dcm", 640, 240, seed=3)
 
 
 def test_a_film_decoded_in_full_comes_back_held_and_its_crops_are_bit_identical(cage, film, received):
@@ -156,43 +90,55 @@ def test_requests_for_a_held_film_go_to_the_worker_that_holds_it(cage, tmp_path,
     paths = [write_plain_film(tmp_path / f"f{i}.dcm", 320, 120, seed=i) for i in range(4)]
     with ThreadPoolExecutor(2) as pool:
         images = list(pool.map(open_caged, paths))
-    opened = {name: pid for pid, op, name in requests(request_log) if op == "open"}
+    opened = {name: pid for pid, op, name in logged_requests(request_log) if op == "open"}
     assert len(set(opened.values())) == 2
     for _ in range(3):
         for image in images:
             sample_crop(image, *MATRICES[0])
-    for pid, op, name in requests(request_log):
+    for pid, op, name in logged_requests(request_log):
         if op == "held":
             assert pid == opened[name]
 
 
-def test_an_evicted_film_is_opened_again_by_its_worker(cage, tmp_path, monkeypatch):
-    monkeypatch.setattr(held_mod, "KEEP_HELD", 1)  # before the worker forks
+def test_a_film_dropped_past_the_memory_share_is_opened_again_by_its_worker(cage, tmp_path, monkeypatch,
+                                                                           worker_loads):
+    monkeypatch.setattr(held_mod, "HELD_SHARE", 0.0)  # before the worker forks: only the newest film is kept
     cage()
     a, b = (write_plain_film(tmp_path / f"{n}.dcm", 320, 120, seed=i) for i, n in enumerate("ab"))
     held_a, held_b = open_caged(a), open_caged(b)  # one worker: b's arrival drops a
+    assert held_a._worker == held_b._worker and worker_loads() == []
     for image, path in ((held_a, a), (held_b, b), (held_a, a)):
         for matrix, size in MATRICES:
             assert np.array_equal(sample_crop(image, matrix, size), sample_crop(load_image(path).pixels, matrix, size))
+    # a opened again (its first crop), then b after it, then a once more; every crop after the
+    # first of each visit came from the film held again
+    assert [name for _, name in worker_loads()] == ["a.dcm", "b.dcm", "a.dcm"]
 
 
-def test_the_store_keeps_a_bounded_number_of_films_and_opens_a_missing_one_again(film, tmp_path, monkeypatch):
-    monkeypatch.setattr(held_mod, "KEEP_HELD", 2)
+def test_the_store_drops_films_only_past_its_budget_and_opens_a_missing_one_again(film, tmp_path):
     other = write_plain_film(tmp_path / "other.dcm", 320, 120, seed=5)
+    size = load_image(film).pixels.nbytes
     store = HeldStore(7, budget=2**30)
-    keys = [store.hold(open_film(p)).key for p in (film, other, film)]
-    assert list(store.films) == keys[1:]  # the oldest went first
-    matrix, size = MATRICES[2]
-    worker, crop = store.answer(keys[0], str(film), None, None, "sample", (matrix, size))
-    assert worker == 7 and keys[0] in store.films and list(store.films)[-1] == keys[0]
-    assert np.array_equal(crop, sample_crop(load_image(film).pixels, matrix, size))
+    keys = [store.hold(open_film(p)).key for p in (film, other, film, other) * 5]
+    assert list(store.films) == keys  # no count limit: every film stays until released
+    store.drop(keys[:-1] + ["unknown"])
+    assert list(store.films) == keys[-1:]
+    matrix, size2 = MATRICES[2]
+    worker, crop = store.answer(keys[0], str(film), None, None, "sample", (matrix, size2))
+    assert worker == 7 and list(store.films) == [keys[-1], keys[0]]  # opened again, held, the newest
+    assert np.array_equal(crop, sample_crop(load_image(film).pixels, matrix, size2))
     # at most the budget of pixels besides the newest film
-    small = HeldStore(7, budget=load_image(film).pixels.nbytes)
+    small = HeldStore(7, budget=size + load_image(other).pixels.nbytes)
     first, second = small.hold(open_film(film)).key, small.hold(open_film(other)).key
-    assert list(small.films) == [second] and first not in small.films
-    assert small.answer(second, str(other), None, None, "release", None) == (None, None) and not small.films
+    assert list(small.films) == [first, second]  # just the budget
+    third = small.hold(open_film(film)).key
+    assert list(small.films) == [second, third]
+    small.drop([second, third])
+    assert not small.films and not small.drop_all()
     worker, pixels = small.answer(first, str(film), None, None, "pixels", None)  # not held: decoded, not kept
     assert worker is None and np.array_equal(pixels, load_image(film).pixels) and not small.films
+    with pytest.raises(ValueError, match="unknown held-film request"):
+        small.answer(first, str(film), None, None, "release", None)
 
 
 def test_a_held_film_outlives_its_worker(cage, film, tmp_path):
@@ -220,6 +166,11 @@ def test_release_drops_the_film_from_its_worker_and_never_raises(cage, film):
     assert worker is None and np.array_equal(pixels, load_image(film).pixels)  # dropped
     # reads after a release still work (the film is opened again)
     assert np.array_equal(sample_crop(image, *MATRICES[3]), sample_crop(load_image(film).pixels, *MATRICES[3]))
+    lost = open_caged(film)  # a film nobody can read any more is released too
+    key, reload, holder = lost._key, lost._reload, lost._worker
+    del lost
+    gc.collect()
+    assert made.held(key, reload, "pixels", None, holder)[0] is None
     made.close()
     image.release()  # nobody to tell: still no error
     gone = open_caged(film)
@@ -245,3 +196,26 @@ def test_measuring_a_held_film_equals_measuring_the_film_in_process(cage, tmp_pa
         plain = measurer.measure(load_image(path), None if box_file is None else read_boxes(box_file)).to_json()
         assert held == plain
     assert plain["legs"] and all(leg["landmarks"] for leg in plain["legs"].values())
+
+
+def test_outputs_read_the_pixels_the_worker_holds_instead_of_decoding_the_film_again(
+        cage, tmp_path, tiny_weights, one_torch_thread, request_log, worker_loads):
+    """Overlays and report thumbnails of a batch, and measure_file's overlay, read the held
+    film's pixels: the films are released after their outputs are written, not before."""
+    from cpak_cli import api
+    from tests.factories import phantom_folder
+
+    cage(hook=log_requests)
+    folder = phantom_folder(tmp_path / "ph", seed=7, count=2)
+    films = sorted(folder.glob("*.dcm"))
+    options = api.MeasureOptions(weights_dir=tiny_weights, device="cpu")
+    (tmp_path / "ov").mkdir()
+    batch = api.BatchOptions(workers=1, chunk=1, overlays=tmp_path / "ov", report=tmp_path / "report.html")
+    api.run_batch(folder, tmp_path / "out.csv", options, batch)
+    assert len(list((tmp_path / "ov").glob("*.png"))) == len(films)  # every film had a leg
+    assert len(list((tmp_path / "out.csv.thumbs").glob("*.jpg"))) == len(films)
+    api.measure_file(films[0], options, api.FilmOutputs(overlay=tmp_path / "one.png"))
+    assert (tmp_path / "one.png").exists()
+    opens = [name for _, op, name in logged_requests(request_log) if op == "open"]
+    assert sorted(opens) == sorted([f.name for f in films] + [films[0].name])
+    assert worker_loads() == []  # each film decoded once, when opened

@@ -326,16 +326,16 @@ def test_next_group_starts_before_the_group_before_is_finished(tmp_path, tiny_we
             order.append(("start", [Path(im.path).name for im in images]))
             return measurer.start(images, boxes)
 
-        def finish(self, started):
+        def finish(self, started, release=True):
             order.append(("finish", [Path(im.path).name for im in started.images]))
-            return measurer.finish(started)
+            return measurer.finish(started, release)
 
-        def measure_images(self, images, boxes=None):
-            return measurer.measure_images(images, boxes)
+        def measure_images(self, images, boxes=None, release=True):
+            return measurer.measure_images(images, boxes, release)
 
     class OneCall:  # no start/finish: each group measured in one call
-        def measure_images(self, images, boxes=None):
-            return measurer.measure_images(images, boxes)
+        def measure_images(self, images, boxes=None, release=True):
+            return measurer.measure_images(images, boxes, release)
 
     opts = BatchOptions(workers=1, chunk=1)
     run_batch(films, tmp_path / "a.csv", Recording(), opts)
@@ -359,7 +359,7 @@ def test_a_failing_start_measures_that_group_one_film_at_a_time(folder, tmp_path
         def start(self, images, boxes=None):
             raise RuntimeError("detector exploded")
 
-        def finish(self, started):  # never reached: start always fails
+        def finish(self, started, release=True):  # never reached: start always fails
             raise AssertionError("finish without a started group")
 
     inputs = find_inputs(folder)

@@ -163,3 +163,30 @@ def test_a_cpak_error_in_a_ray_worker_reaches_the_driver_as_itself():
     wrapped = RuntimeError("task failed")
     wrapped.__cause__ = original
     assert _cpak_cause(wrapped) is original
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("the worker said no"), CpakError("x.dcm: the decoder crashed")])
+def test_a_film_whose_pixels_cannot_be_fetched_gets_its_error_row_and_is_released(monkeypatch, tmp_path, failure):
+    """_decode_row pickles the decoded film (a held film fetches its pixels from the decode
+    worker then): whatever that raises becomes the film's one-line error; the film is released."""
+    import pickle
+
+    from cpak_cli.pipeline import ray_engine
+    from cpak_cli.pipeline.decoding import Decoded
+
+    class Unfetchable:
+        released = 0
+
+        def __reduce_ex__(self, protocol):
+            raise failure
+
+        def release(self):
+            Unfetchable.released += 1
+
+    monkeypatch.setattr(ray_engine, "decode_one", lambda args: Decoded(args[0], "ab12", Unfetchable(), None))
+    row = ray_engine._decode_row({"path": "x.dcm", "index": 7}, None, str(tmp_path))
+    dec = pickle.loads(row["decoded"])
+    assert row["index"] == 7 and dec.image is None and dec.sha256 == "ab12"
+    assert dec.error == (str(failure) if isinstance(failure, CpakError) else
+                         "x.dcm: unexpected error RuntimeError: the worker said no")
+    assert Unfetchable.released == 1

@@ -18,6 +18,7 @@ from typing import Any, Final, Mapping, Sequence
 
 import numpy as np
 
+from cpak_cli.core.extraction import label_components
 from cpak_cli.core.landmarks import JOINTS, SIDES
 from cpak_cli.core.measurement import FLAG_GEOMETRY, FLAG_LATERALITY
 from cpak_cli.input.boxes import BOX_SIDE_MM, Box, square_box
@@ -134,13 +135,11 @@ class DetectedJoint:
 
 def _blobs(prob: np.ndarray, min_peak: float) -> list[tuple[float, float, float, np.ndarray]]:
     """Connected blobs of a map above half its maximum: (peak, u, v, mask), strongest first."""
-    from scipy import ndimage
-
     peak = float(prob.max())
     if peak < min_peak:
         return []
     thr = max(peak / 2.0, min_peak / 2.0)
-    labels, n = ndimage.label(prob > thr, structure=np.ones((3, 3), bool))
+    labels, n = label_components(prob > thr)
     out = []
     for k in range(1, n + 1):
         mask = labels == k

@@ -40,11 +40,9 @@ def _conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 
 
 def _folded(conv: nn.Module, bn: nn.Module) -> nn.Conv2d:
-    """``conv`` followed by ``bn`` (both in eval mode) as one convolution with a bias (a new
-    module; the product is formed in float64 and rounded once to the convolution's dtype).
-    Raises TypeError when ``bn`` is not a batch norm (folded already)."""
-    import copy
-
+    """``conv`` followed by ``bn`` (both in eval mode) as one convolution with a bias: ``conv``
+    itself, its weight and bias replaced (the product formed in float64 and rounded once to the
+    convolution's dtype). Raises TypeError when ``bn`` is not a batch norm (folded already)."""
     from torch.nn.utils.fusion import fuse_conv_bn_weights
 
     if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
@@ -54,12 +52,12 @@ def _folded(conv: nn.Module, bn: nn.Module) -> nn.Conv2d:
     def f64(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t.detach().double()
 
+    dtype = conv.weight.dtype
     w, b = fuse_conv_bn_weights(conv.weight.detach().double(), f64(conv.bias), bn.running_mean.double(),
                                 bn.running_var.double(), bn.eps, f64(bn.weight), f64(bn.bias))
-    fused = copy.deepcopy(conv)
-    fused.weight = nn.Parameter(w.to(conv.weight.dtype), requires_grad=False)
-    fused.bias = nn.Parameter(b.to(conv.weight.dtype), requires_grad=False)
-    return fused
+    conv.weight = nn.Parameter(w.to(dtype), requires_grad=False)
+    conv.bias = nn.Parameter(b.to(dtype), requires_grad=False)
+    return conv
 
 
 def _fold_sequence(seq: nn.Sequential) -> None:

@@ -65,7 +65,7 @@ def forward_passes(device: str, runs: int) -> None:
     from cpak_cli.networks.models import predict
 
     rng = np.random.default_rng(0)
-    for name, n in (("hip", 4), ("knee", 4), ("ankle", 4), ("detector", 2)):
+    for name, n in (("hip", 8), ("knee", 8), ("ankle", 8), ("detector", 4)):  # `cpak batch`: 4 films per pass
         folded, card = load_model(name, device=device)
         plain, _ = load_model(name, device=device, fold_batchnorm=False)
         cfg = card["config"]

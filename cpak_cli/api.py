@@ -98,18 +98,51 @@ def measure_file(
         CpakModelError: missing or inconsistent model weights.
     """
     from cpak_cli.input.boxes import read_boxes
-    from cpak_cli.input.cage import open_caged
 
-    # decodes only what is measured, where it can, in a worker process with a time and memory limit
     box_file = read_boxes(boxes) if boxes is not None else None  # cheap, and may fail: before the decode
-    image = open_caged(path, pixel_spacing=options.pixel_spacing)
+    image, measurer = _open_while_loading(path, options, need_detector=box_file is None)
     try:  # released after the outputs: an overlay reads the pixels its decode worker holds
-        measurer = measurer_for(options, need_detector=box_file is None)
         result = measurer.measure(image, box_file, release=False)
         write_film_outputs(result, outputs.for_input(path))
     finally:
         image.release()
     return result
+
+
+def _open_while_loading(path: str | Path, options: MeasureOptions, need_detector: bool) -> tuple[Any, Measurer]:
+    """The film opened in the process's decode cage (:func:`cpak_cli.input.cage.open_caged`: only
+    what is measured is decoded, in a worker process with a time and memory limit) and the
+    :func:`measurer_for` ``options``. The worker decodes while this process imports torch and
+    loads the models (the first film of a process); a film that cannot be read is raised before
+    a problem with the models, as when the film is opened first.
+    """
+    import threading
+
+    from cpak_cli.input.cage import default_cage
+
+    cage = default_cage()
+    cage.ensure(1)  # fork the worker now: no thread and no torch yet (cheap), see input.cage
+    opened: dict[str, Any] = {}
+
+    def open_film() -> None:
+        try:
+            opened["image"] = cage.open(str(path), options.pixel_spacing)
+        except BaseException as exc:  # noqa: BLE001 - raised below in the caller's thread
+            opened["error"] = exc
+
+    thread = threading.Thread(target=open_film, name="cpak-open", daemon=True)
+    thread.start()
+    try:
+        measurer = measurer_for(options, need_detector=need_detector)
+    except Exception:
+        thread.join()
+        if "error" in opened:
+            raise opened["error"] from None
+        raise
+    thread.join()
+    if "error" in opened:
+        raise opened["error"]
+    return opened["image"], measurer
 
 
 def write_film_outputs(result: ScanResult, outputs: FilmOutputs) -> None:

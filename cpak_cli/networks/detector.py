@@ -18,6 +18,7 @@ from typing import Any, Final, Mapping, Sequence
 
 import numpy as np
 
+from cpak_cli.core.extraction import label_components
 from cpak_cli.core.landmarks import JOINTS, SIDES
 from cpak_cli.core.measurement import FLAG_GEOMETRY, FLAG_LATERALITY
 from cpak_cli.input.boxes import BOX_SIDE_MM, Box, square_box
@@ -82,9 +83,13 @@ def detector_frame(
 
 
 #: An image that decodes on demand is read at a reduced resolution with at least this many of
-#: its pixels per detector input pixel (the resampling's Gaussian low-pass then still does most
-#: of the anti-aliasing, as on the full film).
-OVERVIEW_OVERSAMPLING: Final[float] = 2.0
+#: its pixels per detector input pixel (the wavelet's low-pass band and the resampling's Gaussian
+#: low-pass then do the anti-aliasing). 1.5 rather than 2 reads the 3000 x 7500-class JPEG 2000
+#: film at level 3 instead of 2 (1.5-2 view pixels per input pixel, a quarter of the samples to
+#: decode): on 30 J2K phantoms (seeds 7 and 11) the overview decode's CPU time fell by half on
+#: the 7 films whose level changed, landmark error to the truth median 0.250 -> 0.242 mm, max
+#: 1.92 -> 1.87 mm on them (detector centres moved <= 0.39 mm, angles <= 0.12 degrees).
+OVERVIEW_OVERSAMPLING: Final[float] = 1.5
 
 
 def detector_input(image: Any, frame: DetectorFrame) -> np.ndarray:
@@ -134,13 +139,11 @@ class DetectedJoint:
 
 def _blobs(prob: np.ndarray, min_peak: float) -> list[tuple[float, float, float, np.ndarray]]:
     """Connected blobs of a map above half its maximum: (peak, u, v, mask), strongest first."""
-    from scipy import ndimage
-
     peak = float(prob.max())
     if peak < min_peak:
         return []
     thr = max(peak / 2.0, min_peak / 2.0)
-    labels, n = ndimage.label(prob > thr, structure=np.ones((3, 3), bool))
+    labels, n = label_components(prob > thr)
     out = []
     for k in range(1, n + 1):
         mask = labels == k

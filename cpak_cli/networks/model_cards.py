@@ -207,19 +207,28 @@ def card_config(card: dict[str, Any], where: str | Path = "<card>") -> ModelConf
 
 
 def load_model(
-    name_or_path: str | Path, weights_dir: str | Path | None = None, device: str = "cpu"
+    name_or_path: str | Path, weights_dir: str | Path | None = None, device: str = "cpu", *,
+    fold_batchnorm: bool = True,
 ) -> tuple["torch.nn.Module", dict[str, Any]]:
     """Load a model by name (``"knee"`` in the weights dir) or path; returns ``(model.eval(), card)``.
 
     Checks: both files exist, the file's sha256 equals the card's, the tensor names and shapes
-    equal the card architecture's (strict load). Any failure -> CpakModelError with one line.
-    The card gets ``card["config"] = ModelConfig`` and ``card["path"]`` added.
+    equal the card architecture's (strict load of the file's state dict). Any failure ->
+    CpakModelError with one line. The card gets ``card["config"] = ModelConfig`` and
+    ``card["path"]`` added.
+
+    The model is for inference: with ``fold_batchnorm`` (default) the batch norms of a native
+    U-Net (:meth:`cpak_cli.networks.unet.ResNet10tUnet.fold_batchnorm`) are folded into their
+    convolutions after the checked load (same outputs up to float rounding, less CPU time; its
+    state dict then differs from the file's). Pass ``fold_batchnorm=False`` for the file's own
+    network (fine-tuning, comparing state dicts).
     """
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
     from cpak_cli.networks.models import build_inference_model, resolve_device
+    from cpak_cli.networks.unet import ResNet10tUnet
 
     wpath, cpath = model_paths(name_or_path, weights_dir)
     if not wpath.is_file():
@@ -260,11 +269,13 @@ def load_model(
         raise CpakModelError(f"{wpath}: cannot load weights ({' '.join(str(exc).split())[:160]})") from None
     if "num_tensors" in card and int(card["num_tensors"]) != len(tensors):
         raise CpakModelError(f"{wpath}: card says {card['num_tensors']} tensors, file has {len(tensors)}")
+    model.eval()
+    if fold_batchnorm and isinstance(model, ResNet10tUnet):
+        model.fold_batchnorm()
     # channels-last (NHWC) convolutions: about a third less CPU time with oneDNN than NCHW for
     # these small U-Nets (logits equal to 1e-5); predict() feeds inputs in the same layout
     model.to(torch.device(resolve_device(device)))
     model.to(memory_format=torch.channels_last)
-    model.eval()
     card = dict(card)
     card["config"] = cfg
     card["path"] = str(wpath)

@@ -12,6 +12,11 @@ shortcut when downsampling), the features after the stem's ReLU and after stages
 skips; smp's decoder (nearest upsampling to the next skip's size, concatenation, two 3x3
 conv-BN-ReLU per block, the last block without a skip) and a 3x3 convolution head giving logits.
 tests/networks/test_unet.py checks equal outputs against smp on random weights and inputs.
+
+For inference, :meth:`ResNet10tUnet.fold_batchnorm` folds every batch norm into the convolution
+before it (eval mode: the norm is a fixed per-channel affine map), leaving one convolution with a
+bias per pair: the same function (float sums in another order), fewer passes over the feature
+maps.
 """
 
 from __future__ import annotations
@@ -34,22 +39,57 @@ def _conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
 
+def _folded(conv: nn.Module, bn: nn.Module) -> nn.Conv2d:
+    """``conv`` followed by ``bn`` (both in eval mode) as one convolution with a bias: ``conv``
+    itself, its weight and bias replaced (the product formed in float64 and rounded once to the
+    convolution's dtype). Raises TypeError when ``bn`` is not a batch norm (folded already)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+        raise TypeError(f"cannot fold {type(bn).__name__} into {type(conv).__name__} (folded already?)")
+    assert bn.running_mean is not None and bn.running_var is not None
+
+    def f64(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.detach().double()
+
+    dtype = conv.weight.dtype
+    w, b = fuse_conv_bn_weights(conv.weight.detach().double(), f64(conv.bias), bn.running_mean.double(),
+                                bn.running_var.double(), bn.eps, f64(bn.weight), f64(bn.bias))
+    conv.weight = nn.Parameter(w.to(dtype), requires_grad=False)
+    conv.bias = nn.Parameter(b.to(dtype), requires_grad=False)
+    return conv
+
+
+def _fold_sequence(seq: nn.Sequential) -> None:
+    """Fold each ``Conv2d, BatchNorm2d`` pair of ``seq`` in place (the norm becomes an Identity)."""
+    for i in range(len(seq) - 1):
+        if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+            seq[i] = _folded(seq[i], seq[i + 1])
+            seq[i + 1] = nn.Identity()
+
+
 class _BasicBlock(nn.Module):
     """timm's BasicBlock (names conv1, bn1, act1, conv2, bn2, act2, downsample)."""
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.conv1 = _conv3(cin, cout, stride)
-        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn1: nn.Module = nn.BatchNorm2d(cout)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2 = _conv3(cout, cout)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.bn2: nn.Module = nn.BatchNorm2d(cout)
         self.act2 = nn.ReLU(inplace=True)
         self.downsample: nn.Module | None = None
         if stride != 1 or cin != cout:
             pool: nn.Module = (nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
                                if stride != 1 else nn.Identity())
             self.downsample = nn.Sequential(pool, nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def fold_batchnorm(self) -> None:
+        self.conv1, self.bn1 = _folded(self.conv1, self.bn1), nn.Identity()
+        self.conv2, self.bn2 = _folded(self.conv2, self.bn2), nn.Identity()
+        if isinstance(self.downsample, nn.Sequential):
+            _fold_sequence(self.downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -70,7 +110,7 @@ class _ResNet10tFeatures(nn.Module):
             _conv3(a, b), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
             _conv3(b, c),
         )
-        self.bn1 = nn.BatchNorm2d(c)
+        self.bn1: nn.Module = nn.BatchNorm2d(c)
         self.act1 = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         self.stages = depth - 1
@@ -79,6 +119,12 @@ class _ResNet10tFeatures(nn.Module):
             cout = _STAGE_CHANNELS[k]
             self.add_module(f"layer{k + 1}", nn.Sequential(_BasicBlock(cin, cout, 1 if k == 0 else 2)))
             cin = cout
+
+    def fold_batchnorm(self) -> None:
+        _fold_sequence(self.conv1)
+        self.conv1[-1], self.bn1 = _folded(self.conv1[-1], self.bn1), nn.Identity()
+        for k in range(self.stages):
+            getattr(self, f"layer{k + 1}")[0].fold_batchnorm()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.act1(self.bn1(self.conv1(x)))
@@ -138,6 +184,23 @@ class ResNet10tUnet(nn.Module):
         skip_channels = [_STEM_CHANNELS[-1]] + list(_STAGE_CHANNELS[: depth - 1])
         self.decoder = _Decoder(skip_channels, decoder_channels)
         self.segmentation_head = nn.Sequential(nn.Conv2d(decoder_channels[-1], classes, 3, padding=1))
+
+    def fold_batchnorm(self) -> "ResNet10tUnet":
+        """Fold every batch norm into the convolution before it, in place; returns ``self``.
+
+        Only for inference: the model must be in eval mode (the running statistics are what is
+        folded) and is meant to stay there; its state dict then holds a bias per folded
+        convolution and no batch-norm tensors. Outputs equal the unfolded model's up to float
+        rounding. Raises RuntimeError in training mode, TypeError when folded already.
+        """
+        if self.training:
+            raise RuntimeError("fold_batchnorm needs a model in eval mode (inference only)")
+        self.encoder.model.fold_batchnorm()
+        for block in self.decoder.blocks:
+            assert isinstance(block, _DecoderBlock)
+            _fold_sequence(block.conv1)
+            _fold_sequence(block.conv2)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder.model(x)

@@ -36,7 +36,7 @@ def init_from_weights(model: "torch.nn.Module", cfg: ModelConfig, path: str | Pa
     """
     from cpak_cli.networks.model_cards import load_model
 
-    init, card = load_model(path, device="cpu")
+    init, card = load_model(path, device="cpu", fold_batchnorm=False)
     if card["config"].to_dict() != cfg.to_dict():
         raise CpakInputError(path, "--init: the model's architecture differs from the one being trained")
     model.load_state_dict({k: v.float() for k, v in init.state_dict().items()})

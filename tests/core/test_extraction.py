@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from cpak_cli.core.extraction import METHODS, PointEstimate, extract_point, extract_points
+from cpak_cli.core.extraction import METHODS, PointEstimate, extract_point, extract_points, label_components
 
 H, W = 96, 144  # rows, columns: deliberately non-square
 
@@ -160,6 +160,23 @@ def test_8_connectivity() -> None:
     e = extract_point(p, 3)
     assert e.area_px == 5
     assert (e.x, e.y) == pytest.approx((12.0, 7.0))
+
+
+def test_label_components_numbers_like_scipy() -> None:
+    """The OpenCV labelling gives scipy.ndimage.label's labels (8-connected, raster order of each
+    component's first pixel) exactly, on sparse and dense random masks with many components."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        rows, cols = (int(v) for v in rng.integers(1, 120, 2))
+        mask = (rng.random((rows, 2 * cols)) < rng.uniform(0.05, 0.7))[:, ::2]  # a strided view
+        want, n_want = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        got, n = label_components(mask)
+        assert n == n_want and np.array_equal(got, want)
+    labels, n = label_components(np.zeros((0, 5), bool))
+    assert n == 0 and labels.shape == (0, 5)
+    with pytest.raises(ValueError):
+        label_components(np.zeros((2, 2, 2), bool))
 
 
 # ---------------------------------------------------------------- not found

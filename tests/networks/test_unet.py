@@ -55,7 +55,7 @@ def test_same_names_and_outputs_as_smp(depth, decoder, size):
 
 @pytest.mark.parametrize("joint", ["detector", "knee"])
 def test_shipped_weights_give_smps_outputs(joint):
-    native, card = load_model(joint)
+    native, card = load_model(joint, fold_batchnorm=False)
     assert isinstance(native, ResNet10tUnet) and not native.training
     ref = build_model(card["config"]).eval()
     ref.load_state_dict(native.state_dict(), strict=True)
@@ -68,6 +68,37 @@ def test_shipped_weights_give_smps_outputs(joint):
         assert torch.allclose(torch.sigmoid(fast), torch.sigmoid(want), rtol=0, atol=1e-5)
         native.to(memory_format=torch.contiguous_format)
         assert torch.equal(native(x), want)
+
+
+@pytest.mark.parametrize("joint", ["hip", "knee", "ankle", "detector"])
+def test_folded_batchnorm_gives_the_unfolded_outputs(joint):
+    """load_model folds the batch norms into the convolutions (inference): same probabilities
+    within 1e-5 as the network the file holds, both as loaded (channels-last), on random inputs."""
+    folded, card = load_model(joint)
+    plain, _ = load_model(joint, fold_batchnorm=False)
+    names = set(folded.state_dict())
+    assert not any("running_" in k for k in names) and len(names) < len(plain.state_dict())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    cfg = card["config"]
+    x = torch.rand(3, 3, cfg.input_size, cfg.input_width or cfg.input_size, generator=torch.Generator().manual_seed(2))
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        a, b = torch.sigmoid(folded(x)), torch.sigmoid(plain(x))
+    assert torch.allclose(a, b, rtol=0, atol=1e-5), float((a - b).abs().max())
+
+
+def test_folding_is_for_inference_only():
+    net = ResNet10tUnet(4, (128, 64, 32, 16), 3, 5)
+    _randomise(net, 1)
+    with pytest.raises(RuntimeError, match="eval"):
+        net.fold_batchnorm()  # training mode: the batch statistics are not fixed yet
+    x = torch.rand(2, 3, 64, 32, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        want = net.eval()(x)
+        got = net.fold_batchnorm()(x)
+    assert torch.allclose(got, want, rtol=0, atol=1e-5), float((got - want).abs().max())
+    with pytest.raises(TypeError, match="folded already"):
+        net.fold_batchnorm()
 
 
 def test_other_encoders_still_built_by_smp():

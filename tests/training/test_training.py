@@ -323,14 +323,14 @@ def test_init_weights_and_time_box(tmp_path):
     cfg = tiny()
     torch.manual_seed(5)
     save_weights(build_model(cfg), cfg, tmp_path / "init", training={"note": "init"})
-    init, _ = load_model(tmp_path / "init")
+    init, _ = load_model(tmp_path / "init", fold_batchnorm=False)
     samples = synth_samples(2)
     opts = TrainOptions(out_dir=str(tmp_path / "run"), steps=3, batch_size=2, lr=0.0, val_fraction=0.5,
                         eval_every=100, init_weights=str(tmp_path / "init"), export=str(tmp_path / "out"),
                         max_seconds=0.0)
     res = train(cfg, TrainData(samples=samples), opts, progress=False)
     assert res.steps_done == 0 and not res.interrupted and res.exported is not None
-    got, card = load_model(tmp_path / "out")
+    got, card = load_model(tmp_path / "out", fold_batchnorm=False)
     k = next(n for n in init.state_dict() if n.endswith("weight") and init.state_dict()[n].dim() == 4)
     assert torch.equal(got.state_dict()[k], init.state_dict()[k])
     assert card["training"]["init_weights"]["sha256"] and card["training"]["stopped_by_time_at_step"] == 0

@@ -51,6 +51,9 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from cpak_cli import api
+        from cpak_cli.heap import reuse_freed_memory
+
+        reuse_freed_memory()  # this process does only this batch: arrays freed and allocated again reuse their pages
 
         salt = salt or os.environ.get("CPAK_ANON_SALT")
         if anonymize and not salt:

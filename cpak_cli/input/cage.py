@@ -161,6 +161,13 @@ class Cage:
             if wid in self._alive:
                 self._drops.setdefault(wid, []).append(key)
 
+    def drop_everywhere(self, key: str) -> None:
+        """Have every running worker drop film ``key`` (a released JPEG 2000 film whose pieces
+        any worker may have decoded) with its next request. Never waits for a busy worker."""
+        with self._cond:
+            for wid in self._alive:
+                self._drops.setdefault(wid, []).append(key)
+
     def _take(self, want: int | None = None) -> tuple[_Worker, list[str]]:
         """An idle worker and the held films it is to drop first: worker ``want`` (waiting for
         it; WorkerGone when it is not alive, or dies meanwhile), else any that no thread waits
@@ -319,7 +326,10 @@ class CagedPixels(J2KPixels):
         return default_cage().load(path, pixel_spacing, fallback_spacing)
 
     def release(self) -> None:
-        pass
+        """Have every decode worker drop this film's codestream and decoders with its next
+        request (their memory is then reused for the next films); a later piece sends the
+        codestream again. Never waits."""
+        default_cage().drop_everywhere(self.key)
 
 
 _DEFAULT: Cage | None = None

@@ -77,6 +77,9 @@ def serve(conn: Any, memory_mb: int, hook: Hook | None, worker: int = 0) -> None
     value)`` (``"memory"`` when the memory still ran out)."""
     import resource
 
+    from cpak_cli.heap import reuse_freed_memory
+
+    reuse_freed_memory()  # windows decoded again and again reuse their pages (no fresh page faults)
     try:
         _preload()
     except Exception:  # noqa: BLE001 - best effort: what failed here fails, reported, in the request that needs it
@@ -96,6 +99,10 @@ def serve(conn: Any, memory_mb: int, hook: Hook | None, worker: int = 0) -> None
         op, path, drops, cwd, req = req[0], req[1], req[-2], req[-1], req[:-2]
         try:
             held.drop(drops)
+            for key in drops:  # a released JPEG 2000 film's codestream and decoders
+                dropped = films.pop(key, None)
+                if dropped is not None:
+                    dropped.release()
             if cwd != os.getcwd():  # relative paths mean what they mean in the parent
                 os.chdir(cwd)
             if hook is not None:

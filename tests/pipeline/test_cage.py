@@ -169,3 +169,44 @@ def test_real_films_measure_identically_caged_and_in_process(tmp_path):
     finally:
         cage.close()
         cage_mod.configure(old)
+
+
+def test_a_released_jpeg2000_film_is_dropped_by_the_workers(tmp_path, monkeypatch):
+    """Releasing a caged JPEG 2000 film makes its worker drop the codestream and decoders (their
+    memory is reused for the next films): a later window sends the codestream again and gives
+    the same values; before the release no window needs it."""
+    cage = Cage(DecodeLimits(seconds=60.0), workers=1, start_method="fork")
+    old = cage_mod.configure(cage)
+    sent = []
+    real_call = Cage._call
+
+    def recording(self, path, req, film=None):
+        if req[0] == "stored":
+            sent.append(req[3] is not None)  # the codestream travels with this request
+        return real_call(self, path, req, film)
+
+    monkeypatch.setattr(Cage, "_call", recording)
+    try:
+        film = open_caged(SAMPLE)
+        assert isinstance(film, FilmSource)
+        x, y = film.cols // 2, film.rows // 2
+        box = (x - 100, y - 100, x + 100, y + 100)
+        first = film.window(*box)
+        again = film.window(*box)
+        assert not any(sent)  # the worker that opened the film holds its codestream
+        film.release()
+        sent.clear()
+        after = film.window(*box)
+        assert sent == [False, True]  # "need", then the codestream again
+        assert np.array_equal(first, again) and np.array_equal(first, after) and first.max() > first.min()
+    finally:
+        cage.close()
+        cage_mod.configure(old)
+
+
+def test_heap_reuse_is_applied_once_and_never_raises():
+    from cpak_cli import heap
+
+    first = heap.reuse_freed_memory()
+    assert isinstance(first, bool)
+    assert heap.reuse_freed_memory() is False  # applied (or impossible) already: a no-op

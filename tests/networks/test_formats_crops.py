@@ -123,3 +123,46 @@ def test_downsampling_is_low_pass_filtered_against_aliasing():
     inner = crop[5:-5, 5:-5]
     assert abs(float(inner.mean()) - 0.5) < 0.02
     assert float(inner.std()) < 0.02  # aliasing would leave a strong pattern (std ~0.5)
+
+
+@pytest.mark.parametrize("scale", [1.25, 2.5, 5.0])
+def test_a_scale_on_a_threshold_takes_one_branch_whatever_its_last_bits(scale):
+    """Crops whose scale lands exactly on a branch threshold (blur at 1.25; a reduced view from
+    2.5; the next level at 5.0) are the same when float noise moves the scale by 1e-15: the
+    branch is decided on the steady scale, not on the last bits."""
+    from cpak_cli.networks.crops import read_window, sample_crop
+
+    rng = np.random.default_rng(3)
+    film = rng.random((2048, 2048)).astype(np.float32)
+
+    class Reduced:  # a view of ``film`` 2**level times smaller, as FilmSource.reduced gives
+        def __init__(self, level):
+            step = 2**level
+            self.level, self.pixels = level, film[::step, ::step]
+            self.to_image = np.array([[step, 0.0, 0.0], [0.0, step, 0.0]])
+
+        def window(self, xa, ya, xb, yb):
+            return read_window(self.pixels, xa, ya, xb, yb)
+
+    class OnDemand:
+        levels_used: list = []
+
+        def window(self, xa, ya, xb, yb):
+            self.levels_used.append(0)
+            return read_window(film, xa, ya, xb, yb)
+
+        def reduced(self, max_factor):
+            level = int(np.floor(np.log2(max_factor))) if max_factor >= 2 else 0
+            self.levels_used.append(level)
+            return Reduced(level) if level > 0 else None
+
+    crops, levels = [], []
+    for nudge in (1 - 4e-16, 1.0, 1 + 4e-16):
+        s = scale * nudge
+        m = np.array([[s, 0.0, 300.3], [0.0, s, 401.7]])
+        img = OnDemand()
+        img.levels_used = []
+        crops.append(sample_crop(img, m, 64))
+        levels.append(img.levels_used)
+    assert levels[0] == levels[1] == levels[2]
+    assert np.abs(crops[0] - crops[1]).max() < 1e-5 and np.abs(crops[2] - crops[1]).max() < 1e-5

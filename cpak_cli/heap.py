@@ -19,9 +19,10 @@ _M_MMAP_THRESHOLD = -3
 _done = False
 
 
-def reuse_freed_memory(mmap_threshold_mb: int = 32, top_pad_mb: int = 64) -> bool:
+def reuse_freed_memory(mmap_threshold_mb: int = 32, top_pad_mb: int = 8) -> bool:
     """Make glibc's malloc serve blocks below ``mmap_threshold_mb`` MiB (at most 32 on 64-bit glibc) from the heap and keep
-    freed heap memory (no trimming; the heap grows in ``top_pad_mb`` MiB steps), so that a block
+    freed heap memory (no trimming; the heap grows with ``top_pad_mb`` MiB to spare, small so
+    that a decode worker's address-space limit is not spent on padding), so that a block
     freed and allocated again reuses its pages. Peak memory is unchanged (freed blocks are
     reused, not added); the process keeps its peak heap until it exits. Meant for processes
     that do only this work (the CLI, decode workers), not for a library caller's process.
@@ -37,8 +38,8 @@ def reuse_freed_memory(mmap_threshold_mb: int = 32, top_pad_mb: int = 64) -> boo
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = all(mallopt(p, v) == 1 for p, v in ((_M_MMAP_THRESHOLD, mmap_threshold_mb << 20),
-                                            (_M_TRIM_THRESHOLD, 2**31 - 1),
-                                            (_M_TOP_PAD, top_pad_mb << 20)))
+    settings = ((_M_MMAP_THRESHOLD, mmap_threshold_mb << 20), (_M_TRIM_THRESHOLD, 2**31 - 1),
+                (_M_TOP_PAD, top_pad_mb << 20))
+    ok = all([mallopt(p, v) == 1 for p, v in settings])  # every one applied, not stopped at a refusal
     _done = ok
     return ok

@@ -65,14 +65,32 @@ def run_batch(
                 release_group(started.group)
 
         waiting: StartedFilms | None = None
-        for group in _chunks(decoded, o.chunk):
-            started = start_group(measurer, group)  # its crops are made while the group before is measured
+        try:
+            for group in _chunks(decoded, o.chunk):
+                started = start_group(measurer, group)  # its crops are made while the group before is measured
+                previous, waiting = waiting, started
+                if previous is not None:
+                    write(previous)  # releases its own films, also when it raises
             if waiting is not None:
-                write(waiting)
-            waiting = started
-        if waiting is not None:
-            write(waiting)
+                done, waiting = waiting, None
+                write(done)
+        finally:  # an error or an interrupt: the group started but not written stops and is released
+            if waiting is not None:
+                abandon(waiting)
     return summary
+
+
+def abandon(started: StartedFilms) -> None:
+    """Stop a started group that will not be written: its crops are cancelled or waited for
+    (errors ignored), then its films are released. Never raises."""
+    crops = getattr(started.started, "crops", None)
+    if crops is not None:
+        crops.cancel()
+        try:
+            crops.exception()
+        except BaseException:  # noqa: BLE001 - cancelled, or interrupted again: nothing more to do
+            pass
+    release_group(started.group)
 
 
 @dataclass

@@ -363,6 +363,28 @@ def test_a_failing_start_measures_that_group_one_film_at_a_time(folder, tmp_path
             raise AssertionError("finish without a started group")
 
     inputs = find_inputs(folder)
-    run_batch(inputs, tmp_path / "a.csv", StartFails(), BatchOptions(workers=1, chunk=4))
+    failing = StartFails()
+    run_batch(inputs, tmp_path / "a.csv", failing, BatchOptions(workers=1, chunk=4))
     run_batch(inputs, tmp_path / "b.csv", FakeMeasurer(), BatchOptions(workers=1, chunk=4))
-    assert _read(tmp_path / "a.csv") == _read(tmp_path / "b.csv")
+    rows = _read(tmp_path / "a.csv")
+    assert rows == _read(tmp_path / "b.csv")
+    measured = {r["input"] for r in rows if not r["error"]}
+    assert len(measured) >= 2 and failing.calls == len(measured)  # one measure_images call per film
+
+
+def test_an_error_while_writing_releases_the_group_already_started(folder, tmp_path, monkeypatch):
+    """When writing a group's rows fails (here the progress callback), the next group, already
+    started, is stopped and its films released before the error propagates."""
+    from cpak_cli.pipeline import batch as batch_mod
+
+    released = []
+    real = batch_mod.release_group
+    monkeypatch.setattr(batch_mod, "release_group", lambda group: (released.extend(d.path for d in group), real(group)))
+
+    def boom(summary):
+        raise RuntimeError("disk full")
+
+    inputs = find_inputs(folder)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_batch(inputs, tmp_path / "a.csv", FakeMeasurer(), BatchOptions(workers=1, chunk=1), on_file=boom)
+    assert released == [str(inputs[0]), str(inputs[1])]  # the written group, then the started one

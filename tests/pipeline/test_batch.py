@@ -345,6 +345,11 @@ def test_next_group_starts_before_the_group_before_is_finished(tmp_path, tiny_we
                      ("start", [names[2]]), ("finish", [names[1]]), ("finish", [names[2]])]
     assert _read(tmp_path / "a.csv") == _read(tmp_path / "b.csv")
     assert sorted({Path(r["input"]).name for r in _read(tmp_path / "a.csv")}) == names  # every film has rows
+    order.clear()  # groups of two: the films of a group stay in input order, and so do the rows
+    run_batch(films, tmp_path / "c.csv", Recording(), BatchOptions(workers=1, chunk=2))
+    assert order == [("start", names[:2]), ("start", names[2:]), ("finish", names[:2]), ("finish", names[2:])]
+    run_batch(films, tmp_path / "d.csv", OneCall(), BatchOptions(workers=1, chunk=2))  # same forward-pass batches
+    assert _read(tmp_path / "c.csv") == _read(tmp_path / "d.csv")
 
 
 def test_a_failing_start_measures_that_group_one_film_at_a_time(folder, tmp_path):

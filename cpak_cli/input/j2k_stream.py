@@ -96,12 +96,19 @@ def _main_header(cs: bytes) -> tuple[dict[str, Any], int] | None:
     return None
 
 
+def unpadded_end(cs: bytes, floor: int = 0) -> int:
+    """The length of ``cs`` without the zero bytes DICOM pads after the EOC marker (fragments
+    have an even length), never below ``floor``."""
+    end = len(cs)
+    while end > floor and cs[end - 1] == 0:
+        end -= 1
+    return end
+
+
 def _tile_parts_ok(cs: bytes, pos: int) -> int | None:
     """Walk the tile-parts from the first SOT; the number walked when they end exactly at EOC
     and no tile-part header changes the coding style, else None."""
-    end = len(cs)
-    while end > pos and cs[end - 1] == 0:  # DICOM pads fragments to an even length
-        end -= 1
+    end = unpadded_end(cs, pos)
     if end - pos < 2 or _u16(cs, end - 2) != _EOC:
         return None
     eoc = end - 2

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cpak_cli.input.j2k_pixels import J2KPixels
-from cpak_cli.input.j2k_stream import CodestreamInfo, codestream_info
+from cpak_cli.input.j2k_stream import CodestreamInfo, codestream_info, unpadded_end
 from cpak_cli.input.wavelet53 import ll_window
 
 __all__ = ["BATCH", "MemoryPixels", "available", "decode_frames", "failure"]
@@ -122,9 +122,7 @@ def _checked(image: Any, info: CodestreamInfo | None) -> np.ndarray | None:
 
 def _trimmed(cs: bytes) -> bytes:
     """``cs`` without the zero bytes DICOM may pad after its EOC marker."""
-    end = len(cs)
-    while end > 2 and cs[end - 1] == 0:
-        end -= 1
+    end = unpadded_end(cs, 2)
     return cs[:end] if cs[end - 2 : end] == b"\xff\xd9" else cs
 
 

@@ -92,6 +92,13 @@ def detector_frame(
 OVERVIEW_OVERSAMPLING: Final[float] = 1.5
 
 
+def overview_factor(frame: DetectorFrame, spacing_mm: tuple[float, float]) -> float:
+    """How many times coarser than the film (``spacing_mm``, mm per pixel) the detector may read
+    its reduced view: the frame's mm per input pixel over :data:`OVERVIEW_OVERSAMPLING` film
+    samples per input pixel."""
+    return frame.mm_per_px / (OVERVIEW_OVERSAMPLING * max(spacing_mm))
+
+
 def detector_input(image: Any, frame: DetectorFrame) -> np.ndarray:
     """The detector's input image ``(height, width)`` in [0, 1].
 
@@ -101,8 +108,7 @@ def detector_input(image: Any, frame: DetectorFrame) -> np.ndarray:
     """
     size = (frame.width, frame.height)
     if hasattr(image, "overview"):
-        factor = frame.mm_per_px / (OVERVIEW_OVERSAMPLING * max(image.spacing_mm))
-        view, view_to_image = image.overview(factor)
+        view, view_to_image = image.overview(overview_factor(frame, image.spacing_mm))
         return normalize_crop(sample_crop(view, compose(invert(view_to_image), frame.matrix), size))
     return normalize_crop(sample_crop(image, frame.matrix, size))
 
@@ -113,7 +119,7 @@ def prefetch_overview(image: Any, width: int = DEFAULT_WIDTH, height: int = DEFA
     if not hasattr(image, "overview"):
         return
     frame = detector_frame((image.rows, image.cols), image.spacing_mm, image.patient_right_on_image_left, width, height)
-    image.overview(frame.mm_per_px / (OVERVIEW_OVERSAMPLING * max(image.spacing_mm)))
+    image.overview(overview_factor(frame, image.spacing_mm))
 
 
 def detector_targets(centres: Mapping[str, Mapping[str, tuple[float, float]]], frame: DetectorFrame,

@@ -192,6 +192,7 @@ def detect_landmarks(
     device: str = "cpu",
     batch_size: int = 16,
     crops: Mapping[str, Sequence[np.ndarray]] | None = None,
+    jobs: Mapping[str, Sequence[CropJob]] | None = None,
 ) -> list[dict[str, dict[str, LandmarkPrediction]]]:
     """Landmarks of several images at once: :func:`landmark_jobs`, :func:`make_crops` (or the
     ``crops`` already made for those jobs), :func:`landmarks_from_crops`.
@@ -202,7 +203,8 @@ def detect_landmarks(
     per image ``{side: {name: pred}}`` holding every landmark of every joint that had a box and
     a model.
     """
-    jobs = landmark_jobs(boxes, models, orientations)
+    if jobs is None:
+        jobs = landmark_jobs(boxes, models, orientations)
     if crops is None:
         crops = make_crops(images, jobs, models)
     return landmarks_from_crops(len(images), jobs, crops, spacings, models, method, device, batch_size)

@@ -83,13 +83,9 @@ def run_batch(
 def abandon(started: StartedFilms) -> None:
     """Stop a started group that will not be written: its crops are cancelled or waited for
     (errors ignored), then its films are released. Never raises."""
-    crops = getattr(started.started, "crops", None)
-    if crops is not None:
-        crops.cancel()
-        try:
-            crops.exception()
-        except BaseException:  # noqa: BLE001 - cancelled, or interrupted again: nothing more to do
-            pass
+    cancel = getattr(started.started, "cancel", None)
+    if cancel is not None:
+        cancel()
     release_group(started.group)
 
 

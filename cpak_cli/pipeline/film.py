@@ -20,7 +20,7 @@ from cpak_cli.errors import CpakModelError
 from cpak_cli.input.boxes import Box, BoxFile
 from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.loader import LoadedImage
-from cpak_cli.networks.inference import JointModel, detect_landmarks, landmark_jobs, make_crops
+from cpak_cli.networks.inference import CropJob, JointModel, detect_landmarks, landmark_jobs, make_crops
 from cpak_cli.pipeline.joint_checks import DISAGREEMENT_MM, RECENTRE_MIN_SHIFT_MM, joint_disagreements, recentred_boxes  # noqa: F401 - the limits are part of this module's interface
 from cpak_cli.pipeline.result import ScanResult, assemble_leg, scan_flags, untype
 from cpak_cli.pipeline.result import film_shape as _shape
@@ -67,7 +67,17 @@ class StartedGroup:
     box_files: list[BoxFile | None]
     all_boxes: list[dict[str, dict[str, Box]]]
     sources: list[str]  # per image: "detector" or "file"
-    crops: Future  # {joint: [crop, ...]} of cpak_cli.networks.inference.landmark_jobs(all_boxes, ...)
+    jobs: dict[str, list[CropJob]]  # cpak_cli.networks.inference.landmark_jobs(all_boxes, ...)
+    crops: Future  # {joint: [crop, ...]} of ``jobs``
+
+    def cancel(self) -> None:
+        """Stop the crops: cancelled when not started yet, else waited for (errors ignored).
+        Never raises."""
+        self.crops.cancel()
+        try:
+            self.crops.exception()
+        except BaseException:  # noqa: BLE001 - cancelled, or interrupted again: nothing more to do
+            pass
 
 
 class Measurer:
@@ -197,7 +207,7 @@ class Measurer:
                 sources.append("file")
         jobs = landmark_jobs(all_boxes, self.models, [im.patient_right_on_image_left for im in images])
         crops = self._background().submit(make_crops, [_view(im) for im in images], jobs, self.models)
-        return StartedGroup(images, box_files, all_boxes, sources, crops)
+        return StartedGroup(images, box_files, all_boxes, sources, jobs, crops)
 
     def finish(self, group: StartedGroup, release: bool = True) -> list[ScanResult]:
         """Second half of :meth:`measure_images` for a group from :meth:`start`: the landmark
@@ -217,8 +227,7 @@ class Measurer:
                 for i, res in zip(redo, again):
                     results[i] = res
         finally:
-            if not group.crops.done():
-                group.crops.cancel()
+            group.cancel()  # after an error: no crop still reads the films released below
             for im in images if release else ():
                 if im.decodes_on_demand:  # a FilmSource's decoders, a held film in its decode worker
                     im.release()
@@ -236,7 +245,7 @@ class Measurer:
         orientations = [im.patient_right_on_image_left for im in images]
         preds = detect_landmarks([_view(im) for im in images], all_boxes, spacings, self.models, orientations=orientations,
                                  method=self.method, device=self.device, batch_size=self.batch_size,
-                                 crops=group.crops.result())
+                                 crops=group.crops.result(), jobs=group.jobs)
         detected_boxes = [{s: dict(j) for s, j in bx.items()} if src == "detector" else None
                           for bx, src in zip(all_boxes, sources)]
         if self.recentre:

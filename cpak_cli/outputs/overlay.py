@@ -134,9 +134,9 @@ def render_overlay(
     scale_x = scale * aspect
     small = cv2.resize(img, (max(1, round(img.shape[1] * scale_x)), max(1, round(img.shape[0] * scale))),
                        interpolation=cv2.INTER_AREA) if (scale < 1 or aspect != 1) else img
-    lo, hi = np.percentile(small, [0.5, 99.5])
-    grey = np.clip((small - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
-    out = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    from cpak_cli.outputs.redact import to_grey
+
+    out = cv2.cvtColor(to_grey(small), cv2.COLOR_GRAY2BGR)
     th = max(1, round(out.shape[0] / 900))
 
     def pt(p: Sequence[float]) -> tuple[int, int]:

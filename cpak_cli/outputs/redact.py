@@ -86,10 +86,11 @@ def covered_fraction(shape: tuple[int, int], boxes: Iterable[Box]) -> float:
 
 # --------------------------------------------------------------------------- films
 def to_grey(pixels: np.ndarray) -> np.ndarray:
-    """uint8 0..255 stretch of ``pixels`` between its 0.5 and 99.5 percentiles (as the overlay)."""
+    """uint8 0..255 stretch of ``pixels`` between its 0.5 and 99.5 percentiles: the overlay's
+    picture (:func:`cpak_cli.outputs.overlay.render_overlay`) and the text search read the same."""
     p = np.asarray(pixels, dtype=np.float32)
     lo, hi = np.percentile(p, [0.5, 99.5])
-    return np.clip((p - lo) * (255.0 / max(float(hi - lo), 1e-6)), 0, 255).astype(np.uint8)
+    return np.clip((p - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
 
 
 def film_text(pixels: np.ndarray, spacing_mm: tuple[float, float]) -> TextFound:

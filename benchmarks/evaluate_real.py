@@ -76,7 +76,7 @@ def evaluate_film(lab: PointLabels, res: ScanResult | None, error: str | None) -
             continue
         preds: dict[str, Any] = {}
         angles: dict[str, float | None] = {a: None for a in ANGLES}
-        leg_error, flags, det = error, [], None
+        leg_error, flags, det, cpak = error, [], None, None
         if res is not None:
             assert res.image is not None
             ps = pred_side_for(side, lab.patient_right_on_image_left, res.image.patient_right_on_image_left)
@@ -86,11 +86,11 @@ def evaluate_film(lab: PointLabels, res: ScanResult | None, error: str | None) -
                 leg_error = "leg not found on the film"
             else:
                 angles = {a: getattr(leg, a) for a in ANGLES}
-                leg_error, flags = leg.error, list(leg.flags)
+                leg_error, flags, cpak = leg.error, list(leg.flags), leg.cpak
             if res.box_source == "detector":
                 det = {j: box_centre(b) for j, b in res.boxes.get(ps, {}).items()}
         out.append(evaluate_leg(lab.image_id, side, lab.legs[side], centres.get(side, {}), lab.spacing_mm,
-                                lab.patient_right_on_image_left, preds, angles, leg_error, flags, det))
+                                lab.patient_right_on_image_left, preds, angles, leg_error, flags, det, cpak))
     return out
 
 
@@ -129,6 +129,8 @@ def print_table(summary: dict[str, Any], head: str) -> None:
     print(head)
     aa = s["all_angles"]
     print(f"{'legs with all 5 angles':24s} {aa['count']}/{s['legs']} ({aa['pct']:.0f}%)")
+    ty = s["typed"]
+    print(f"{'  of them with a CPAK type':24s} {ty['count']}/{s['legs']} ({ty['pct']:.0f}%) (no flag withheld it)")
 
     def line(label: str, e: dict[str, Any], unit: str = "mm") -> None:
         print(f"{label:24s} found {e['found_pct']:5.1f}% ({e['n'] - e['missed']}/{e['n']})  "
@@ -136,6 +138,7 @@ def print_table(summary: dict[str, Any], head: str) -> None:
               f"median {fmt_mm(e['median_found'], unit)}, p90 {fmt_mm(e['p90_found'], unit)}")
 
     line("knee centre", s["knee"])
+    line("knee joint line height", s["knee_line"])
     line("ankle centre", s["ankle"])
     line("hip (head centre est.)", s["hip"])
     line("hip |dx| vs head top", s["hip_dx_top"])

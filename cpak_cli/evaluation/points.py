@@ -32,6 +32,9 @@ ANGLES: Final[tuple[str, ...]] = ("ldfa", "mpta", "ahka", "jlo", "mhka")
 MHKA_WITHIN_DEG: Final[tuple[float, ...]] = (1.0, 2.0, 3.0)
 #: Label point -> the detector joint whose centre it gives (see ``pointlabels.joint_centres``).
 DETECTOR_JOINTS: Final[tuple[str, ...]] = ("hip", "knee", "ankle")
+#: The four points whose mean height is the knee's joint line (condyles and plateau margins).
+JOINT_LINE_POINTS: Final[tuple[str, ...]] = (
+    "femoral_condyle_lateral", "femoral_condyle_medial", "tibial_plateau_lateral", "tibial_plateau_medial")
 
 
 # --------------------------------------------------------------------------- points and errors
@@ -58,6 +61,22 @@ def horizontal_distance_mm(pred: Point | None, true: Point | None, spacing_mm: t
     if pred is None or not math.isfinite(float(pred[0])):
         return math.inf
     return abs(float(pred[0]) - float(true[0])) * float(spacing_mm[1])
+
+
+def joint_line_height_error_mm(pred_points: Mapping[str, Point | None], knee_label: Point | None,
+                                spacing_mm: tuple[float, float]) -> float:
+    """Vertical distance (mm, absolute) between the knee's predicted joint line (mean row of
+    :data:`JOINT_LINE_POINTS`) and the knee label's row: ``inf`` when any of the four was not
+    found, NaN without a label. Only the height is compared, so a label that sits to one side of
+    the knee centre (the EOS set's, docs/real-films.md) still measures whether the network put the
+    joint line on the joint and not on a growth plate 10-25 mm above or below it."""
+    if knee_label is None:
+        return math.nan
+    ys = [pred_points.get(n) for n in JOINT_LINE_POINTS]
+    if any(p is None for p in ys):
+        return math.inf
+    line_y = sum(float(p[1]) for p in ys if p is not None) / len(ys)
+    return abs(line_y - float(knee_label[1])) * float(spacing_mm[0])
 
 
 def midpoint(a: Point | None, b: Point | None) -> tuple[float, float] | None:
@@ -197,6 +216,8 @@ class LegEval:
     det_error_mm: dict[str, float] | None = None
     flags: list[str] = field(default_factory=list)
     error: str | None = None
+    typed: bool = False          # the leg got a CPAK type (all angles and no flag that withholds it)
+    knee_line_dy_mm: float = math.nan  # :func:`joint_line_height_error_mm`
 
     def row(self) -> dict[str, Any]:
         """A flat CSV row: misses as empty cells (see the ``*_found`` columns), floats rounded."""
@@ -206,10 +227,11 @@ class LegEval:
 
         out: dict[str, Any] = {
             "id": self.image_id, "side": self.side, "measured_all": int(self.measured_all),
+            "typed": int(self.typed),
             "knee_found": int(math.isfinite(self.knee_error_mm)), "knee_error_mm": num(self.knee_error_mm),
             "ankle_found": int(math.isfinite(self.ankle_error_mm)), "ankle_error_mm": num(self.ankle_error_mm),
             "hip_found": int(self.hip_found), "hip_error_mm": num(self.hip_error_mm),
-            "hip_dx_top_mm": num(self.hip_dx_top_mm),
+            "hip_dx_top_mm": num(self.hip_dx_top_mm), "knee_line_dy_mm": num(self.knee_line_dy_mm),
             "mhka_pred": num(self.mhka_pred, 2), "mhka_label": num(self.mhka_label, 2),
             "mhka_error_deg": num(self.mhka_error_deg, 2),
         }
@@ -237,6 +259,7 @@ def evaluate_leg(
     leg_error: str | None = None,
     flags: Sequence[str] = (),
     detected_centres: Mapping[str, Point] | None = None,
+    cpak: str | None = None,
 ) -> LegEval:
     """Compare one leg's prediction with its labels.
 
@@ -251,6 +274,7 @@ def evaluate_leg(
             tool did not return at all has all None and ``leg_error`` set.
         detected_centres: the joint detector's centres for this leg (absent joint = not found),
             or None when the detector did not run.
+        cpak: the leg's CPAK type (None when the tool withheld it).
     """
     knee_p = pred_points.get("knee_center")
     ankle_p = midpoint(pred_points.get("ankle_lateral"), pred_points.get("ankle_medial"))
@@ -287,6 +311,8 @@ def evaluate_leg(
         hip_dx_top_mm=horizontal_distance_mm(head_p, labels.get("hip"), spacing_mm),
         mhka_pred=mhka_pred, mhka_label=mhka_label, mhka_error_deg=mhka_err,
         angles=ang, det_found=det_found, det_error_mm=det_err, flags=list(flags), error=leg_error,
+        typed=measured_all and cpak is not None,
+        knee_line_dy_mm=joint_line_height_error_mm(pred_points, labels.get("knee"), spacing_mm),
     )
 
 
@@ -296,7 +322,9 @@ def evaluate_leg(
 def summarize_legs(legs: Sequence[LegEval]) -> dict[str, Any]:
     """Headline figures over legs (see the README's "evaluation on real films").
 
-    ``all_angles`` (count and percent of legs with all five angles and no error), per point
+    ``all_angles`` (count and percent of legs with all five angles and no error), ``typed``
+    (of those, the legs with a CPAK type: no flag withheld it), ``knee_line`` (the joint line's
+    height against the knee label, :func:`joint_line_height_error_mm`), per point
     ``knee``/``ankle``/``hip`` (:func:`error_summary`; ``hip_dx_top`` the horizontal error against
     the head-top label), ``mhka`` (:func:`error_summary` plus ``within_1/2/3`` percent and
     ``bias_found``, the median signed pred - label over found legs), ``detector`` per joint
@@ -304,12 +332,15 @@ def summarize_legs(legs: Sequence[LegEval]) -> dict[str, Any]:
     """
     n = len(legs)
     n_all = sum(1 for leg in legs if leg.measured_all)
+    n_typed = sum(1 for leg in legs if leg.typed)
     mhka_errs = [leg.mhka_error_deg for leg in legs]
     signed = [leg.mhka_pred - leg.mhka_label for leg in legs
               if leg.mhka_pred is not None and leg.mhka_label is not None]
     out: dict[str, Any] = {
         "legs": n,
         "all_angles": {"count": n_all, "pct": 100.0 * n_all / n if n else float("nan")},
+        "typed": {"count": n_typed, "pct": 100.0 * n_typed / n if n else float("nan")},
+        "knee_line": error_summary([leg.knee_line_dy_mm for leg in legs]),
         "knee": error_summary([leg.knee_error_mm for leg in legs]),
         "ankle": error_summary([leg.ankle_error_mm for leg in legs]),
         "hip": error_summary([leg.hip_error_mm for leg in legs]),

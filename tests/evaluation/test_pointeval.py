@@ -20,6 +20,7 @@ from cpak_cli.evaluation.points import (
     evaluate_leg,
     fmt_mm,
     horizontal_distance_mm,
+    joint_line_height_error_mm,
     jsonable,
     map_points_between_grids,
     midpoint,
@@ -192,11 +193,31 @@ def test_evaluate_leg_misses_and_partial_legs():
     assert no_ankle.mhka_label is None and math.isnan(no_ankle.mhka_error_deg) and math.isnan(no_ankle.ankle_error_mm)
 
 
+def test_joint_line_height_error_compares_rows_only():
+    # condyles 4 px above, plateau margins 2 px below the label row: mean row 1 px above it
+    pts = {"femoral_condyle_lateral": (70.0, 496.0), "femoral_condyle_medial": (130.0, 496.0),
+           "tibial_plateau_lateral": (60.0, 502.0), "tibial_plateau_medial": (140.0, 502.0)}
+    assert joint_line_height_error_mm(pts, KNEE, (1.0, 1.0)) == pytest.approx(1.0)
+    # a label 20 px to one side of the knee changes nothing; rows of 0.5 mm halve it
+    assert joint_line_height_error_mm(pts, (KNEE[0] + 20.0, KNEE[1]), (0.5, 1.0)) == pytest.approx(0.5)
+    # a joint line on a growth plate 18 px above the joint
+    plate = {n: (x, y - 18.0) for n, (x, y) in pts.items()}
+    assert joint_line_height_error_mm(plate, KNEE, (1.0, 1.0)) == pytest.approx(19.0)
+    assert joint_line_height_error_mm(dict(pts, tibial_plateau_medial=None), KNEE, (1.0, 1.0)) == INF
+    assert math.isnan(joint_line_height_error_mm(pts, None, (1.0, 1.0)))
+    leg = evaluate_leg("f", "right", LABELS, CENTRES, (1.0, 1.0), True, {**pred_leg(), **pts}, ALL_ANGLES, cpak="II")
+    assert leg.knee_line_dy_mm == pytest.approx(1.0) and leg.row()["knee_line_dy_mm"] == 1.0
+    assert leg.typed and leg.row()["typed"] == 1
+    # all angles but the type withheld (a flag), or a type with an error: not typed
+    assert not evaluate_leg("f", "right", LABELS, CENTRES, (1.0, 1.0), True, pts, ALL_ANGLES, cpak=None).typed
+    assert not evaluate_leg("f", "right", LABELS, CENTRES, (1.0, 1.0), True, pts, ALL_ANGLES, "err", cpak="II").typed
+
+
 # ----------------------------------------------------------------------------- many legs
 
 
 def _legs() -> list[LegEval]:
-    good = evaluate_leg("a", "right", LABELS, CENTRES, (1.0, 1.0), True, pred_leg(), ALL_ANGLES)
+    good = evaluate_leg("a", "right", LABELS, CENTRES, (1.0, 1.0), True, pred_leg(), ALL_ANGLES, cpak="V")
     half = evaluate_leg("a", "left", LABELS, CENTRES, (1.0, 1.0), True, pred_leg(), dict(ALL_ANGLES, mhka=-3.5))
     missed = evaluate_leg("b", "right", LABELS, CENTRES, (1.0, 1.0), True, {}, {}, "joint(s) not found on the film: hip")
     unlabelled = evaluate_leg("b", "left", {"knee": KNEE}, {"knee": KNEE}, (1.0, 1.0), True, pred_leg(), ALL_ANGLES)
@@ -207,6 +228,8 @@ def test_summarize_legs():
     s = summarize_legs(_legs())
     assert s["legs"] == 4
     assert s["all_angles"] == {"count": 3, "pct": 75.0}
+    assert s["typed"] == {"count": 1, "pct": 25.0}
+    assert (s["knee_line"]["n"], s["knee_line"]["missed"]) == (4, 4)  # no condyle or plateau point given
     assert (s["knee"]["n"], s["knee"]["missed"]) == (4, 1)
     assert s["knee"]["median"] == pytest.approx(5.0)
     assert s["knee"]["p90"] == INF

@@ -63,6 +63,14 @@ PLAUSIBLE_ANGLE_DEG = (75.0, 105.0)
 #: (180 = straight); less means folded axes (a point of another leg or a wrong joint).
 AXIS_MIN_ANGLE_DEG = 150.0
 
+#: Height of the tibial plateau margins below the femoral condyles' lowest points (mm, mean of
+#: the two lines' mid-points, + = plateau lower; inclusive). It is the radiographic joint space
+#: plus the margins' drop below the articular surface: about 3-10 mm (0-3 mm in a bone-on-bone
+#: compartment; up to 11.5 mm on the phantom's widest joints). A distal femoral or proximal
+#: tibial growth plate taken for the joint line sits 10-25 mm from it in children and puts the
+#: lines 15 mm or more apart; condyles more than 3 mm BELOW the plateau are no knee either.
+KNEE_LINE_GAP_MM = (-3.0, 15.0)
+
 #: Size plausibility (mm, inclusive), mechanical lengths: femur = femoral head centre -> knee
 #: centre, tibia = knee centre -> ankle centre. Anderson, Green & Messner (J Bone Joint Surg Am
 #: 1963;45:1-14, orthoroentgenograms) give femur lengths of about 20-22 cm and tibia lengths of
@@ -176,7 +184,9 @@ def geometry_problems(
     Checks, in mm space: femoral head above the knee and ankle below it (image y grows
     downwards); lateral landmarks on the lateral side of their medial partners (for the patient's
     right leg lateral is towards the image side that holds the patient's right); the femoral and
-    tibial mechanical axes not folded back on each other (they must meet at 150 degrees or more).
+    tibial mechanical axes not folded back on each other (they must meet at 150 degrees or more);
+    the tibial plateau margins :data:`KNEE_LINE_GAP_MM` below the femoral condyles (a growth plate
+    taken for the joint line fails it).
     Landmarks that are missing (None or absent) skip only the checks that need them, so a partly
     measured leg gets every check its points allow.
     """
@@ -199,6 +209,15 @@ def geometry_problems(
     ):
         if lat in p and med in p and (p[lat][0] - p[med][0]) * lateral_dir <= 0:
             problems.append(f"{what} in the wrong medial/lateral order")
+    line = ("femoral_condyle_lateral", "femoral_condyle_medial", "tibial_plateau_lateral", "tibial_plateau_medial")
+    if all(n in p for n in line):
+        gap = float((p[line[2]][1] + p[line[3]][1]) - (p[line[0]][1] + p[line[1]][1])) / 2.0
+        lo, hi = KNEE_LINE_GAP_MM
+        if gap > hi:
+            problems.append(f"tibial plateau {gap:.0f} mm below the femoral condyles (more than {hi:.0f} mm: "
+                            "a growth plate taken for the joint line?)")
+        elif gap < lo:
+            problems.append(f"femoral condyles {-gap:.0f} mm below the tibial plateau")
     if hip is not None and knee is not None and ankle is not None:
         femur = hip - knee
         tibia = ankle - knee

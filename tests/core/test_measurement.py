@@ -18,6 +18,7 @@ from cpak_cli.core.measurement import (
     FLAG_LOW_CONFIDENCE,
     FLAG_ORIENTATION_ASSUMED,
     FLAG_SPACING_UNCORRECTED,
+    KNEE_LINE_GAP_MM,
     PLAUSIBLE_ANGLE_DEG,
     geometry_problems,
     measure_leg,
@@ -87,6 +88,45 @@ def test_each_swapped_pair_is_caught_on_both_orientations(side, right_on_left, p
     m = measure_leg(side, bad, SP, patient_right_on_image_left=right_on_left)
     assert FLAG_GEOMETRY in m.flags and m.cpak is None and m.ldfa is not None and m.mpta is not None
     assert f"{what} in the wrong medial/lateral order" in m.notes
+
+
+def _moved(leg: dict, names: tuple[str, ...], dy_mm: float) -> dict:
+    return {**leg, **{n: (leg[n][0], leg[n][1] + dy_mm / SP[0]) for n in names}}
+
+
+CONDYLES = ("femoral_condyle_lateral", "femoral_condyle_medial")
+PLATEAU = ("tibial_plateau_lateral", "tibial_plateau_medial")
+
+
+def _gap_mm(leg: dict) -> float:
+    return (sum(leg[n][1] for n in PLATEAU) - sum(leg[n][1] for n in CONDYLES)) / 2 * SP[0]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_condyles_on_a_growth_plate_above_the_joint_are_caught(side):
+    leg = build_leg(87.0, 84.0, side=side)
+    assert KNEE_LINE_GAP_MM[0] <= _gap_mm(leg) <= KNEE_LINE_GAP_MM[1]
+    # condyle points moved up onto a distal femoral physis 18 mm above the joint line
+    plate = _moved(leg, CONDYLES, -18.0)
+    problems = geometry_problems(plate, SP, side)
+    assert len(problems) == 1 and "growth plate taken for the joint line" in problems[0]
+    m = measure_leg(side, plate, SP)
+    assert m.measured and m.ldfa is not None and FLAG_GEOMETRY in m.flags and m.cpak is None
+    # plateau points moved down onto a proximal tibial physis: the same
+    assert "growth plate" in geometry_problems(_moved(leg, PLATEAU, 16.0), SP, side)[0]
+    # condyles well below the plateau
+    low = _moved(leg, CONDYLES, _gap_mm(leg) + 5.0)
+    assert geometry_problems(low, SP, side) == ["femoral condyles 5 mm below the tibial plateau"]
+
+
+def test_joint_line_gap_limits_are_inclusive_and_need_all_four_points():
+    leg = build_leg(87.0, 84.0)
+    g = _gap_mm(leg)
+    assert geometry_problems(_moved(leg, CONDYLES, g - KNEE_LINE_GAP_MM[1] + 0.01), SP, "right") == []
+    assert geometry_problems(_moved(leg, CONDYLES, g - KNEE_LINE_GAP_MM[1] - 0.01), SP, "right") != []
+    assert geometry_problems(_moved(leg, CONDYLES, g - KNEE_LINE_GAP_MM[0] - 0.01), SP, "right") == []
+    one_missing = {**_moved(leg, CONDYLES, -30.0), "tibial_plateau_medial": None}
+    assert geometry_problems(one_missing, SP, "right") == []
 
 
 def test_ankle_swap_alone_keeps_ldfa_and_mpta_in_range():

@@ -17,7 +17,7 @@ from cpak_cli.training.datasets import LegSample
 from cpak_cli.training.training_crops import AugmentOptions, training_crop
 
 #: Most constraints one leg sample may carry (the batch arrays are padded to this).
-MAX_CONSTRAINTS = 3
+MAX_CONSTRAINTS = 4
 
 
 def sample_rng(seed: int, step: int, k: int) -> np.random.Generator:
@@ -66,13 +66,15 @@ class PartialBatch:
 
     ``x`` (B, S, S) float16 crops; ``points_uv`` (B, C, 2) landmark crop pixels, NaN where not
     labelled; ``cons_mix`` (B, K, C) channel weights of each constraint (rows sum to 1, zero rows
-    unused), ``cons_uv`` (B, K, 2) its target in crop pixels, ``cons_w`` (B, K, 2) axis weights."""
+    unused), ``cons_uv`` (B, K, 2) its target in crop pixels, ``cons_w`` (B, K, 2) axis weights,
+    ``cons_tol`` (B, K) its tolerance in crop pixels (0 = a point label)."""
 
     x: np.ndarray
     points_uv: np.ndarray
     cons_mix: np.ndarray
     cons_uv: np.ndarray
     cons_w: np.ndarray
+    cons_tol: np.ndarray
 
 
 def make_partial_batch(
@@ -81,7 +83,7 @@ def make_partial_batch(
 ) -> PartialBatch:
     """The step's crops exactly as :func:`make_batch` draws them (same RNG per sample), with
     labels as points and constraints instead of masks (works for fully labelled samples too)."""
-    xs, pts, mix, cuv, cw = [], [], [], [], []
+    xs, pts, mix, cuv, cw, ctol = [], [], [], [], [], []
     for k, i in enumerate(indices):
         s = samples[i]
         tc = training_crop(s, size, None, aug, sample_rng(seed, step, k), norm)  # masks are drawn on the device
@@ -89,16 +91,19 @@ def make_partial_batch(
         m = np.zeros((MAX_CONSTRAINTS, c), np.float32)
         uv = np.zeros((MAX_CONSTRAINTS, 2), np.float32)
         w = np.zeros((MAX_CONSTRAINTS, 2), np.float32)
-        for j, (con, target_uv) in enumerate(tc.extra["constraints"][:MAX_CONSTRAINTS]):
+        tol = np.zeros(MAX_CONSTRAINTS, np.float32)
+        for j, (con, target_uv, tol_px) in enumerate(tc.extra["constraints"][:MAX_CONSTRAINTS]):
             m[j, list(con.channels)] = 1.0 / len(con.channels)
             uv[j] = target_uv
             w[j] = con.weights
+            tol[j] = tol_px
         xs.append(tc.image.astype(np.float16))
         pts.append(tc.points_uv.astype(np.float32))
         mix.append(m)
         cuv.append(uv)
         cw.append(w)
-    return PartialBatch(np.stack(xs), np.stack(pts), np.stack(mix), np.stack(cuv), np.stack(cw))
+        ctol.append(tol)
+    return PartialBatch(np.stack(xs), np.stack(pts), np.stack(mix), np.stack(cuv), np.stack(cw), np.stack(ctol))
 
 
 __all__ = ["MAX_CONSTRAINTS", "sample_rng", "BatchOrder", "make_batch", "PartialBatch", "make_partial_batch"]

@@ -63,11 +63,14 @@ class LegSample:
 class Constraint:
     """A label on a combination of channels: the mean of the probability-weighted centroids of
     ``channels`` (indices into the model's landmarks) should be ``xy`` (image pixels); the error
-    counts with ``weights = (w_x, w_y)`` along the crop's axes (0 ignores an axis)."""
+    counts with ``weights = (w_x, w_y)`` along the crop's axes (0 ignores an axis). With
+    ``tolerance_mm`` > 0 the label is a band, not a point: along each axis only the part of the
+    error beyond ``tolerance_mm`` counts (a label that gives a height to a few mm, e.g.)."""
 
     channels: tuple[int, ...]
     xy: tuple[float, float]
     weights: tuple[float, float] = (1.0, 1.0)
+    tolerance_mm: float = 0.0
 
 
 

@@ -3,13 +3,17 @@
 Such films label fewer points than the networks find, so each joint uses what its label defines
 (partial supervision; the phantom supervises everything else):
 
-- knee: NOT used for the landmark network. On the real EOS set the knee label sits 5-30 mm
-  medial of the knee centre (looked at on overlays of many films: between the intercondylar
-  notch and the middle of the medial compartment, not "between the tibial spines"), so its
-  horizontal position would teach a medial bias. A constraint on its height alone was tried
-  (GPU run of 2026-11-26) and taught a shortcut instead: the knee-centre channel learned to fire
-  on the medial condyle, which has the right height, and then sat 26 mm medial on phantoms too.
-  The knee network therefore learns from the phantom (with domain randomisation) only.
+- knee: only the label's HEIGHT is used, as bands (:data:`KNEE_BANDS_MM`). On the real EOS set
+  the knee label sits 5-30 mm medial of the knee centre (looked at on overlays of many films:
+  between the intercondylar notch and the middle of the medial compartment, not "between the
+  tibial spines"), so its horizontal position would teach a medial bias; its height is the joint
+  line's to a few mm. A point constraint of the knee-centre channel on that height was tried (GPU
+  run of 2026-11-26) and taught a shortcut: the channel fired on the medial condyle, which has the
+  right height, and sat 26 mm medial on phantoms too. What is used instead: each of the four
+  joint-line channels (condyles just above the label's row, plateau margins just below it) must
+  lie within a band of rows; inside the band nothing is learnt, so only a joint line put on a
+  growth plate 10-25 mm away is pushed back. The knee-centre channel and every horizontal
+  position are left to the phantom.
 - ankle: no channel is labelled directly; the mid-point of ``ankle_lateral``/``ankle_medial``
   must be the labelled ankle centre (the phantom's talar dome edges have exactly that mid-point).
 - hip: ``femoral_head`` (the head CENTRE) must lie straight below the labelled head TOP: the
@@ -34,6 +38,14 @@ from cpak_cli.training.pointlabels import PointLabels, head_centre_from_top, hol
 
 #: Weight of the vertical error of the hip constraint (the head radius is estimated).
 HIP_VERTICAL_WEIGHT = 0.3
+#: Knee height bands: channel -> (offset of the band's centre from the knee label's row, half
+#: height), mm, + = down. The condyles' lowest points lie just above the joint line and the plateau
+#: margins just below it; a band of +-5 mm lets the label be a few mm off and still catches a
+#: growth plate (10-25 mm from the joint in children).
+KNEE_BANDS_MM: dict[str, tuple[float, float]] = {
+    "femoral_condyle_lateral": (-2.0, 5.0), "femoral_condyle_medial": (-2.0, 5.0),
+    "tibial_plateau_lateral": (2.0, 5.0), "tibial_plateau_medial": (2.0, 5.0),
+}
 
 
 def training_labels(data_dir: str | Path) -> list[PointLabels]:
@@ -54,8 +66,13 @@ def leg_supervision(
     points = np.full((len(names), 2), np.nan)
     idx = {n: i for i, n in enumerate(names)}
     cons: list[Constraint] = []
-    if joint == "knee":
-        return None  # see the module docstring: the knee label does not define a knee landmark
+    if joint == "knee":  # height bands only (module docstring)
+        if "knee" not in pts or not set(KNEE_BANDS_MM) <= set(idx):
+            return None
+        kx, ky = (float(v) for v in pts["knee"])
+        for name, (offset_mm, half_mm) in KNEE_BANDS_MM.items():
+            cons.append(Constraint((idx[name],), (kx, ky + offset_mm / spacing_mm[0]), (0.0, 1.0), half_mm))
+        return points, tuple(cons), (kx, ky)
     if joint == "ankle":
         if "ankle" not in pts or not {"ankle_lateral", "ankle_medial"} <= set(idx):
             return None
@@ -104,5 +121,5 @@ def real_film_sample(args: tuple[PointLabels, int, int]) -> Any:
                        labels.patient_right_on_image_left, joint_centres(labels), height, width)
 
 
-__all__ = ["HIP_VERTICAL_WEIGHT", "training_labels", "leg_supervision", "real_leg_samples",
+__all__ = ["HIP_VERTICAL_WEIGHT", "KNEE_BANDS_MM", "training_labels", "leg_supervision", "real_leg_samples",
            "real_film_sample"]

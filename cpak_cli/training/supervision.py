@@ -9,7 +9,8 @@ and computes
   equals :func:`cpak_cli.training.trainer.dice_bce_loss`), plus
 - for each constraint, the distance between the mean of the probability-weighted centroids of its
   channels (weights ``p**2`` of the sigmoid, which follows the blob Method 3 reads) and its target,
-  in units of 1 % of the crop side, Huber-smoothed, weighted per axis, times ``constraint_weight``.
+  less its tolerance along each axis (a band label; 0 for a point), in units of 1 % of the crop
+  side, Huber-smoothed, weighted per axis, times ``constraint_weight``.
 
 :class:`BatchSource` builds the batches of consecutive steps in worker processes (each batch is a
 pure function of seed and step, so the result does not depend on the number of workers).
@@ -72,7 +73,7 @@ def soft_centroids(logits: "torch.Tensor") -> "torch.Tensor":
 def partial_loss(
     logits: "torch.Tensor", points_uv: "torch.Tensor", radius: float, cons_mix: "torch.Tensor | None" = None,
     cons_uv: "torch.Tensor | None" = None, cons_w: "torch.Tensor | None" = None,
-    constraint_weight: float = CONSTRAINT_WEIGHT, eps: float = 1.0,
+    constraint_weight: float = CONSTRAINT_WEIGHT, eps: float = 1.0, cons_tol: "torch.Tensor | None" = None,
 ) -> "torch.Tensor":
     """Dice + BCE on labelled channels + the constraint term (see the module docstring)."""
     import torch
@@ -94,7 +95,10 @@ def partial_loss(
     if cons_mix is not None and cons_uv is not None and cons_w is not None and float(cons_w.abs().sum()) > 0:
         cen = soft_centroids(logits)  # (B, C, 2)
         pred = torch.einsum("bkc,bcd->bkd", cons_mix.float(), cen)
-        err = (pred - cons_uv.float()) / (0.01 * max(h, w))
+        diff = pred - cons_uv.float()
+        if cons_tol is not None:  # a band: only what lies beyond the tolerance counts
+            diff = torch.sign(diff) * F.relu(diff.abs() - cons_tol.float().unsqueeze(-1))
+        err = diff / (0.01 * max(h, w))
         hub = F.smooth_l1_loss(err, torch.zeros_like(err), reduction="none", beta=1.0)
         wts = cons_w.float()
         active = (wts.sum(dim=-1) > 0).float().sum().clamp_min(1.0)
@@ -113,6 +117,7 @@ def batch_tensors(batch: PartialBatch, device: Any) -> dict[str, "torch.Tensor"]
         "cons_mix": torch.from_numpy(batch.cons_mix).to(device),
         "cons_uv": torch.from_numpy(batch.cons_uv).to(device),
         "cons_w": torch.from_numpy(batch.cons_w).to(device),
+        "cons_tol": torch.from_numpy(batch.cons_tol).to(device),
     }
 
 
@@ -206,7 +211,8 @@ def constraint_errors_mm(
 ) -> list[float]:
     """Errors (mm) of a sample's constraints given predicted channel points ``xy_pred`` (C, 2) in
     image pixels: Euclidean when both axes weigh >= ``min_weight``, else along the axis that does;
-    a constraint with neither axis that heavy is not evaluated. NaN predictions give ``inf``."""
+    a constraint with neither axis that heavy is not evaluated. NaN predictions give ``inf``. A
+    band (``tolerance_mm`` > 0) counts only what lies beyond its tolerance along each axis."""
     out = []
     for con in sample.constraints:
         axes = [a for a in (0, 1) if con.weights[a] >= min_weight]
@@ -214,6 +220,8 @@ def constraint_errors_mm(
             continue
         p = np.mean(xy_pred[list(con.channels)], axis=0)
         d = (p - np.asarray(con.xy)) * np.array([sample.spacing_mm[1], sample.spacing_mm[0]])
+        if con.tolerance_mm > 0:
+            d = np.sign(d) * np.maximum(np.abs(d) - con.tolerance_mm, 0.0)
         e = float(np.hypot(*d)) if len(axes) == 2 else float(abs(d[axes[0]]))
         out.append(e if math.isfinite(e) else math.inf)
     return out

@@ -8,7 +8,14 @@ import pytest
 from cpak_cli.core.landmarks import JOINTS
 from cpak_cli.networks.detector import DETECTOR_CHANNELS
 from cpak_cli.training.pointlabels import head_centre_from_top, read_point_labels
-from cpak_cli.training.real import HIP_VERTICAL_WEIGHT, leg_supervision, real_film_sample, real_leg_samples, training_labels
+from cpak_cli.training.real import (
+    HIP_VERTICAL_WEIGHT,
+    KNEE_BANDS_MM,
+    leg_supervision,
+    real_film_sample,
+    real_leg_samples,
+    training_labels,
+)
 from tests.factories import point_label_folder
 
 PTS = {"hip": (100.0, 40.0), "knee": (110.0, 500.0), "ankle": (105.0, 900.0)}
@@ -31,8 +38,20 @@ def test_hip_label_is_the_head_top_so_the_centre_lies_below_it():
     assert leg_supervision("hip", JOINTS["hip"], {"hip": PTS["hip"]}, (0.8, 0.8)) is None  # needs the knee
 
 
-def test_knee_label_is_not_used_for_the_knee_network():
-    assert leg_supervision("knee", JOINTS["knee"], PTS, (0.8, 0.8)) is None
+def test_knee_label_gives_only_height_bands_of_the_joint_line_channels():
+    points, cons, centre = leg_supervision("knee", JOINTS["knee"], PTS, (0.8, 0.8))
+    assert np.isnan(points).all() and centre == PTS["knee"]
+    names = JOINTS["knee"]
+    by_channel = {names[c.channels[0]]: c for c in cons}
+    assert set(by_channel) == set(KNEE_BANDS_MM)  # never the knee-centre channel
+    for name, c in by_channel.items():
+        offset_mm, half_mm = KNEE_BANDS_MM[name]
+        assert len(c.channels) == 1 and c.weights == (0.0, 1.0)  # the label's x is not used
+        assert c.xy == pytest.approx((PTS["knee"][0], PTS["knee"][1] + offset_mm / 0.8))
+        assert c.tolerance_mm == half_mm
+    # condyles above the label's row, plateau margins below it
+    assert by_channel["femoral_condyle_lateral"].xy[1] < PTS["knee"][1] < by_channel["tibial_plateau_medial"].xy[1]
+    assert leg_supervision("knee", JOINTS["knee"], {"hip": PTS["hip"]}, (0.8, 0.8)) is None
 
 
 def test_real_leg_samples_and_film_samples(tmp_path):

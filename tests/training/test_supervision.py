@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cpak_cli.networks.crops import disc_masks
-from cpak_cli.training.batches import make_partial_batch
+from cpak_cli.training.batches import MAX_CONSTRAINTS, make_partial_batch
 from cpak_cli.training.datasets import Constraint, LegSample
 from cpak_cli.training.supervision import (
     BatchSource,
@@ -78,6 +78,24 @@ def test_constraint_term_pulls_the_channel_mean_to_the_target_per_axis():
     assert float(partial_loss(_blob_logits([(36.0, 26.0), (56.0, 26.0)]), pts, 4.0, mix, target, w_y)) < 1e-3
 
 
+def test_a_band_constraint_is_silent_inside_its_tolerance_and_pulls_outside():
+    nan = float("nan")
+    pts = torch.full((1, 1, 2), nan)
+    mix = torch.tensor([[[1.0]]])
+    target = torch.tensor([[[30.0, 30.0]]])
+    w_y = torch.tensor([[[0.0, 1.0]]])
+    tol = torch.tensor([[6.0]])  # crop pixels
+    inside = partial_loss(_blob_logits([(10.0, 35.0)], c=1), pts, 4.0, mix, target, w_y, cons_tol=tol)
+    edge = partial_loss(_blob_logits([(10.0, 24.5)], c=1), pts, 4.0, mix, target, w_y, cons_tol=tol)
+    outside = partial_loss(_blob_logits([(10.0, 12.0)], c=1), pts, 4.0, mix, target, w_y, cons_tol=tol)
+    point = partial_loss(_blob_logits([(10.0, 35.0)], c=1), pts, 4.0, mix, target, w_y)  # the same, no tolerance
+    assert float(inside) < 1e-3 and float(edge) < 1e-3
+    assert float(outside) > float(point) > 1e-3
+    # beyond the band the loss is that of a point label moved by the tolerance
+    moved = partial_loss(_blob_logits([(10.0, 12.0)], c=1), pts, 4.0, mix, torch.tensor([[[30.0, 24.0]]]), w_y)
+    assert float(outside) == pytest.approx(float(moved), rel=1e-4)
+
+
 def _samples(n=3, size=48):
     rng = np.random.default_rng(0)
     out = []
@@ -97,6 +115,15 @@ def test_partial_batch_carries_points_and_constraints():
     assert np.isnan(b.points_uv[:, 1]).all() and np.isfinite(b.points_uv[:, 0]).all()
     assert np.allclose(b.cons_mix[1, 0], [0.5, 0.5]) and b.cons_w[0].sum() == 0
     assert np.allclose(b.cons_w[1, 0], [1.0, 0.3])
+    assert b.cons_tol.shape == (3, MAX_CONSTRAINTS) and not b.cons_tol.any()  # point labels
+
+
+def test_partial_batch_gives_band_tolerances_in_crop_pixels():
+    s = _samples()[1]
+    s.constraints = (Constraint((0,), (36.0, 36.0), (0.0, 1.0), tolerance_mm=3.0),)
+    b = make_partial_batch([s], [0], 24, AugmentOptions(jitter=0.0, affine_p=0.0, intensity=False), 0, 0)
+    # box 48 image px of 0.5 mm on a 24 px crop: 1 mm per crop pixel
+    assert b.cons_tol[0, 0] == pytest.approx(3.0, rel=1e-6)
 
 
 def test_batch_workers_give_the_same_batches():
@@ -115,3 +142,8 @@ def test_constraint_errors_mm_axes_and_misses():
     xy = np.array([[30.0, 50.0], [40.0, 10.0]])  # mean (35, 30): x off by 1 px = 0.5 mm
     assert constraint_errors_mm(xy, s) == [pytest.approx(0.5)]
     assert constraint_errors_mm(np.array([[np.nan, np.nan], [40.0, 10.0]]), s) == [float("inf")]
+    # a band counts only what lies beyond its tolerance
+    band = Constraint((0,), (36.0, 36.0), (0.0, 1.0), tolerance_mm=2.0)
+    s.constraints = (band,)
+    assert constraint_errors_mm(np.array([[0.0, 39.0], [0.0, 0.0]]), s) == [0.0]  # 1.5 mm off
+    assert constraint_errors_mm(np.array([[0.0, 44.0], [0.0, 0.0]]), s) == [pytest.approx(2.0)]  # 4 mm off

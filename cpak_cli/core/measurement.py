@@ -70,6 +70,11 @@ AXIS_MIN_ANGLE_DEG = 150.0
 #: tibial growth plate taken for the joint line sits 10-25 mm from it in children and puts the
 #: lines 15 mm or more apart; condyles more than 3 mm BELOW the plateau are no knee either.
 KNEE_LINE_GAP_MM = (-3.0, 15.0)
+#: The knee centre (intercondylar notch, between the tibial spines) lies horizontally near the
+#: middle of the two condyle points (on the phantom's knees within 1 mm). Further from it than
+#: this share of the condyles' spacing, or 6 mm when that is more, it sits on a condyle or off
+#: the knee (a network drawn to one compartment).
+KNEE_CENTRE_OFFSET_FRACTION = 0.35
 
 #: Size plausibility (mm, inclusive), mechanical lengths: femur = femoral head centre -> knee
 #: centre, tibia = knee centre -> ankle centre. Anderson, Green & Messner (J Bone Joint Surg Am
@@ -186,7 +191,8 @@ def geometry_problems(
     right leg lateral is towards the image side that holds the patient's right); the femoral and
     tibial mechanical axes not folded back on each other (they must meet at 150 degrees or more);
     the tibial plateau margins :data:`KNEE_LINE_GAP_MM` below the femoral condyles (a growth plate
-    taken for the joint line fails it).
+    taken for the joint line fails it); the knee centre horizontally near the middle of the
+    condyles (:data:`KNEE_CENTRE_OFFSET_FRACTION`).
     Landmarks that are missing (None or absent) skip only the checks that need them, so a partly
     measured leg gets every check its points allow.
     """
@@ -218,6 +224,12 @@ def geometry_problems(
                             "a growth plate taken for the joint line?)")
         elif gap < lo:
             problems.append(f"femoral condyles {-gap:.0f} mm below the tibial plateau")
+    if knee is not None and line[0] in p and line[1] in p:
+        mid_x = float(p[line[0]][0] + p[line[1]][0]) / 2.0
+        limit = max(KNEE_CENTRE_OFFSET_FRACTION * abs(float(p[line[0]][0] - p[line[1]][0])), 6.0)
+        off = abs(float(knee[0]) - mid_x)
+        if off > limit:
+            problems.append(f"knee centre {off:.0f} mm from the middle of the femoral condyles (more than {limit:.0f} mm)")
     if hip is not None and knee is not None and ankle is not None:
         femur = hip - knee
         tibia = ankle - knee

@@ -119,6 +119,28 @@ def test_condyles_on_a_growth_plate_above_the_joint_are_caught(side):
     assert geometry_problems(low, SP, side) == ["femoral condyles 5 mm below the tibial plateau"]
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_knee_centre_on_a_condyle_is_caught(side):
+    leg = build_leg(87.0, 84.0, side=side)  # centre midway between condyles 76 mm apart (limit 26.6 mm)
+    kx, ky = leg["knee_center"]
+
+    def shifted(mm: float) -> dict:
+        return {**leg, "knee_center": (kx + mm / SP[1], ky)}
+
+    assert geometry_problems(shifted(26.0), SP, side) == []
+    assert geometry_problems(shifted(-26.0), SP, side) == []
+    problems = geometry_problems(shifted(30.0), SP, side)
+    assert problems == ["knee centre 30 mm from the middle of the femoral condyles (more than 27 mm)"]
+    m = measure_leg(side, shifted(-30.0), SP)
+    assert FLAG_GEOMETRY in m.flags and m.cpak is None and m.ldfa is not None
+    # condyles close together: at least 6 mm is allowed
+    lat = 3.0 if side == "left" else -3.0
+    close = {**leg, "femoral_condyle_lateral": (kx + lat / SP[1], leg["femoral_condyle_lateral"][1]),
+             "femoral_condyle_medial": (kx - lat / SP[1], leg["femoral_condyle_medial"][1])}
+    assert not any("knee centre" in p for p in geometry_problems({**close, "knee_center": (kx + 5.9 / SP[1], ky)}, SP, side))
+    assert any("knee centre" in p for p in geometry_problems({**close, "knee_center": (kx + 6.1 / SP[1], ky)}, SP, side))
+
+
 def test_joint_line_gap_limits_are_inclusive_and_need_all_four_points():
     leg = build_leg(87.0, 84.0)
     g = _gap_mm(leg)

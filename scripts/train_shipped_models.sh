@@ -15,7 +15,9 @@
 # took 1-3 minutes, then hip ran 15 steps/s, ankle 13, detector 9 (CPU-bound: 16 cores shared by
 # four trainings' batch workers), and the knee did not finish inside a 500 s command; alone with
 # 14 batch workers the knee ran 24 steps/s. Budget one 10-minute command per one or two networks,
-# or pre-render the phantom samples. ONLY="knee" (or "hip ankle", ...) trains just those networks,
+# or pre-render the phantom samples. The shipped knee of 2026-11-27 was instead fine-tuned on a
+# 2-core CPU (no GPU drawn) from the knee of the first session: see its model card and
+# docs/real-films.md for the two commands. ONLY="knee" (or "hip ankle", ...) trains just those networks,
 # e.g. the knee alone in one 10-minute command: ONLY=knee BW_KNEE=14 MAX_MINUTES=7 (the plan for
 # the next GPU session: the knee is the weak network on real films, docs/real-films.md).
 set -euo pipefail
@@ -42,8 +44,9 @@ train() {  # name, extra args...
     >"$OUT/$name.log" 2>&1 || { echo "training $name failed:"; tail -20 "$OUT/$name.log"; return 1; }
   tail -1 "$OUT/$name.log"
 }
-# The knee label of point-label films does not define a knee landmark (docs/real-films.md): no --real.
-train knee --input-size 256 --input-norm minmax --steps "$STEPS_KNEE" --batch-workers "${BW_KNEE:-6}" &
+# The knee label of point-label films gives only the height of the joint line (height bands,
+# cpak_cli/training/real.py, docs/real-films.md); its horizontal position is never used.
+train knee --real "$REAL" --input-size 256 --input-norm minmax --steps "$STEPS_KNEE" --batch-workers "${BW_KNEE:-6}" &
 train hip --real "$REAL" --input-size 192 --input-norm minmax --steps "$STEPS_HIP" --batch-workers "${BW_HIP:-3}" &
 train ankle --real "$REAL" --input-size 192 --input-norm minmax --steps "$STEPS_ANKLE" --batch-workers "${BW_ANKLE:-3}" &
 train detector --real "$REAL" --steps "$STEPS_DET" --batch-workers "${BW_DET:-2}" &

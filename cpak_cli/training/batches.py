@@ -17,7 +17,7 @@ from cpak_cli.training.datasets import LegSample
 from cpak_cli.training.training_crops import AugmentOptions, training_crop
 
 #: Most constraints one leg sample may carry (the batch arrays are padded to this).
-MAX_CONSTRAINTS = 4
+MAX_CONSTRAINTS = 6
 
 
 def sample_rng(seed: int, step: int, k: int) -> np.random.Generator:
@@ -65,7 +65,7 @@ class PartialBatch:
     """One step's batch for (partly) labelled samples; the disc masks are drawn on the device.
 
     ``x`` (B, S, S) float16 crops; ``points_uv`` (B, C, 2) landmark crop pixels, NaN where not
-    labelled; ``cons_mix`` (B, K, C) channel weights of each constraint (rows sum to 1, zero rows
+    labelled; ``cons_mix`` (B, K, C) channel weights of each constraint (rows sum to 1, or to 0 for a relative one; zero rows
     unused), ``cons_uv`` (B, K, 2) its target in crop pixels, ``cons_w`` (B, K, 2) axis weights,
     ``cons_tol`` (B, K) its tolerance in crop pixels (0 = a point label)."""
 
@@ -93,7 +93,7 @@ def make_partial_batch(
         w = np.zeros((MAX_CONSTRAINTS, 2), np.float32)
         tol = np.zeros(MAX_CONSTRAINTS, np.float32)
         for j, (con, target_uv, tol_px) in enumerate(tc.extra["constraints"][:MAX_CONSTRAINTS]):
-            m[j, list(con.channels)] = 1.0 / len(con.channels)
+            m[j, list(con.channels)] = con.channel_weights
             uv[j] = target_uv
             w[j] = con.weights
             tol[j] = tol_px

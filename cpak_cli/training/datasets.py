@@ -65,12 +65,27 @@ class Constraint:
     ``channels`` (indices into the model's landmarks) should be ``xy`` (image pixels); the error
     counts with ``weights = (w_x, w_y)`` along the crop's axes (0 ignores an axis). With
     ``tolerance_mm`` > 0 the label is a band, not a point: along each axis only the part of the
-    error beyond ``tolerance_mm`` counts (a label that gives a height to a few mm, e.g.)."""
+    error beyond ``tolerance_mm`` counts (a label that gives a height to a few mm, e.g.).
+
+    ``mix`` replaces the mean by other weights of ``channels``; weights that sum to 0 make the
+    constraint RELATIVE: ``xy`` is then a displacement in image pixels, not a position (e.g.
+    ``mix=(1, -0.5, -0.5)``, ``xy=(0, 0)``: the first channel midway between the other two)."""
 
     channels: tuple[int, ...]
     xy: tuple[float, float]
     weights: tuple[float, float] = (1.0, 1.0)
     tolerance_mm: float = 0.0
+    mix: tuple[float, ...] = ()
+
+    @property
+    def channel_weights(self) -> tuple[float, ...]:
+        """The weight of each of ``channels`` (``mix``, or their mean)."""
+        return tuple(self.mix) if self.mix else tuple(1.0 / len(self.channels) for _ in self.channels)
+
+    @property
+    def relative(self) -> bool:
+        """True when the weights sum to 0: ``xy`` is a displacement."""
+        return bool(self.mix) and abs(sum(self.mix)) < 1e-9
 
 
 

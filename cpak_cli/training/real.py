@@ -12,8 +12,12 @@ Such films label fewer points than the networks find, so each joint uses what it
   right height, and sat 26 mm medial on phantoms too. What is used instead: each of the four
   joint-line channels (condyles just above the label's row, plateau margins just below it) must
   lie within a band of rows; inside the band nothing is learnt, so only a joint line put on a
-  growth plate 10-25 mm away is pushed back. The knee-centre channel and every horizontal
-  position are left to the phantom.
+  growth plate 10-25 mm away is pushed back. Those bands alone (CPU fine-tune of 2026-11-27) let
+  the knee-centre channel drift toward the medial condyle on real films (its box, centred on
+  the medial label like the detector's, pulls it there), and a height band for it made that
+  worse; so the knee centre gets one RELATIVE constraint instead (:data:`KNEE_CENTRE_BETWEEN_MM`):
+  horizontally within a few mm of the middle of the two condyle points, as on every phantom knee.
+  No absolute horizontal position is ever taken from the label.
 - ankle: no channel is labelled directly; the mid-point of ``ankle_lateral``/``ankle_medial``
   must be the labelled ankle centre (the phantom's talar dome edges have exactly that mid-point).
 - hip: ``femoral_head`` (the head CENTRE) must lie straight below the labelled head TOP: the
@@ -39,13 +43,16 @@ from cpak_cli.training.pointlabels import PointLabels, head_centre_from_top, hol
 #: Weight of the vertical error of the hip constraint (the head radius is estimated).
 HIP_VERTICAL_WEIGHT = 0.3
 #: Knee height bands: channel -> (offset of the band's centre from the knee label's row, half
-#: height), mm, + = down. The condyles' lowest points lie just above the joint line and the plateau
-#: margins just below it; a band of +-5 mm lets the label be a few mm off and still catches a
-#: growth plate (10-25 mm from the joint in children).
+#: height), mm, + = down. The condyles' lowest points lie just above the joint line and the
+#: plateau margins just below it; a band of +-5 mm lets the label be a few mm off and still
+#: catches a growth plate (10-25 mm from the joint in children).
 KNEE_BANDS_MM: dict[str, tuple[float, float]] = {
     "femoral_condyle_lateral": (-2.0, 5.0), "femoral_condyle_medial": (-2.0, 5.0),
     "tibial_plateau_lateral": (2.0, 5.0), "tibial_plateau_medial": (2.0, 5.0),
 }
+#: Half width (mm) of the band in which the knee centre may lie horizontally around the middle
+#: of the two condyle points (the phantom's knees: within 1 mm).
+KNEE_CENTRE_BETWEEN_MM = 5.0
 
 
 def training_labels(data_dir: str | Path) -> list[PointLabels]:
@@ -72,6 +79,9 @@ def leg_supervision(
         kx, ky = (float(v) for v in pts["knee"])
         for name, (offset_mm, half_mm) in KNEE_BANDS_MM.items():
             cons.append(Constraint((idx[name],), (kx, ky + offset_mm / spacing_mm[0]), (0.0, 1.0), half_mm))
+        if "knee_center" in idx:
+            cons.append(Constraint((idx["knee_center"], idx["femoral_condyle_lateral"], idx["femoral_condyle_medial"]),
+                                   (0.0, 0.0), (1.0, 0.0), KNEE_CENTRE_BETWEEN_MM, mix=(1.0, -0.5, -0.5)))
         return points, tuple(cons), (kx, ky)
     if joint == "ankle":
         if "ankle" not in pts or not {"ankle_lateral", "ankle_medial"} <= set(idx):
@@ -121,5 +131,6 @@ def real_film_sample(args: tuple[PointLabels, int, int]) -> Any:
                        labels.patient_right_on_image_left, joint_centres(labels), height, width)
 
 
-__all__ = ["HIP_VERTICAL_WEIGHT", "KNEE_BANDS_MM", "training_labels", "leg_supervision", "real_leg_samples",
+__all__ = ["HIP_VERTICAL_WEIGHT", "KNEE_BANDS_MM", "KNEE_CENTRE_BETWEEN_MM", "training_labels", "leg_supervision",
+           "real_leg_samples",
            "real_film_sample"]

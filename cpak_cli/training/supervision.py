@@ -218,7 +218,7 @@ def constraint_errors_mm(
         axes = [a for a in (0, 1) if con.weights[a] >= min_weight]
         if not axes:
             continue
-        p = np.mean(xy_pred[list(con.channels)], axis=0)
+        p = np.asarray(con.channel_weights) @ xy_pred[list(con.channels)]
         d = (p - np.asarray(con.xy)) * np.array([sample.spacing_mm[1], sample.spacing_mm[0]])
         if con.tolerance_mm > 0:
             d = np.sign(d) * np.maximum(np.abs(d) - con.tolerance_mm, 0.0)

@@ -11,6 +11,7 @@ from cpak_cli.training.pointlabels import head_centre_from_top, read_point_label
 from cpak_cli.training.real import (
     HIP_VERTICAL_WEIGHT,
     KNEE_BANDS_MM,
+    KNEE_CENTRE_BETWEEN_MM,
     leg_supervision,
     real_film_sample,
     real_leg_samples,
@@ -38,12 +39,15 @@ def test_hip_label_is_the_head_top_so_the_centre_lies_below_it():
     assert leg_supervision("hip", JOINTS["hip"], {"hip": PTS["hip"]}, (0.8, 0.8)) is None  # needs the knee
 
 
-def test_knee_label_gives_only_height_bands_of_the_joint_line_channels():
+def test_knee_label_gives_only_height_bands_of_the_knee_channels():
     points, cons, centre = leg_supervision("knee", JOINTS["knee"], PTS, (0.8, 0.8))
     assert np.isnan(points).all() and centre == PTS["knee"]
     names = JOINTS["knee"]
     by_channel = {names[c.channels[0]]: c for c in cons}
-    assert set(by_channel) == set(KNEE_BANDS_MM)  # never the knee-centre channel
+    rel = [c for c in cons if c.relative]
+    assert len(rel) == 1
+    by_channel = {names[c.channels[0]]: c for c in cons if not c.relative}
+    assert set(by_channel) == set(KNEE_BANDS_MM) and "knee_center" not in by_channel
     for name, c in by_channel.items():
         offset_mm, half_mm = KNEE_BANDS_MM[name]
         assert len(c.channels) == 1 and c.weights == (0.0, 1.0)  # the label's x is not used
@@ -51,6 +55,11 @@ def test_knee_label_gives_only_height_bands_of_the_joint_line_channels():
         assert c.tolerance_mm == half_mm
     # condyles above the label's row, plateau margins below it
     assert by_channel["femoral_condyle_lateral"].xy[1] < PTS["knee"][1] < by_channel["tibial_plateau_medial"].xy[1]
+    # the knee centre: horizontally midway between the condyle points, within a band; never a position
+    (c,) = rel
+    assert [names[i] for i in c.channels] == ["knee_center", "femoral_condyle_lateral", "femoral_condyle_medial"]
+    assert c.channel_weights == (1.0, -0.5, -0.5) and c.xy == (0.0, 0.0) and c.weights == (1.0, 0.0)
+    assert c.tolerance_mm == KNEE_CENTRE_BETWEEN_MM
     assert leg_supervision("knee", JOINTS["knee"], {"hip": PTS["hip"]}, (0.8, 0.8)) is None
 
 

@@ -126,6 +126,23 @@ def test_partial_batch_gives_band_tolerances_in_crop_pixels():
     assert b.cons_tol[0, 0] == pytest.approx(3.0, rel=1e-6)
 
 
+def test_a_relative_constraint_is_a_displacement_in_the_crop():
+    s = _samples()[1]
+    # channel 0 midway between channels 0 and 1 would be degenerate; use weights (1, -1): x0 - x1 = 4 image px
+    s.constraints = (Constraint((0, 1), (4.0, 0.0), (1.0, 0.0), mix=(1.0, -1.0)),)
+    assert s.constraints[0].relative and not Constraint((0, 1), (4.0, 0.0)).relative
+    for mirror in (False, True):
+        s.mirror = mirror
+        b = make_partial_batch([s], [0], 24, AugmentOptions(jitter=0.0, affine_p=0.0, intensity=False), 0, 0)
+        assert np.allclose(b.cons_mix[0, 0], [1.0, -1.0])
+        # box of 48 image px on a 24 px crop: 4 image px are 2 crop px (sign flips on a mirrored crop),
+        # whatever the crop's offset
+        assert b.cons_uv[0, 0] == pytest.approx([-2.0 if mirror else 2.0, 0.0], abs=1e-6)
+    # the error: x0 - x1 against 4 px of 0.5 mm
+    assert constraint_errors_mm(np.array([[30.0, 0.0], [20.0, 5.0]]), s) == [pytest.approx(3.0)]
+    assert constraint_errors_mm(np.array([[30.0, 0.0], [26.0, 5.0]]), s) == [pytest.approx(0.0)]
+
+
 def test_batch_workers_give_the_same_batches():
     state = LandmarkBatches(_samples(), 48, AugmentOptions(domain=1.0), seed=3, norm="minmax", batch_size=2)
     with BatchSource(landmark_batch, state, workers=0) as src:

@@ -42,15 +42,18 @@ def _phantom_block(rep: dict[str, Any], joint: str | None, what: str) -> dict[st
 
 def _real_block(s: dict[str, Any], joint: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {"data": f"{s['data']} ({s['subset']}: {s['films']} films, {s['legs']} legs, never trained on)",
-                           "boxes": s["boxes"], "legs_with_all_angles_pct": s["all_angles"]["pct"]}
+                           "boxes": s["boxes"], "legs_with_all_angles_pct": s["all_angles"]["pct"],
+                           "legs_typed_pct": s["typed"]["pct"]}
     if joint == "hip":
         out["head_centre_vs_estimate"] = s["hip"]
         out["head_dx_vs_top_label"] = s["hip_dx_top"]
     elif joint == "ankle":
         out["ankle_centre_vs_label"] = s["ankle"]
     elif joint == "knee":
+        out["knee_joint_line_height_vs_label"] = s["knee_line"]
         out["knee_centre_vs_label"] = s["knee"]
-        out["note"] = "the knee labels of this set lie ~20 mm medial of the knee centre (docs/real-films.md)"
+        out["note"] = ("the knee labels of this set lie ~20 mm medial of the knee centre (docs/real-films.md): "
+                       "their height is checked (joint line height), their horizontal position is not a reference")
         out["mhka_vs_label"] = s["mhka"]
     else:
         out["detector"] = s.get("detector")

@@ -32,7 +32,7 @@ def accuracy_summary(acc: dict[str, Any] | None) -> str:
         parts.append(f"phantom {joint['median']:.2f} mm")
     real = acc.get("real_heldout") or {}
     for key, label in (("head_dx_vs_top_label", "real head x"), ("ankle_centre_vs_label", "real ankle"),
-                       ("knee_centre_vs_label", "real knee")):
+                       ("knee_joint_line_height_vs_label", "real knee joint line height")):
         r = real.get(key)
         if isinstance(r, dict) and isinstance(r.get("median_found"), (int, float)):
             parts.append(f"{label} {r['median_found']:.1f} mm, found {r.get('found_pct', 0):.0f}%")
@@ -44,6 +44,8 @@ def accuracy_summary(acc: dict[str, Any] | None) -> str:
             parts.append(f"real joints found {min(found):.0f}-{max(found):.0f}%")
     if isinstance(real.get("legs_with_all_angles_pct"), (int, float)):
         parts.append(f"real legs with all angles {real['legs_with_all_angles_pct']:.0f}%")
+    if isinstance(real.get("legs_typed_pct"), (int, float)):
+        parts.append(f"with a CPAK type {real['legs_typed_pct']:.0f}%")
     if not parts:
         parts = [f"{k}={v}" for k, v in list(acc.items())[:2] if isinstance(v, (int, float, str))]
     return ", ".join(parts) or "-"

@@ -197,3 +197,20 @@ def test_record_accuracy_keeps_weights_valid(tmp_path):
     (tmp_path / "hip.safetensors").write_bytes(b"x" + (tmp_path / "hip.safetensors").read_bytes()[1:])
     with pytest.raises(CpakModelError):
         record_accuracy("hip", {}, tmp_path)
+
+
+def test_accuracy_summary_names_the_data_of_each_figure():
+    from cpak_cli.networks.model_list import accuracy_summary
+
+    acc = {
+        "phantom_heldout_true_boxes": {"joint:knee": {"median": 0.16}},
+        "real_heldout": {
+            "knee_joint_line_height_vs_label": {"median_found": 1.2, "found_pct": 91.9},
+            "knee_centre_vs_label": {"median_found": 18.9, "found_pct": 96.8},  # a biased label: not shown
+            "legs_with_all_angles_pct": 89.5, "legs_typed_pct": 83.9,
+        },
+    }
+    text = accuracy_summary(acc)
+    assert text == ("phantom 0.16 mm, real knee joint line height 1.2 mm, found 92%, real legs with all angles 90%, "
+                    "with a CPAK type 84%")
+    assert accuracy_summary({}) == "-"

@@ -130,7 +130,7 @@ def print_table(summary: dict[str, Any], head: str) -> None:
     aa = s["all_angles"]
     print(f"{'legs with all 5 angles':24s} {aa['count']}/{s['legs']} ({aa['pct']:.0f}%)")
     ty = s["typed"]
-    print(f"{'  of them with a CPAK type':24s} {ty['count']}/{s['legs']} ({ty['pct']:.0f}%) (no flag withheld it)")
+    print(f"{'legs with a CPAK type':24s} {ty['count']}/{s['legs']} ({ty['pct']:.0f}%) (all angles, no flag withheld it)")
 
     def line(label: str, e: dict[str, Any], unit: str = "mm") -> None:
         print(f"{label:24s} found {e['found_pct']:5.1f}% ({e['n'] - e['missed']}/{e['n']})  "

@@ -23,6 +23,7 @@ from typing import Any, Final, Mapping, Sequence
 import numpy as np
 
 from cpak_cli.core.geometry import ankle_center, mhka_from_centres
+from cpak_cli.core.panel import JLCA_LANDMARKS
 
 Point = Sequence[float]
 
@@ -33,8 +34,7 @@ MHKA_WITHIN_DEG: Final[tuple[float, ...]] = (1.0, 2.0, 3.0)
 #: Label point -> the detector joint whose centre it gives (see ``pointlabels.joint_centres``).
 DETECTOR_JOINTS: Final[tuple[str, ...]] = ("hip", "knee", "ankle")
 #: The four points whose mean height is the knee's joint line (condyles and plateau margins).
-JOINT_LINE_POINTS: Final[tuple[str, ...]] = (
-    "femoral_condyle_lateral", "femoral_condyle_medial", "tibial_plateau_lateral", "tibial_plateau_medial")
+JOINT_LINE_POINTS: Final[tuple[str, ...]] = JLCA_LANDMARKS
 
 
 # --------------------------------------------------------------------------- points and errors

@@ -67,7 +67,10 @@ class PartialBatch:
     ``x`` (B, S, S) float16 crops; ``points_uv`` (B, C, 2) landmark crop pixels, NaN where not
     labelled; ``cons_mix`` (B, K, C) channel weights of each constraint (rows sum to 1, or to 0 for a relative one; zero rows
     unused), ``cons_uv`` (B, K, 2) its target in crop pixels, ``cons_w`` (B, K, 2) axis weights,
-    ``cons_tol`` (B, K) its tolerance in crop pixels (0 = a point label)."""
+    ``cons_tol`` (B, K) its tolerance in crop pixels (0 = a point label), ``cons_axes`` (B, 2, 2)
+    the crop's axes in the image: a crop-pixel displacement ``d`` is ``cons_axes @ d`` along the
+    image's columns and rows (in crop pixels; a rotation, or a reflection on a mirrored crop), so
+    that axis weights and tolerances apply to image rows and columns on a rotated crop too."""
 
     x: np.ndarray
     points_uv: np.ndarray
@@ -75,6 +78,7 @@ class PartialBatch:
     cons_uv: np.ndarray
     cons_w: np.ndarray
     cons_tol: np.ndarray
+    cons_axes: np.ndarray
 
 
 def make_partial_batch(
@@ -83,7 +87,7 @@ def make_partial_batch(
 ) -> PartialBatch:
     """The step's crops exactly as :func:`make_batch` draws them (same RNG per sample), with
     labels as points and constraints instead of masks (works for fully labelled samples too)."""
-    xs, pts, mix, cuv, cw, ctol = [], [], [], [], [], []
+    xs, pts, mix, cuv, cw, ctol, axes = [], [], [], [], [], [], []
     for k, i in enumerate(indices):
         s = samples[i]
         tc = training_crop(s, size, None, aug, sample_rng(seed, step, k), norm)  # masks are drawn on the device
@@ -92,7 +96,9 @@ def make_partial_batch(
         uv = np.zeros((MAX_CONSTRAINTS, 2), np.float32)
         w = np.zeros((MAX_CONSTRAINTS, 2), np.float32)
         tol = np.zeros(MAX_CONSTRAINTS, np.float32)
-        for j, (con, target_uv, tol_px) in enumerate(tc.extra["constraints"][:MAX_CONSTRAINTS]):
+        if len(tc.extra["constraints"]) > MAX_CONSTRAINTS:
+            raise ValueError(f"{s.image_id} {s.side}: {len(tc.extra['constraints'])} constraints, at most {MAX_CONSTRAINTS}")
+        for j, (con, target_uv, tol_px) in enumerate(tc.extra["constraints"]):
             m[j, list(con.channels)] = con.channel_weights
             uv[j] = target_uv
             w[j] = con.weights
@@ -103,7 +109,18 @@ def make_partial_batch(
         cuv.append(uv)
         cw.append(w)
         ctol.append(tol)
-    return PartialBatch(np.stack(xs), np.stack(pts), np.stack(mix), np.stack(cuv), np.stack(cw), np.stack(ctol))
+        axes.append(crop_axes_in_image(tc.matrix, s.spacing_mm))
+    return PartialBatch(np.stack(xs), np.stack(pts), np.stack(mix), np.stack(cuv), np.stack(cw), np.stack(ctol),
+                        np.stack(axes))
 
 
-__all__ = ["MAX_CONSTRAINTS", "sample_rng", "BatchOrder", "make_batch", "PartialBatch", "make_partial_batch"]
+def crop_axes_in_image(matrix: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
+    """``(2, 2)`` float32: the linear part of a crop -> image affine in mm, scaled to determinant
+    +-1 (a rotation, or a reflection when mirrored): crop-pixel displacement -> the same length
+    along the image's columns (x) and rows (y)."""
+    lin = np.asarray(matrix, dtype=np.float64)[:, :2] * np.array([[spacing_mm[1]], [spacing_mm[0]]])
+    return (lin / np.sqrt(abs(np.linalg.det(lin)))).astype(np.float32)
+
+
+__all__ = ["MAX_CONSTRAINTS", "sample_rng", "BatchOrder", "make_batch", "PartialBatch", "make_partial_batch",
+           "crop_axes_in_image"]

@@ -77,6 +77,12 @@ class Constraint:
     tolerance_mm: float = 0.0
     mix: tuple[float, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.mix and len(self.mix) != len(self.channels):
+            raise ValueError(f"constraint: {len(self.mix)} weights for {len(self.channels)} channels")
+        if self.tolerance_mm < 0:
+            raise ValueError(f"constraint: negative tolerance {self.tolerance_mm} mm")
+
     @property
     def channel_weights(self) -> tuple[float, ...]:
         """The weight of each of ``channels`` (``mix``, or their mean)."""

@@ -51,7 +51,9 @@ KNEE_BANDS_MM: dict[str, tuple[float, float]] = {
     "tibial_plateau_lateral": (2.0, 5.0), "tibial_plateau_medial": (2.0, 5.0),
 }
 #: Half width (mm) of the band in which the knee centre may lie horizontally around the middle
-#: of the two condyle points (the phantom's knees: within 1 mm).
+#: of the two condyle points (the phantom's knees: within 2 mm). The constraint's gradient moves
+#: the condyle channels too (towards a centred picture), which the phantom's exact condyles
+#: hold in place.
 KNEE_CENTRE_BETWEEN_MM = 5.0
 
 
@@ -67,8 +69,8 @@ def leg_supervision(
     joint: str, names: Sequence[str], pts: dict[str, tuple[float, float]], spacing_mm: tuple[float, float],
 ) -> tuple[np.ndarray, tuple[Constraint, ...], tuple[float, float]] | None:
     """``(points (C, 2) with NaN rows, constraints, box centre)`` of one labelled leg for ``joint``,
-    or None when its labels do not reach that joint (or, for the knee, do not define one of its
-    landmarks). Pixel coordinates of the film."""
+    or None when its labels do not reach that joint (for the knee: no knee label, or a model
+    without the knee's channels). Pixel coordinates of the film."""
     names = tuple(names)
     points = np.full((len(names), 2), np.nan)
     idx = {n: i for i, n in enumerate(names)}

@@ -10,7 +10,9 @@ and computes
 - for each constraint, the distance between the mean of the probability-weighted centroids of its
   channels (weights ``p**2`` of the sigmoid, which follows the blob Method 3 reads) and its target,
   less its tolerance along each axis (a band label; 0 for a point), in units of 1 % of the crop
-  side, Huber-smoothed, weighted per axis, times ``constraint_weight``.
+  side, Huber-smoothed, weighted per axis, times ``constraint_weight``. Axes are the IMAGE's
+  columns and rows (``cons_axes`` turns the crop's displacement back on a rotated crop), so a
+  height band stays a band of image rows however the crop was turned.
 
 :class:`BatchSource` builds the batches of consecutive steps in worker processes (each batch is a
 pure function of seed and step, so the result does not depend on the number of workers).
@@ -74,6 +76,7 @@ def partial_loss(
     logits: "torch.Tensor", points_uv: "torch.Tensor", radius: float, cons_mix: "torch.Tensor | None" = None,
     cons_uv: "torch.Tensor | None" = None, cons_w: "torch.Tensor | None" = None,
     constraint_weight: float = CONSTRAINT_WEIGHT, eps: float = 1.0, cons_tol: "torch.Tensor | None" = None,
+    cons_axes: "torch.Tensor | None" = None,
 ) -> "torch.Tensor":
     """Dice + BCE on labelled channels + the constraint term (see the module docstring)."""
     import torch
@@ -96,6 +99,8 @@ def partial_loss(
         cen = soft_centroids(logits)  # (B, C, 2)
         pred = torch.einsum("bkc,bcd->bkd", cons_mix.float(), cen)
         diff = pred - cons_uv.float()
+        if cons_axes is not None:  # crop axes -> image columns and rows
+            diff = torch.einsum("bij,bkj->bki", cons_axes.float(), diff)
         if cons_tol is not None:  # a band: only what lies beyond the tolerance counts
             diff = torch.sign(diff) * F.relu(diff.abs() - cons_tol.float().unsqueeze(-1))
         err = diff / (0.01 * max(h, w))
@@ -118,6 +123,7 @@ def batch_tensors(batch: PartialBatch, device: Any) -> dict[str, "torch.Tensor"]
         "cons_uv": torch.from_numpy(batch.cons_uv).to(device),
         "cons_w": torch.from_numpy(batch.cons_w).to(device),
         "cons_tol": torch.from_numpy(batch.cons_tol).to(device),
+        "cons_axes": torch.from_numpy(batch.cons_axes).to(device),
     }
 
 

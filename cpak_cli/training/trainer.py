@@ -298,7 +298,8 @@ def train(cfg: ModelConfig, data: TrainData, opts: TrainOptions, progress: bool 
                 with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
                     logits = model(x)
                 loss = partial_loss(logits, bt["points_uv"], cfg.mask_radius, bt["cons_mix"], bt["cons_uv"], bt["cons_w"],
-                                    constraint_weight=opts.constraint_weight, cons_tol=bt["cons_tol"])
+                                    constraint_weight=opts.constraint_weight, cons_tol=bt["cons_tol"],
+                                    cons_axes=bt["cons_axes"])
                 scaler.scale(loss).backward()
                 scaler.step(optim)
                 scaler.update()

@@ -137,8 +137,8 @@ def training_crop(
     img = crops.sample_crop(sample.cache, m_cache, size)
     pts_uv = crops.image_to_crop(sample.points, m_img)
     masks = None if radius is None else crops.disc_masks(pts_uv, size, radius)
-    img = intensity_augment(img, rng, aug, norm, crop_mm_per_px(m_img, sample.spacing_mm)) if aug.intensity else img
     mm_per_px = crop_mm_per_px(m_img, sample.spacing_mm)
+    img = intensity_augment(img, rng, aug, norm, mm_per_px) if aug.intensity else img
     origin = crops.image_to_crop(np.zeros((1, 2)), m_img)[0]
     cons = [(c, crops.image_to_crop(np.array([c.xy], dtype=np.float64), m_img)[0] - (origin if c.relative else 0.0),
              c.tolerance_mm / mm_per_px) for c in sample.constraints]

@@ -43,7 +43,6 @@ def test_knee_label_gives_only_height_bands_of_the_knee_channels():
     points, cons, centre = leg_supervision("knee", JOINTS["knee"], PTS, (0.8, 0.8))
     assert np.isnan(points).all() and centre == PTS["knee"]
     names = JOINTS["knee"]
-    by_channel = {names[c.channels[0]]: c for c in cons}
     rel = [c for c in cons if c.relative]
     assert len(rel) == 1
     by_channel = {names[c.channels[0]]: c for c in cons if not c.relative}

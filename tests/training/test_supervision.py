@@ -126,6 +126,49 @@ def test_partial_batch_gives_band_tolerances_in_crop_pixels():
     assert b.cons_tol[0, 0] == pytest.approx(3.0, rel=1e-6)
 
 
+def test_a_height_band_stays_a_band_of_image_rows_on_a_rotated_crop():
+    import math
+
+    nan = float("nan")
+    pts = torch.full((1, 1, 2), nan)
+    mix = torch.tensor([[[1.0]]])
+    w_y = torch.tensor([[[0.0, 1.0]]])
+    tol = torch.tensor([[4.0]])
+    # a crop turned 10 degrees: a point on the target's IMAGE row, 40 crop px to its side, lies
+    # 40 * sin(10 deg) = 6.9 crop px off the target in the crop's v, more than the 4 px band
+    a = math.radians(10.0)
+    axes = torch.tensor([[[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]])  # crop -> image
+    target = torch.tensor([[[10.0, 30.0]]])
+    along_row = (10.0 + 40.0 * math.cos(a), 30.0 - 40.0 * math.sin(a))  # image displacement (40, 0)
+    blob = _blob_logits([along_row], c=1)
+    assert float(partial_loss(blob, pts, 4.0, mix, target, w_y, cons_tol=tol, cons_axes=axes)) < 1e-3
+    assert float(partial_loss(blob, pts, 4.0, mix, target, w_y, cons_tol=tol)) > 1e-3  # read in crop axes
+
+
+def test_crop_axes_in_image_are_a_rotation_or_a_reflection():
+    s = _samples()[1]
+    for mirror in (False, True):
+        s.mirror = mirror
+        b = make_partial_batch([s], [0], 24, AugmentOptions(jitter=0.0, affine_p=1.0, rotation_deg=10.0,
+                                                            intensity=False), 0, 3)
+        r = b.cons_axes[0].astype(np.float64)
+        assert np.allclose(r @ r.T, np.eye(2), atol=1e-5)
+        assert np.linalg.det(r) == pytest.approx(-1.0 if mirror else 1.0, abs=1e-5)
+    plain = make_partial_batch([s], [0], 24, AugmentOptions(jitter=0.0, affine_p=0.0, intensity=False), 0, 0)
+    assert np.allclose(plain.cons_axes[0], [[-1.0, 0.0], [0.0, 1.0]])  # mirrored, not turned
+
+
+def test_constraints_are_checked_and_never_dropped():
+    with pytest.raises(ValueError, match="2 weights for 3 channels"):
+        Constraint((0, 1, 2), (0.0, 0.0), mix=(1.0, -1.0))
+    with pytest.raises(ValueError, match="negative tolerance"):
+        Constraint((0,), (0.0, 0.0), tolerance_mm=-1.0)
+    s = _samples()[1]
+    s.constraints = tuple(Constraint((0,), (36.0, 36.0)) for _ in range(MAX_CONSTRAINTS + 1))
+    with pytest.raises(ValueError, match="constraints, at most"):
+        make_partial_batch([s], [0], 24, AugmentOptions(jitter=0.0, affine_p=0.0, intensity=False), 0, 0)
+
+
 def test_a_relative_constraint_is_a_displacement_in_the_crop():
     s = _samples()[1]
     # channel 0 midway between channels 0 and 1 would be degenerate; use weights (1, -1): x0 - x1 = 4 image px

@@ -29,9 +29,9 @@ def evaluate_samples(
     Returns median/mean/p95 error in mm and median in crop pixels over all labelled landmarks (a
     landmark not found counts as infinitely wrong for the median), ``found_rate``, ``n_points`` and
     ``per_landmark_median_mm``. Partly labelled samples (real films) add the errors of their
-    constraints (:func:`cpak_cli.training.supervision.constraint_errors_mm`) as ``real_median_mm``; with
-    both kinds, ``select_mm`` = fully labelled median + ``real_median_mm`` chooses ``best.pt``.
-    Infinite values are reported as None.
+    constraints (:func:`cpak_cli.training.supervision.constraint_errors_mm`) as ``real_median_mm`` and
+    ``real_select_mm`` (:func:`real_selection_mm`); with both kinds, ``select_mm`` = fully labelled
+    median + ``real_select_mm`` chooses ``best.pt``. Infinite values are reported as None.
     """
     from cpak_cli.core.extraction import extract_points
     from cpak_cli.networks import crops
@@ -79,11 +79,27 @@ def evaluate_samples(
     if real_err:
         r = np.asarray(real_err, dtype=np.float64)
         out.update(real_median_mm=num(float(np.median(r))), real_p90_mm=num(float(np.percentile(r, 90))),
-                   real_found_rate=float(np.isfinite(r).mean()), real_n=int(r.size))
-        parts = [v for v in (out["median_mm"], out["real_median_mm"]) if v is not None] if lab.any() else [out["real_median_mm"]]
+                   real_found_rate=float(np.isfinite(r).mean()), real_n=int(r.size),
+                   real_select_mm=real_selection_mm(r))
+        parts = [v for v in (out["median_mm"], out["real_select_mm"]) if v is not None] if lab.any() else [out["real_select_mm"]]
         known = [v for v in parts if v is not None]
         out["select_mm"] = None if len(known) < len(parts) else float(sum(known))
     return out
+
+#: Constraint errors count up to this many mm (a miss counts this much) when choosing ``best.pt``.
+REAL_ERROR_CAP_MM = 30.0
+
+
+def real_selection_mm(errors_mm: Any, cap_mm: float = REAL_ERROR_CAP_MM) -> float:
+    """The mean of constraint errors (mm) capped at ``cap_mm``, a miss (inf) counting ``cap_mm``.
+
+    A median would not do: band constraints are exactly 0 inside their band, so once most real
+    knees sit inside, a median is 0 and no longer sees the others. NaN entries are skipped; no
+    error gives 0."""
+    r = np.asarray(errors_mm, dtype=np.float64)
+    r = r[~np.isnan(r)]
+    return float(np.minimum(r, cap_mm).mean()) if r.size else 0.0
+
 
 def metric_key(metric: dict[str, Any] | None) -> float:
     if not metric:
@@ -93,4 +109,4 @@ def metric_key(metric: dict[str, Any] | None) -> float:
 
 
 
-__all__ = ["evaluate_samples", "metric_key"]
+__all__ = ["REAL_ERROR_CAP_MM", "evaluate_samples", "metric_key", "real_selection_mm"]

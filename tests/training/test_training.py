@@ -234,6 +234,17 @@ def test_validation_metric_uses_real_chain(tmp_path):
     assert m["found_rate"] == 1.0 and m["median_mm"] < 0.05 and m["median_px"] < 0.2
 
 
+def test_real_selection_sees_the_knees_outside_their_bands():
+    from cpak_cli.training.validation import REAL_ERROR_CAP_MM, real_selection_mm
+
+    # 6 of 10 band errors are 0: a median would be 0 whatever the other four are
+    inside = [0.0] * 6
+    assert real_selection_mm(inside + [2.0, 4.0, 6.0, 8.0]) == pytest.approx(2.0)
+    assert real_selection_mm(inside + [2.0, 4.0, 6.0, 100.0]) == pytest.approx((12.0 + REAL_ERROR_CAP_MM) / 10)
+    assert real_selection_mm(inside + [float("inf")] * 4) == pytest.approx(4 * REAL_ERROR_CAP_MM / 10)
+    assert real_selection_mm([float("nan"), 3.0]) == pytest.approx(3.0) and real_selection_mm([]) == 0.0
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

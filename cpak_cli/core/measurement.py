@@ -217,18 +217,18 @@ def geometry_problems(
     ):
         if lat in p and med in p and (p[lat][0] - p[med][0]) * lateral_dir <= 0:
             problems.append(f"{what} in the wrong medial/lateral order")
-    line = JLCA_LANDMARKS  # condyles lateral, medial; plateau lateral, medial
-    if all(n in p for n in line):
-        gap = float((p[line[2]][1] + p[line[3]][1]) - (p[line[0]][1] + p[line[1]][1])) / 2.0
+    cl, cm, tl, tm = JLCA_LANDMARKS  # condyles lateral, medial; plateau lateral, medial
+    if all(n in p for n in JLCA_LANDMARKS):
+        gap = float((p[tl][1] + p[tm][1]) - (p[cl][1] + p[cm][1])) / 2.0
         lo, hi = KNEE_LINE_GAP_MM
         if gap > hi:
             problems.append(f"tibial plateau {gap:.0f} mm below the femoral condyles (more than {hi:.0f} mm: "
                             "a growth plate taken for the joint line?)")
         elif gap < lo:
             problems.append(f"femoral condyles {-gap:.0f} mm below the tibial plateau")
-    if knee is not None and line[0] in p and line[1] in p:
-        mid_x = float(p[line[0]][0] + p[line[1]][0]) / 2.0
-        limit = max(KNEE_CENTRE_OFFSET_FRACTION * abs(float(p[line[0]][0] - p[line[1]][0])), KNEE_CENTRE_OFFSET_MIN_MM)
+    if knee is not None and cl in p and cm in p:
+        mid_x = float(p[cl][0] + p[cm][0]) / 2.0
+        limit = max(KNEE_CENTRE_OFFSET_FRACTION * abs(float(p[cl][0] - p[cm][0])), KNEE_CENTRE_OFFSET_MIN_MM)
         off = abs(float(knee[0]) - mid_x)
         if off > limit:
             problems.append(f"knee centre {off:.0f} mm from the middle of the femoral condyles (more than {limit:.0f} mm)")

@@ -33,8 +33,6 @@ ANGLES: Final[tuple[str, ...]] = ("ldfa", "mpta", "ahka", "jlo", "mhka")
 MHKA_WITHIN_DEG: Final[tuple[float, ...]] = (1.0, 2.0, 3.0)
 #: Label point -> the detector joint whose centre it gives (see ``pointlabels.joint_centres``).
 DETECTOR_JOINTS: Final[tuple[str, ...]] = ("hip", "knee", "ankle")
-#: The four points whose mean height is the knee's joint line (condyles and plateau margins).
-JOINT_LINE_POINTS: Final[tuple[str, ...]] = JLCA_LANDMARKS
 
 
 # --------------------------------------------------------------------------- points and errors
@@ -66,13 +64,13 @@ def horizontal_distance_mm(pred: Point | None, true: Point | None, spacing_mm: t
 def joint_line_height_error_mm(pred_points: Mapping[str, Point | None], knee_label: Point | None,
                                 spacing_mm: tuple[float, float]) -> float:
     """Vertical distance (mm, absolute) between the knee's predicted joint line (mean row of
-    :data:`JOINT_LINE_POINTS`) and the knee label's row: ``inf`` when any of the four was not
+    :data:`JLCA_LANDMARKS`) and the knee label's row: ``inf`` when any of the four was not
     found, NaN without a label. Only the height is compared, so a label that sits to one side of
     the knee centre (the EOS set's, docs/real-films.md) still measures whether the network put the
     joint line on the joint and not on a growth plate 10-25 mm above or below it."""
     if knee_label is None:
         return math.nan
-    ys = [pred_points.get(n) for n in JOINT_LINE_POINTS]
+    ys = [pred_points.get(n) for n in JLCA_LANDMARKS]
     if any(p is None for p in ys):
         return math.inf
     line_y = sum(float(p[1]) for p in ys if p is not None) / len(ys)

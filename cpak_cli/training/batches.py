@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from cpak_cli.training.datasets import LegSample
-from cpak_cli.training.training_crops import AugmentOptions, training_crop
+from cpak_cli.training.training_crops import AugmentOptions, crop_axes_in_image, training_crop
 
 #: Most constraints one leg sample may carry (the batch arrays are padded to this).
 MAX_CONSTRAINTS = 6
@@ -114,13 +114,4 @@ def make_partial_batch(
                         np.stack(axes))
 
 
-def crop_axes_in_image(matrix: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
-    """``(2, 2)`` float32: the linear part of a crop -> image affine in mm, scaled to determinant
-    +-1 (a rotation, or a reflection when mirrored): crop-pixel displacement -> the same length
-    along the image's columns (x) and rows (y)."""
-    lin = np.asarray(matrix, dtype=np.float64)[:, :2] * np.array([[spacing_mm[1]], [spacing_mm[0]]])
-    return (lin / np.sqrt(abs(np.linalg.det(lin)))).astype(np.float32)
-
-
-__all__ = ["MAX_CONSTRAINTS", "sample_rng", "BatchOrder", "make_batch", "PartialBatch", "make_partial_batch",
-           "crop_axes_in_image"]
+__all__ = ["MAX_CONSTRAINTS", "sample_rng", "BatchOrder", "make_batch", "PartialBatch", "make_partial_batch"]

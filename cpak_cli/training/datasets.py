@@ -63,7 +63,8 @@ class LegSample:
 class Constraint:
     """A label on a combination of channels: the mean of the probability-weighted centroids of
     ``channels`` (indices into the model's landmarks) should be ``xy`` (image pixels); the error
-    counts with ``weights = (w_x, w_y)`` along the crop's axes (0 ignores an axis). With
+    counts with ``weights = (w_x, w_y)`` along the image's columns and rows (0 ignores an axis;
+    on a turned crop the error is turned back first, ``PartialBatch.cons_axes``). With
     ``tolerance_mm`` > 0 the label is a band, not a point: along each axis only the part of the
     error beyond ``tolerance_mm`` counts (a label that gives a height to a few mm, e.g.).
 

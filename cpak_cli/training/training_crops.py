@@ -135,21 +135,35 @@ def training_crop(
         m_img = crops.compose(m_img, random_affine(rng, size, aug))
     m_cache = crops.compose(crops.invert(sample.cache_matrix), m_img)  # crop -> cache
     img = crops.sample_crop(sample.cache, m_cache, size)
-    pts_uv = crops.image_to_crop(sample.points, m_img)
+    to_crop = crops.invert(m_img)  # image -> crop, inverted once for the points and the constraints
+    pts_uv = crops.apply(to_crop, sample.points)
     masks = None if radius is None else crops.disc_masks(pts_uv, size, radius)
     mm_per_px = crop_mm_per_px(m_img, sample.spacing_mm)
     img = intensity_augment(img, rng, aug, norm, mm_per_px) if aug.intensity else img
-    origin = crops.image_to_crop(np.zeros((1, 2)), m_img)[0]
-    cons = [(c, crops.image_to_crop(np.array([c.xy], dtype=np.float64), m_img)[0] - (origin if c.relative else 0.0),
+    origin = to_crop[:, 2]  # where the image origin lands: a relative target is a displacement
+    cons = [(c, crops.apply(to_crop, np.array([c.xy], dtype=np.float64))[0] - (origin if c.relative else 0.0),
              c.tolerance_mm / mm_per_px) for c in sample.constraints]
     return TrainingCrop(image=crops.normalize_crop(img, norm), masks=masks, points_uv=pts_uv, matrix=m_img,
                         extra={"constraints": cons})
 
 
+def _crop_linear_mm(matrix: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
+    """The linear part of a crop -> image affine in mm: crop pixels -> mm along columns, rows."""
+    return np.asarray(matrix, dtype=np.float64)[:, :2] * np.array([[spacing_mm[1]], [spacing_mm[0]]])
+
+
 def crop_mm_per_px(matrix: np.ndarray, spacing_mm: tuple[float, float]) -> float:
     """Millimetres per crop pixel of a crop -> image affine (the mean of its two axes)."""
-    lin = np.asarray(matrix, dtype=np.float64)[:, :2] * np.array([[spacing_mm[1]], [spacing_mm[0]]])
+    lin = _crop_linear_mm(matrix, spacing_mm)
     return float(np.mean(np.hypot(lin[0], lin[1])))
+
+
+def crop_axes_in_image(matrix: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
+    """``(2, 2)`` float32: the linear part of a crop -> image affine in mm, scaled to determinant
+    +-1 (a rotation, or a reflection when mirrored): crop-pixel displacement -> the same length
+    along the image's columns (x) and rows (y)."""
+    lin = _crop_linear_mm(matrix, spacing_mm)
+    return (lin / np.sqrt(abs(np.linalg.det(lin)))).astype(np.float32)
 
 
 #: Validation boxes of partly labelled samples (boxes centred on the label) are moved by up to this
@@ -175,4 +189,4 @@ def validation_crop(sample: LegSample, size: int, norm: str = "max") -> tuple[np
 
 
 __all__ = ["AugmentOptions", "NO_AUGMENT", "random_affine", "jittered_box", "intensity_augment", "TrainingCrop",
-           "training_crop", "crop_mm_per_px", "VALIDATION_SHIFT", "validation_crop"]
+           "training_crop", "crop_mm_per_px", "crop_axes_in_image", "VALIDATION_SHIFT", "validation_crop"]

@@ -81,9 +81,8 @@ def evaluate_samples(
         out.update(real_median_mm=num(float(np.median(r))), real_p90_mm=num(float(np.percentile(r, 90))),
                    real_found_rate=float(np.isfinite(r).mean()), real_n=int(r.size),
                    real_select_mm=real_selection_mm(r))
-        parts = [v for v in (out["median_mm"], out["real_select_mm"]) if v is not None] if lab.any() else [out["real_select_mm"]]
-        known = [v for v in parts if v is not None]
-        out["select_mm"] = None if len(known) < len(parts) else float(sum(known))
+        parts = (out["median_mm"], out["real_select_mm"]) if lab.any() else (out["real_select_mm"],)
+        out["select_mm"] = float(sum(v for v in parts if v is not None))
     return out
 
 #: Constraint errors count up to this many mm (a miss counts this much) when choosing ``best.pt``.

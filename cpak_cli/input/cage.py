@@ -52,8 +52,8 @@ import numpy as np
 
 from cpak_cli.errors import CpakInputError
 from cpak_cli.input.cage_worker import Hook, serve
-from cpak_cli.input.film_source import J2KPixels
 from cpak_cli.input.held import HeldFilm, HeldInfo, WorkerGone
+from cpak_cli.input.j2k_pixels import J2KPixels
 
 __all__ = ["CagedPixels", "Cage", "DecodeLimits", "configure", "default_cage"]
 
@@ -208,13 +208,17 @@ class Cage:
             self._idle.append(w)
             self._cond.notify_all()  # a thread may wait for this very worker
 
+    def _forget(self, w: _Worker) -> None:
+        """A worker's bookkeeping gone (under ``_cond``)."""
+        self._alive.discard(w.wid)
+        self._drops.pop(w.wid, None)
+
     def _drop(self, w: _Worker | None) -> None:
         """Count a worker (None: one that did not start) as gone."""
         with self._cond:
             self._count -= 1
             if w is not None:
-                self._alive.discard(w.wid)
-                self._drops.pop(w.wid, None)
+                self._forget(w)
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -223,8 +227,7 @@ class Cage:
             idle, self._idle = self._idle, []
             self._count -= len(idle)
             for w in idle:
-                self._alive.discard(w.wid)
-                self._drops.pop(w.wid, None)
+                self._forget(w)
         for w in idle:
             w.kill()
 

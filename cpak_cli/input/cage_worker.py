@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 from cpak_cli.errors import CpakInputError, CpakMemoryError
 from cpak_cli.input import held as held_mod
-from cpak_cli.input.film_source import FilmSource, J2KPixels
+from cpak_cli.input.film_source import FilmSource
 from cpak_cli.input.held import HeldStore
+from cpak_cli.input.j2k_pixels import J2KPixels
 from cpak_cli.networks.crops import sample_crop
 
 __all__ = ["Hook", "KEEP_FILMS", "serve"]

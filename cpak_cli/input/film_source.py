@@ -31,11 +31,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cpak_cli.input.image import LoadedImage
-from cpak_cli.input.j2k_pixels import MIN_CHECKED_SIDE, J2KPixels, UnitMap
+from cpak_cli.input.j2k_pixels import J2KPixels, UnitMap
 from cpak_cli.input.orientation import Orientation, turn
 from cpak_cli.input.values import has_contrast
 
-__all__ = ["MIN_CHECKED_SIDE", "FilmSource", "J2KPixels", "ReducedView", "UnitMap", "ViewLost"]
+__all__ = ["FilmSource", "J2KPixels", "ReducedView", "UnitMap", "ViewLost"]
+
 
 class ViewLost(RuntimeError):
     """A reduced view was asked of a source that has fallen back to its full decode (read the

@@ -128,4 +128,4 @@ class J2KPixels:
         info = np.iinfo(self.dtype)
         if lo < info.min or hi > info.max:
             raise ValueError("decoded values outside the stored range")
-        return out.astype(self.dtype)
+        return out.astype(self.dtype, copy=False)  # both decoders hand over a fresh array

@@ -194,9 +194,6 @@ class MemoryPixels(J2KPixels):
             raise ValueError(f"codestream has no resolution level {level}")
         return self._checked(ll_window(arr, level, area, self.precision, self.tile_size), level, area, check_constant)
 
-    def _decode(self, level: int, area: tuple[int, int, int, int] | None) -> np.ndarray:
-        return self.stored(level, area, check_constant=False)
-
     def load_full(self, path: str, pixel_spacing: Any, fallback_spacing: Any) -> Any:
         return self.base.load_full(path, pixel_spacing, fallback_spacing)
 

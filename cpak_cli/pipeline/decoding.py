@@ -63,10 +63,16 @@ def decode_one(args: tuple[str, tuple[float, float] | None]) -> Decoded:
         return Decoded(path, "", None, f"{path}: cannot read file ({exc.__class__.__name__})")
     try:
         return Decoded(path, sha, open_caged(path, fallback_spacing=spacing), None)
-    except CpakError as exc:
-        return Decoded(path, sha, None, str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop a batch
-        return Decoded(path, sha, None, f"{path}: unexpected error {exc.__class__.__name__}: {exc}")
+        return Decoded(path, sha, None, error_line(path, exc))
+
+
+def error_line(path: str, exc: BaseException) -> str:
+    """A film's error row text: a :class:`~cpak_cli.errors.CpakError`'s own line ("PATH:
+    reason"), anything else as an unexpected error of ``path``."""
+    if isinstance(exc, CpakError):
+        return str(exc)
+    return f"{path}: unexpected error {exc.__class__.__name__}: {exc}"
 
 
 def file_sha256(path: str | Path) -> str:

@@ -223,14 +223,14 @@ class Measurer:
             results = self._results(group)
             redo = [i for i, im in enumerate(images) if isinstance(im, FilmSource) and not im.confirm_voi()]
             if redo:
-                again = self.finish(self.start([images[i] for i in redo], [group.box_files[i] for i in redo]), release)
+                # released with the others below
+                again = self.finish(self.start([images[i] for i in redo], [group.box_files[i] for i in redo]), False)
                 for i, res in zip(redo, again):
                     results[i] = res
         finally:
             group.cancel()  # after an error: no crop still reads the films released below
             for im in images if release else ():
-                if im.decodes_on_demand:  # a FilmSource's decoders, a held film in its decode worker
-                    im.release()
+                im.release()  # a FilmSource's decoders, a held film in its decode worker; else nothing
         return results
 
     def _background(self) -> ThreadPoolExecutor:

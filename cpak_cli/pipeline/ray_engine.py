@@ -36,7 +36,7 @@ from cpak_cli.errors import CpakError
 from cpak_cli.options import BatchOptions
 from cpak_cli.pipeline.batch import film_rows, measure_group
 from cpak_cli.pipeline.batch_csv import BatchSummary, open_csv, pending_inputs, write_film
-from cpak_cli.pipeline.decoding import Decoded, decode_one
+from cpak_cli.pipeline.decoding import Decoded, decode_one, error_line
 
 RAY_MISSING = "--engine ray needs Ray: pip install 'cpak-cli[ray]' (or 'ray[data]')"
 
@@ -55,7 +55,7 @@ def _decode_row(row: dict[str, Any], spacing: tuple[float, float] | None, cwd: s
     try:
         data = pickle.dumps(dec, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # noqa: BLE001 - the cage raises what the worker raised: one film's error row
-        reason = str(exc) if isinstance(exc, CpakError) else f"{path}: unexpected error {exc.__class__.__name__}: {exc}"
+        reason = error_line(path, exc)
         data = pickle.dumps(Decoded(path, dec.sha256, None, " ".join(reason.split())), protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         if dec.image is not None:

@@ -20,6 +20,10 @@ Such films label fewer points than the networks find, so each joint uses what it
   No absolute horizontal position is ever taken from the label.
 - ankle: no channel is labelled directly; the mid-point of ``ankle_lateral``/``ankle_medial``
   must be the labelled ankle centre (the phantom's talar dome edges have exactly that mid-point).
+  That constraint alone moves both channels alike, and a fine-tune with it (2026-11-26) left both
+  points ON the plafond centre of most real films (a right ankle centre but no malleoli, and a
+  medial/lateral order decided by noise). So a RELATIVE band (:data:`ANKLE_WIDTH_MM`) also
+  keeps the lateral point lateral of the medial one by a talar dome's width.
 - hip: ``femoral_head`` (the head CENTRE) must lie straight below the labelled head TOP: the
   horizontal position is exact, the vertical one (head radius, estimated from the femur length;
   see :func:`cpak_cli.training.pointlabels.head_centre_from_top`) counts with a lower weight.
@@ -36,6 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cpak_cli.core.geometry import lateral_sign
 from cpak_cli.input.boxes import BOX_SIDE_MM, square_box
 from cpak_cli.training.datasets import Constraint, LegSample, array_reader, make_leg_sample
 from cpak_cli.training.pointlabels import PointLabels, head_centre_from_top, holdout_split, load_pixels, read_point_labels
@@ -55,6 +60,10 @@ KNEE_BANDS_MM: dict[str, tuple[float, float]] = {
 #: the condyle channels too (towards a centred picture), which the phantom's exact condyles
 #: hold in place.
 KNEE_CENTRE_BETWEEN_MM = 5.0
+#: Horizontal distance (mm) of ``ankle_lateral`` from ``ankle_medial`` towards the leg's lateral
+#: side: (centre, half width) of the band. Phantom talar domes (variety range, 60 legs) are
+#: 16.5-32.8 mm wide (median 25); children's and adults' real ones lie inside 15-35 mm.
+ANKLE_WIDTH_MM = (25.0, 10.0)
 
 
 def training_labels(data_dir: str | Path) -> list[PointLabels]:
@@ -67,10 +76,12 @@ def training_labels(data_dir: str | Path) -> list[PointLabels]:
 
 def leg_supervision(
     joint: str, names: Sequence[str], pts: dict[str, tuple[float, float]], spacing_mm: tuple[float, float],
+    lateral_dir: float = -1.0,
 ) -> tuple[np.ndarray, tuple[Constraint, ...], tuple[float, float]] | None:
     """``(points (C, 2) with NaN rows, constraints, box centre)`` of one labelled leg for ``joint``,
     or None when its labels do not reach that joint (for the knee: no knee label, or a model
-    without the knee's channels). Pixel coordinates of the film."""
+    without the knee's channels). Pixel coordinates of the film; ``lateral_dir`` is the image x
+    direction of the leg's lateral side (:func:`cpak_cli.core.geometry.lateral_sign`)."""
     names = tuple(names)
     points = np.full((len(names), 2), np.nan)
     idx = {n: i for i, n in enumerate(names)}
@@ -89,7 +100,11 @@ def leg_supervision(
         if "ankle" not in pts or not {"ankle_lateral", "ankle_medial"} <= set(idx):
             return None
         a = pts["ankle"]
-        cons.append(Constraint((idx["ankle_lateral"], idx["ankle_medial"]), (float(a[0]), float(a[1])), (1.0, 1.0)))
+        lat, med = idx["ankle_lateral"], idx["ankle_medial"]
+        cons.append(Constraint((lat, med), (float(a[0]), float(a[1])), (1.0, 1.0)))
+        width_mm, half_mm = ANKLE_WIDTH_MM
+        cons.append(Constraint((lat, med), (lateral_dir * width_mm / spacing_mm[1], 0.0), (1.0, 0.0), half_mm,
+                               mix=(1.0, -1.0)))
         return points, tuple(cons), (float(a[0]), float(a[1]))
     if joint == "hip":
         if "hip" not in pts or "knee" not in pts or "femoral_head" not in idx:
@@ -109,7 +124,8 @@ def real_leg_samples(args: tuple[PointLabels, str, tuple[str, ...], int, float])
     read = array_reader(pixels)
     out, skipped = [], 0
     for side, pts in labels.legs.items():
-        sup = leg_supervision(joint, names, pts, labels.spacing_mm)
+        sup = leg_supervision(joint, names, pts, labels.spacing_mm,
+                              lateral_sign(side, labels.patient_right_on_image_left))
         if sup is None:
             skipped += 1
             continue
@@ -133,6 +149,5 @@ def real_film_sample(args: tuple[PointLabels, int, int]) -> Any:
                        labels.patient_right_on_image_left, joint_centres(labels), height, width)
 
 
-__all__ = ["HIP_VERTICAL_WEIGHT", "KNEE_BANDS_MM", "KNEE_CENTRE_BETWEEN_MM", "training_labels", "leg_supervision",
-           "real_leg_samples",
-           "real_film_sample"]
+__all__ = ["ANKLE_WIDTH_MM", "HIP_VERTICAL_WEIGHT", "KNEE_BANDS_MM", "KNEE_CENTRE_BETWEEN_MM", "training_labels",
+           "leg_supervision", "real_leg_samples", "real_film_sample"]

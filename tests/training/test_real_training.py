@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from cpak_cli.core.landmarks import JOINTS
 from cpak_cli.networks.detector import DETECTOR_CHANNELS
 from cpak_cli.training.pointlabels import head_centre_from_top, read_point_labels
 from cpak_cli.training.real import (
+    ANKLE_WIDTH_MM,
     HIP_VERTICAL_WEIGHT,
     KNEE_BANDS_MM,
     KNEE_CENTRE_BETWEEN_MM,
@@ -17,6 +20,7 @@ from cpak_cli.training.real import (
     real_leg_samples,
     training_labels,
 )
+from cpak_cli.training.supervision import constraint_errors_mm
 from tests.factories import point_label_folder
 
 PTS = {"hip": (100.0, 40.0), "knee": (110.0, 500.0), "ankle": (105.0, 900.0)}
@@ -25,8 +29,30 @@ PTS = {"hip": (100.0, 40.0), "knee": (110.0, 500.0), "ankle": (105.0, 900.0)}
 def test_ankle_label_constrains_the_mid_point_of_both_channels():
     points, cons, centre = leg_supervision("ankle", JOINTS["ankle"], PTS, (0.8, 0.8))
     assert np.isnan(points).all() and centre == PTS["ankle"]
-    (c,) = cons
-    assert c.channels == (0, 1) and c.xy == PTS["ankle"] and c.weights == (1.0, 1.0)
+    (c, _) = cons
+    assert c.channels == (0, 1) and c.xy == PTS["ankle"] and c.weights == (1.0, 1.0) and not c.relative
+
+
+@pytest.mark.parametrize("lateral_dir", [-1.0, 1.0])
+def test_ankle_points_must_lie_a_talar_dome_apart_on_the_legs_lateral_side(lateral_dir):
+    """Both points on the plafond centre (what the mid-point constraint alone taught) or in the
+    wrong order violate the width band; points a dome's width apart in the lateral direction do not."""
+    sp = (0.8, 0.5)  # anisotropic: the width is along the image's columns
+    _, cons, _ = leg_supervision("ankle", JOINTS["ankle"], PTS, sp, lateral_dir)
+    (band,) = [c for c in cons if c.relative]
+    assert band.channels == (0, 1) and band.channel_weights == (1.0, -1.0) and band.weights == (1.0, 0.0)
+    assert band.tolerance_mm == ANKLE_WIDTH_MM[1]
+    sample = SimpleNamespace(constraints=(band,), spacing_mm=sp)
+    ax, ay = PTS["ankle"]
+
+    def error(width_mm):  # lateral point width_mm lateral of the medial one (negative: swapped)
+        half = lateral_dir * width_mm / 2 / sp[1]
+        return constraint_errors_mm(np.array([[ax + half, ay], [ax - half, ay]]), sample)[0]
+
+    assert error(ANKLE_WIDTH_MM[0]) == 0.0 and error(20.0) == 0.0 and error(34.0) == 0.0
+    assert error(0.0) == pytest.approx(ANKLE_WIDTH_MM[0] - ANKLE_WIDTH_MM[1])  # collapsed onto one point
+    assert error(-25.0) == pytest.approx(50.0 - ANKLE_WIDTH_MM[1])  # medial/lateral swapped
+    assert error(45.0) == pytest.approx(45.0 - sum(ANKLE_WIDTH_MM))
 
 
 def test_hip_label_is_the_head_top_so_the_centre_lies_below_it():
@@ -69,6 +95,9 @@ def test_real_leg_samples_and_film_samples(tmp_path):
     assert skipped == 0 and {s.side for s in samples} == {"right", "left"}
     right = next(s for s in samples if s.side == "right")
     assert right.image_id == "real-f1" and not right.mirror and right.constraints
+    for s in samples:  # the width band points to each leg's own lateral side (image left for the right leg)
+        (band,) = [c for c in s.constraints if c.relative]
+        assert np.sign(band.xy[0]) == (-1.0 if s.side == "right" else 1.0)
     cx = (right.box[0] + right.box[2]) / 2
     assert cx == pytest.approx(rows[0]["imgleft_ankle_x"])  # box centred on the patient's right ankle
     fs = real_film_sample((lab, 384, 160))

@@ -62,11 +62,20 @@ def recentred_boxes(
 ) -> dict[str, dict[str, Box]]:
     """Boxes (same size) moved onto the joint centre the landmarks found, for the joints whose
     centre lies more than ``min_shift_mm`` from their box centre and at most half a box side away
-    (a point further out is not trusted to move the box). Only the moved joints are returned."""
+    (a point further out is not trusted to move the box). Only the moved joints are returned.
+
+    A joint's centre is the mean of its landmarks when all were found. A knee with some joint-line
+    point missing moves onto its ``knee_center`` landmark when that was found: the detector's knee
+    box can sit to one side of the knee (it learned from labels that do, docs/real-films.md), which
+    puts the condyle and plateau margin of the other side near the box's edge, where they are
+    missed; in a box on the knee centre they are found again (3 of 124 real EOS legs)."""
     from cpak_cli.networks.detector import joint_centres
 
     legs = {side: {n: p.xy for n, p in lm.items() if p.found} for side, lm in preds.items()}
     centres = joint_centres(legs)
+    for side, found in legs.items():
+        if "knee" not in centres.get(side, {}) and "knee_center" in found:
+            centres.setdefault(side, {})["knee"] = (float(found["knee_center"][0]), float(found["knee_center"][1]))
     row_mm, col_mm = spacing_mm
     out: dict[str, dict[str, Box]] = {}
     for side, joints in boxes.items():

@@ -36,6 +36,19 @@ def test_small_shift_missing_points_and_far_points_leave_the_box():
     assert recentred_boxes(boxes, far, sp) == {}  # 63 mm away: more than half the 90 mm side
 
 
+def test_knee_with_a_missing_point_moves_onto_its_knee_centre_landmark():
+    sp = (0.5, 0.5)
+    boxes = {"right": {"knee": (0.0, 0.0, 270.0, 270.0)}}  # 135 mm square centred at (135, 135)
+    names = ("femoral_condyle_lateral", "femoral_condyle_medial", "tibial_plateau_lateral", "tibial_plateau_medial")
+    xs = (125.0, 205.0, 120.0, 210.0)
+    partial = {n: _pred(n, x, 130.0 + 8 * (i >= 2), found=(i != 0)) for i, (n, x) in enumerate(zip(names, xs))}
+    partial["knee_center"] = _pred("knee_center", 165.0, 134.0)
+    x0, y0, x1, y1 = recentred_boxes(boxes, {"right": partial}, sp)["right"]["knee"]
+    assert ((x0 + x1) / 2, (y0 + y1) / 2) == (165.0, 134.0)  # on the knee centre, not the mean of the 4 found
+    partial["knee_center"] = _pred("knee_center", 165.0, 134.0, found=False)
+    assert recentred_boxes(boxes, {"right": partial}, sp) == {}  # no centre: the box stays
+
+
 def test_joint_disagreement_catches_a_joint_line_far_from_the_detected_knee():
     from cpak_cli.pipeline.film import joint_disagreements
 

@@ -180,6 +180,11 @@ MIDLINE_MIN_OFFSET_MM: Final[float] = 60.0
 #: more than 10 in a wide stance or genu valgum; a hip paired with the other leg's knee lies
 #: 160-200 mm (adults) to the side over 400-480 mm, 20-27 degrees.
 CHAIN_MAX_TILT_DEG: Final[float] = 18.0
+#: When every other joint shows two blobs (both legs on the film), a joint's second blob needs
+#: only this share of ``min_separation_mm`` from its first: a knock-kneed child's knees touch,
+#: and the detector's knee centres, which sit medially like the labels it learned from, lie
+#: 25-40 mm apart there (real EOS film 1156). The joint-chain check still pairs each with its leg.
+NEIGHBOUR_SEPARATION_FRACTION: Final[float] = 0.5
 #: With an ImageLaterality of R or L, the film counts as showing both legs (and the tag is
 #: overruled) when at least this many joints show two blobs far apart.
 TWO_LEG_MIN_JOINTS_TAGGED: Final[int] = 2
@@ -246,8 +251,10 @@ def decode_film(
     Blobs: the two side channels of a joint are read together: the strongest blobs of their
     maximum (at most two, at least ``min_separation_mm`` apart) are the joints found. A second
     blob counts only with a peak of at least 0.5 and ``second_blob_fraction`` of the first
-    blob's probability mass. A blob's centre is its probability-weighted centroid (Method 3 on
-    the joint map, per blob, threshold at half the peak), its confidence the blob's peak.
+    blob's probability mass; when every other joint shows two blobs, a second blob
+    :data:`NEIGHBOUR_SEPARATION_FRACTION` of that distance away counts (touching knees). A blob's
+    centre is its probability-weighted centroid (Method 3 on the joint map, per blob, threshold at
+    half the peak), its confidence the blob's peak.
 
     Rules:
 
@@ -276,20 +283,30 @@ def decode_film(
     tag_side = {"R": "right", "L": "left"}.get((laterality or "").strip().upper())
     index = {ch: k for k, ch in enumerate(DETECTOR_CHANNELS)}
     found: dict[str, list[tuple[float, float, float, float, float]]] = {}  # joint -> (peak, u, v, mass_r, mass_l)
-    for joint in JOINTS:
-        pr, pl = probs[index[f"right_{joint}"]], probs[index[f"left_{joint}"]]
-        both = np.maximum(pr, pl)
-        blobs = _blobs(both, min_peak)[:4]
-        chosen = blobs[:1]
-        if blobs:
-            first_mass = float((both * blobs[0][3]).sum())
-            for b in blobs[1:]:
-                far = abs(b[1] - blobs[0][1]) * frame.mm_per_px >= min_separation_mm
+    maps = {j: (probs[index[f"right_{j}"]], probs[index[f"left_{j}"]]) for j in JOINTS}
+    blobs = {j: _blobs(np.maximum(*maps[j]), min_peak)[:4] for j in JOINTS}
+
+    def pick(joint: str, separation_mm: float) -> list[tuple[float, float, float, np.ndarray]]:
+        both = np.maximum(*maps[joint])
+        bl = blobs[joint]
+        chosen = bl[:1]
+        if bl:
+            first_mass = float((both * bl[0][3]).sum())
+            for b in bl[1:]:
+                far = abs(b[1] - bl[0][1]) * frame.mm_per_px >= separation_mm
                 strong = b[0] >= 0.5 and float((both * b[3]).sum()) >= second_blob_fraction * first_mass
                 if far and strong:
                     chosen.append(b)
                     break
-        found[joint] = [(b[0], b[1], b[2], float((pr * b[3]).sum()), float((pl * b[3]).sum())) for b in chosen]
+        return chosen
+
+    chosen = {j: pick(j, min_separation_mm) for j in JOINTS}
+    for joint in JOINTS:  # both legs shown by every other joint: two knees may stand closer
+        if len(chosen[joint]) == 1 and all(len(chosen[o]) == 2 for o in JOINTS if o != joint):
+            chosen[joint] = pick(joint, NEIGHBOUR_SEPARATION_FRACTION * min_separation_mm)
+    for joint, picked_blobs in chosen.items():
+        pr, pl = maps[joint]
+        found[joint] = [(b[0], b[1], b[2], float((pr * b[3]).sum()), float((pl * b[3]).sum())) for b in picked_blobs]
     n_two = sum(len(v) == 2 for v in found.values())
     two_legs = n_two >= (TWO_LEG_MIN_JOINTS_TAGGED if tag_side else 1)
     res = FilmDetections(joints={}, tag_side=tag_side)

@@ -77,6 +77,22 @@ def test_a_joint_both_channels_see_goes_to_the_right_leg():
     assert set(decode_detections(t1, f, spacing)) == {"left"}
 
 
+def test_touching_knees_count_as_two_when_hips_and_ankles_show_both_legs():
+    """Knock-kneed knees 36 mm apart (less than the 40 mm two joints normally need) are two knees
+    on a film whose hips and ankles show both legs, and one knee where nothing else shows two."""
+    spacing = (0.15, 0.15)
+    f = detector_frame((4000, 1600), spacing, True, width=96, height=256)
+    knees = {"right": (680.0, 2000.0), "left": (920.0, 2005.0)}  # 240 px = 36 mm apart
+    both_legs = {"right": {"hip": (450.0, 600.0), "knee": knees["right"], "ankle": (500.0, 3600.0)},
+                 "left": {"hip": (1150.0, 600.0), "knee": knees["left"], "ankle": (1100.0, 3600.0)}}
+    dets = decode_detections(detector_targets(both_legs, f), f, spacing)
+    for side in ("right", "left"):
+        assert dets[side]["knee"].center[0] == pytest.approx(knees[side][0], abs=15)
+    only_knees = {side: {"knee": xy} for side, xy in knees.items()}
+    dets = decode_detections(detector_targets(only_knees, f), f, spacing)
+    assert sum("knee" in joints for joints in dets.values()) == 1  # no other joint shows two legs
+
+
 def test_single_leg_film_by_laterality_keeps_one_side():
     spacing = (0.15, 0.15)
     f = detector_frame((4000, 1000), spacing, True, width=64, height=256)

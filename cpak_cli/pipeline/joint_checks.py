@@ -74,8 +74,9 @@ def recentred_boxes(
     legs = {side: {n: p.xy for n, p in lm.items() if p.found} for side, lm in preds.items()}
     centres = joint_centres(legs)
     for side, found in legs.items():
-        if "knee" not in centres.get(side, {}) and "knee_center" in found:
-            centres.setdefault(side, {})["knee"] = (float(found["knee_center"][0]), float(found["knee_center"][1]))
+        kc = found.get("knee_center")
+        if "knee" not in centres.get(side, {}) and kc is not None:
+            centres.setdefault(side, {})["knee"] = (float(kc[0]), float(kc[1]))
     row_mm, col_mm = spacing_mm
     out: dict[str, dict[str, Box]] = {}
     for side, joints in boxes.items():

@@ -16,8 +16,9 @@
 # four trainings' batch workers), and the knee did not finish inside a 500 s command; alone with
 # 14 batch workers the knee ran 24 steps/s. Budget one 10-minute command per one or two networks,
 # or pre-render the phantom samples. The shipped knee of 2026-11-27 was instead fine-tuned on a
-# 2-core CPU (no GPU drawn) from the knee of the first session: see its model card and
-# docs/real-films.md for the two commands. ONLY="knee" (or "hip ankle", ...) trains just those networks,
+# 2-core CPU (no GPU drawn) from the knee of the first session, and fine-tuned again with
+# pseudo-labels (scripts/pseudo_label_knees.py, passed as --data); the shipped ankle was fine-tuned
+# on the CPU with the ankle width band: see their model cards and docs/real-films.md for the commands. ONLY="knee" (or "hip ankle", ...) trains just those networks,
 # e.g. the knee alone in one 10-minute command: ONLY=knee BW_KNEE=14 MAX_MINUTES=7 (the plan for
 # the next GPU session: the knee is the weak network on real films, docs/real-films.md).
 set -euo pipefail

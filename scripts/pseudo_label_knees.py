@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cpak_cli.atomic import atomic_write_text
+from cpak_cli.core.geometry import lateral_sign
 from cpak_cli.core.landmarks import LandmarkFile, write_landmarks
 from cpak_cli.input.boxes import BOX_SIDE_MM, BoxFile, square_box, write_boxes
 from cpak_cli.networks.inference import make_crop, make_job, points_from_probs
@@ -149,9 +150,7 @@ def main() -> None:
             if spread > a.agree_mm:
                 reasons["views disagree"] = reasons.get("views disagree", 0) + 1
                 continue
-            # lateral toward larger x for the leg on the image right when the patient's right is on the image left
-            on_image_left = (side == "right") == lab.patient_right_on_image_left
-            why = knee_is_plausible(med, -1.0 if on_image_left else 1.0, ky, mm, a.label_band_mm)
+            why = knee_is_plausible(med, lateral_sign(side, lab.patient_right_on_image_left), ky, mm, a.label_band_mm)
             if why:
                 key = why.split(" ")[0] if why[0].isalpha() else why
                 reasons[key] = reasons.get(key, 0) + 1

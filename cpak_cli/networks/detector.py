@@ -181,9 +181,10 @@ MIDLINE_MIN_OFFSET_MM: Final[float] = 60.0
 #: 160-200 mm (adults) to the side over 400-480 mm, 20-27 degrees.
 CHAIN_MAX_TILT_DEG: Final[float] = 18.0
 #: When every other joint shows two blobs (both legs on the film), a joint's second blob needs
-#: only this share of ``min_separation_mm`` from its first: a knock-kneed child's knees touch,
-#: and the detector's knee centres, which sit medially like the labels it learned from, lie
-#: 25-40 mm apart there (real EOS film 1156). The joint-chain check still pairs each with its leg.
+#: only this share of ``min_separation_mm`` from its first, provided the side channels call the
+#: blob on the input's left the patient's right and the other the left (a joint's blob split in
+#: two is one side's): a knock-kneed child's knees touch, and the detector's knee centres, which
+#: sit medially like the labels it learned from, lie 25-40 mm apart there (real EOS film 1156).
 NEIGHBOUR_SEPARATION_FRACTION: Final[float] = 0.5
 #: With an ImageLaterality of R or L, the film counts as showing both legs (and the tag is
 #: overruled) when at least this many joints show two blobs far apart.
@@ -252,7 +253,8 @@ def decode_film(
     maximum (at most two, at least ``min_separation_mm`` apart) are the joints found. A second
     blob counts only with a peak of at least 0.5 and ``second_blob_fraction`` of the first
     blob's probability mass; when every other joint shows two blobs, a second blob
-    :data:`NEIGHBOUR_SEPARATION_FRACTION` of that distance away counts (touching knees). A blob's
+    :data:`NEIGHBOUR_SEPARATION_FRACTION` of that distance away counts if the side channels name
+    the two blobs the two legs in their order (touching knees). A blob's
     centre is its probability-weighted centroid (Method 3 on the joint map, per blob, threshold at
     half the peak), its confidence the blob's peak.
 
@@ -300,10 +302,20 @@ def decode_film(
                     break
         return chosen
 
+    def sides_agree(joint: str, two: list[tuple[float, float, float, np.ndarray]]) -> bool:
+        """The side channels name the blob on the input's left the patient's right (the frame
+        shows the patient's right there) and the other the left: two legs' joints, not one
+        joint's blob split in two."""
+        pr, pl = maps[joint]
+        a, b = sorted(two, key=lambda bl: bl[1])
+        return bool((pr * a[3]).sum() > (pl * a[3]).sum() and (pl * b[3]).sum() > (pr * b[3]).sum())
+
     chosen = {j: pick(j, min_separation_mm) for j in JOINTS}
     for joint in JOINTS:  # both legs shown by every other joint: two knees may stand closer
         if len(chosen[joint]) == 1 and all(len(chosen[o]) == 2 for o in JOINTS if o != joint):
-            chosen[joint] = pick(joint, NEIGHBOUR_SEPARATION_FRACTION * min_separation_mm)
+            closer = pick(joint, NEIGHBOUR_SEPARATION_FRACTION * min_separation_mm)
+            if len(closer) == 2 and sides_agree(joint, closer):
+                chosen[joint] = closer
     for joint, picked_blobs in chosen.items():
         pr, pl = maps[joint]
         found[joint] = [(b[0], b[1], b[2], float((pr * b[3]).sum()), float((pl * b[3]).sum())) for b in picked_blobs]

@@ -79,7 +79,8 @@ def test_a_joint_both_channels_see_goes_to_the_right_leg():
 
 def test_touching_knees_count_as_two_when_hips_and_ankles_show_both_legs():
     """Knock-kneed knees 36 mm apart (less than the 40 mm two joints normally need) are two knees
-    on a film whose hips and ankles show both legs, and one knee where nothing else shows two."""
+    on a film whose hips and ankles show both legs, and one knee where nothing else shows two or
+    where both blobs are the right knee's (a split blob, not the left knee)."""
     spacing = (0.15, 0.15)
     f = detector_frame((4000, 1600), spacing, True, width=96, height=256)
     knees = {"right": (680.0, 2000.0), "left": (920.0, 2005.0)}  # 240 px = 36 mm apart
@@ -91,6 +92,13 @@ def test_touching_knees_count_as_two_when_hips_and_ankles_show_both_legs():
     only_knees = {side: {"knee": xy} for side, xy in knees.items()}
     dets = decode_detections(detector_targets(only_knees, f), f, spacing)
     assert sum("knee" in joints for joints in dets.values()) == 1  # no other joint shows two legs
+    # the left knee missed and the right knee's blob split in two (both in the right channel): no left knee
+    split_legs = {"right": dict(both_legs["right"]), "left": {j: both_legs["left"][j] for j in ("hip", "ankle")}}
+    t = detector_targets(split_legs, f)
+    k = DETECTOR_CHANNELS.index("right_knee")
+    t[k] = np.maximum(t[k], 0.8 * detector_targets({"right": {"knee": knees["left"]}}, f)[k])
+    dets = decode_detections(t, f, spacing)
+    assert "knee" not in dets["left"] and dets["right"]["knee"].center[0] == pytest.approx(knees["right"][0], abs=15)
 
 
 def test_single_leg_film_by_laterality_keeps_one_side():

@@ -21,8 +21,8 @@ Such films label fewer points than the networks find, so each joint uses what it
 - ankle: no channel is labelled directly; the mid-point of ``ankle_lateral``/``ankle_medial``
   must be the labelled ankle centre (the phantom's talar dome edges have exactly that mid-point).
   That constraint alone moves both channels alike, and a fine-tune with it (2026-11-26) left both
-  points ON the plafond centre of most real films (a right ankle centre but no malleoli, and a
-  medial/lateral order decided by noise). So a RELATIVE band (:data:`ANKLE_WIDTH_MM`) also
+  points ON the plafond centre of most real films (a right ankle centre but not the talar dome's
+  edges, and a medial/lateral order decided by noise). So a RELATIVE band (:data:`ANKLE_WIDTH_MM`) also
   keeps the lateral point lateral of the medial one by a talar dome's width.
 - hip: ``femoral_head`` (the head CENTRE) must lie straight below the labelled head TOP: the
   horizontal position is exact, the vertical one (head radius, estimated from the femur length;
@@ -76,7 +76,7 @@ def training_labels(data_dir: str | Path) -> list[PointLabels]:
 
 def leg_supervision(
     joint: str, names: Sequence[str], pts: dict[str, tuple[float, float]], spacing_mm: tuple[float, float],
-    lateral_dir: float = -1.0,
+    *, lateral_dir: float,
 ) -> tuple[np.ndarray, tuple[Constraint, ...], tuple[float, float]] | None:
     """``(points (C, 2) with NaN rows, constraints, box centre)`` of one labelled leg for ``joint``,
     or None when its labels do not reach that joint (for the knee: no knee label, or a model
@@ -125,7 +125,7 @@ def real_leg_samples(args: tuple[PointLabels, str, tuple[str, ...], int, float])
     out, skipped = [], 0
     for side, pts in labels.legs.items():
         sup = leg_supervision(joint, names, pts, labels.spacing_mm,
-                              lateral_sign(side, labels.patient_right_on_image_left))
+                              lateral_dir=lateral_sign(side, labels.patient_right_on_image_left))
         if sup is None:
             skipped += 1
             continue

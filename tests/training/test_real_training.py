@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,7 +28,7 @@ PTS = {"hip": (100.0, 40.0), "knee": (110.0, 500.0), "ankle": (105.0, 900.0)}
 
 
 def test_ankle_label_constrains_the_mid_point_of_both_channels():
-    points, cons, centre = leg_supervision("ankle", JOINTS["ankle"], PTS, (0.8, 0.8))
+    points, cons, centre = leg_supervision("ankle", JOINTS["ankle"], PTS, (0.8, 0.8), lateral_dir=-1.0)
     assert np.isnan(points).all() and centre == PTS["ankle"]
     (c, _) = cons
     assert c.channels == (0, 1) and c.xy == PTS["ankle"] and c.weights == (1.0, 1.0) and not c.relative
@@ -38,7 +39,7 @@ def test_ankle_points_must_lie_a_talar_dome_apart_on_the_legs_lateral_side(later
     """Both points on the plafond centre (what the mid-point constraint alone taught) or in the
     wrong order violate the width band; points a dome's width apart in the lateral direction do not."""
     sp = (0.8, 0.5)  # anisotropic: the width is along the image's columns
-    _, cons, _ = leg_supervision("ankle", JOINTS["ankle"], PTS, sp, lateral_dir)
+    _, cons, _ = leg_supervision("ankle", JOINTS["ankle"], PTS, sp, lateral_dir=lateral_dir)
     (band,) = [c for c in cons if c.relative]
     assert band.channels == (0, 1) and band.channel_weights == (1.0, -1.0) and band.weights == (1.0, 0.0)
     assert band.tolerance_mm == ANKLE_WIDTH_MM[1]
@@ -56,17 +57,17 @@ def test_ankle_points_must_lie_a_talar_dome_apart_on_the_legs_lateral_side(later
 
 
 def test_hip_label_is_the_head_top_so_the_centre_lies_below_it():
-    points, cons, centre = leg_supervision("hip", JOINTS["hip"], PTS, (0.8, 0.8))
+    points, cons, centre = leg_supervision("hip", JOINTS["hip"], PTS, (0.8, 0.8), lateral_dir=-1.0)
     (c,) = cons
     assert np.isnan(points).all() and c.channels == (0,)
     assert c.xy == head_centre_from_top(PTS["hip"], PTS["knee"], (0.8, 0.8)) == centre
     assert c.xy[0] == PTS["hip"][0] and c.xy[1] > PTS["hip"][1]
     assert c.weights == (1.0, HIP_VERTICAL_WEIGHT)
-    assert leg_supervision("hip", JOINTS["hip"], {"hip": PTS["hip"]}, (0.8, 0.8)) is None  # needs the knee
+    assert leg_supervision("hip", JOINTS["hip"], {"hip": PTS["hip"]}, (0.8, 0.8), lateral_dir=-1.0) is None  # needs the knee
 
 
 def test_knee_label_gives_only_height_bands_of_the_knee_channels():
-    points, cons, centre = leg_supervision("knee", JOINTS["knee"], PTS, (0.8, 0.8))
+    points, cons, centre = leg_supervision("knee", JOINTS["knee"], PTS, (0.8, 0.8), lateral_dir=-1.0)
     assert np.isnan(points).all() and centre == PTS["knee"]
     names = JOINTS["knee"]
     rel = [c for c in cons if c.relative]
@@ -85,7 +86,7 @@ def test_knee_label_gives_only_height_bands_of_the_knee_channels():
     assert [names[i] for i in c.channels] == ["knee_center", "femoral_condyle_lateral", "femoral_condyle_medial"]
     assert c.channel_weights == (1.0, -0.5, -0.5) and c.xy == (0.0, 0.0) and c.weights == (1.0, 0.0)
     assert c.tolerance_mm == KNEE_CENTRE_BETWEEN_MM
-    assert leg_supervision("knee", JOINTS["knee"], {"hip": PTS["hip"]}, (0.8, 0.8)) is None
+    assert leg_supervision("knee", JOINTS["knee"], {"hip": PTS["hip"]}, (0.8, 0.8), lateral_dir=-1.0) is None
 
 
 def test_real_leg_samples_and_film_samples(tmp_path):
@@ -98,6 +99,10 @@ def test_real_leg_samples_and_film_samples(tmp_path):
     for s in samples:  # the width band points to each leg's own lateral side (image left for the right leg)
         (band,) = [c for c in s.constraints if c.relative]
         assert np.sign(band.xy[0]) == (-1.0 if s.side == "right" else 1.0)
+    mirrored, _ = real_leg_samples((replace(lab, patient_right_on_image_left=False), "ankle", JOINTS["ankle"], 64, 1.5))
+    for s in mirrored:  # patient's right on the image right: its lateral side is the image right
+        (band,) = [c for c in s.constraints if c.relative]
+        assert np.sign(band.xy[0]) == (1.0 if s.side == "right" else -1.0)
     cx = (right.box[0] + right.box[2]) / 2
     assert cx == pytest.approx(rows[0]["imgleft_ankle_x"])  # box centred on the patient's right ankle
     fs = real_film_sample((lab, 384, 160))

@@ -1,6 +1,9 @@
 """Pseudo-labels for the knee network on real films with three-point labels (self-training).
 
-    python scripts/pseudo_label_knees.py --real DIR [--weights W] --out OUT [--agree-mm 3]
+    python scripts/pseudo_label_knees.py --real DIR [--weights W] --out OUT [--agree-mm MM]
+
+(the shipped knee of 2026-11-27's second session was trained on ``--agree-mm 3``, teacher: the
+knee of commit 7cae550).
 
 For every leg of the TRAINING part of DIR (``labels.csv`` + ``images/``; the held-out part of
 :func:`cpak_cli.training.pointlabels.is_held_out` is never read), the knee network of ``W``
@@ -16,7 +19,8 @@ curve. A leg becomes a pseudo-label only when
   joint line within ``--label-band-mm`` of the label's height (the EOS knee label sits at the
   joint's height but medial of the centre, docs/real-films.md, so only its height is used).
 
-Writes OUT/<id>.png (a copy of the film) + OUT/<id>.landmarks.json (knee points of the accepted
+Films with anisotropic pixel spacing are skipped (the checks take one mm per pixel).
+Writes OUT/real-<id>.<ext> (a copy of the film) + OUT/<id>.landmarks.json (knee points of the accepted
 legs) + OUT/<id>.boxes.json (a knee box on the pseudo-labelled knee centre, as the pipeline's
 re-centred box), the ``--data`` format of ``cpak train``, and OUT/summary.json.
 """
@@ -117,8 +121,12 @@ def main() -> None:
     for lab in read_point_labels(a.real):
         if is_held_out(lab.image_id):
             continue
+        row_mm, col_mm = lab.spacing_mm
+        if abs(row_mm - col_mm) > 1e-6 * max(row_mm, col_mm):  # the checks below take one mm per pixel
+            reasons["anisotropic pixel spacing (film skipped)"] = reasons.get("anisotropic pixel spacing (film skipped)", 0) + 1
+            continue
         pixels = load_pixels(lab).astype(np.float32)
-        mm = float(lab.spacing_mm[1])
+        mm = float(col_mm)
         accepted: dict[str, dict[str, tuple[float, float] | None]] = {}
         boxes: dict[str, dict[str, Any]] = {}
         for side, pts in lab.legs.items():
@@ -164,12 +172,13 @@ def main() -> None:
         if not accepted:
             continue
         name = f"real-{lab.image_id}"
-        shutil.copy(lab.image_path, out / f"{name}.png")
+        image_name = f"{name}{lab.image_path.suffix}"
+        shutil.copy(lab.image_path, out / image_name)
         write_landmarks(out / f"{name}.landmarks.json", LandmarkFile(
-            f"{name}.png", lab.spacing_mm, accepted,
+            image_name, lab.spacing_mm, accepted,
             {"patient_right_on_image_left": lab.patient_right_on_image_left,
              "source": "pseudo-labels (scripts/pseudo_label_knees.py)"}))
-        write_boxes(out / f"{name}.boxes.json", BoxFile(f"{name}.png", boxes))
+        write_boxes(out / f"{name}.boxes.json", BoxFile(image_name, boxes))
     summary = {"legs": legs, "accepted": kept, "rejected": reasons, "weights": a.weights or "shipped",
                "agree_mm": a.agree_mm, "label_band_mm": a.label_band_mm, "views": VIEWS}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")

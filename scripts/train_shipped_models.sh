@@ -15,12 +15,13 @@
 # took 1-3 minutes, then hip ran 15 steps/s, ankle 13, detector 9 (CPU-bound: 16 cores shared by
 # four trainings' batch workers), and the knee did not finish inside a 500 s command; alone with
 # 14 batch workers the knee ran 24 steps/s. Budget one 10-minute command per one or two networks,
-# or pre-render the phantom samples. The shipped knee of 2026-11-27 was instead fine-tuned on a
-# 2-core CPU (no GPU drawn) from the knee of the first session, and fine-tuned again with
-# pseudo-labels (scripts/pseudo_label_knees.py, passed as --data); the shipped ankle was fine-tuned
-# on the CPU with the ankle width band: see their model cards and docs/real-films.md for the commands. ONLY="knee" (or "hip ankle", ...) trains just those networks,
-# e.g. the knee alone in one 10-minute command: ONLY=knee BW_KNEE=14 MAX_MINUTES=7 (the plan for
-# the next GPU session: the knee is the weak network on real films, docs/real-films.md).
+# or pre-render the phantom samples. The shipped knee and ankle of 2026-11-27 were instead
+# fine-tuned on a 2-core CPU (no GPU drawn): the knee from the phantom-only knee of 2026-11-26
+# with height bands, then again with its own pseudo-labels (scripts/pseudo_label_knees.py,
+# passed as --data); the ankle from the GPU run's with the ankle width band. Their model cards
+# and docs/real-films.md give the commands; this script alone reproduces the detector and hip.
+# ONLY="knee" (or "hip ankle", ...) trains just those networks, e.g. the knee alone in one
+# 10-minute command: ONLY=knee BW_KNEE=14 MAX_MINUTES=7.
 set -euo pipefail
 REAL=${1:?REAL_DIR}
 OUT=${2:?OUT_DIR}

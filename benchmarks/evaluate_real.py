@@ -145,7 +145,8 @@ def print_table(summary: dict[str, Any], head: str) -> None:
     m = s["mhka"]
     line("mHKA abs error", m, "deg")
     print(f"{'mHKA within 1/2/3 deg':24s} {m['within_1']:.0f}% / {m['within_2']:.0f}% / {m['within_3']:.0f}% "
-          f"of {m['n']} legs; median signed error (found) {fmt_mm(m['bias_found'], 'deg')}")
+          f"of {m['n']} legs; median signed error (found) {fmt_mm(m['bias_found'], 'deg')}, "
+          f"scatter about it (median absolute deviation) {fmt_mm(m['spread_found'], 'deg')}")
     if s["detector"] is None:
         print(f"{'joint detector':24s} not run (boxes from labels)")
     else:

@@ -325,7 +325,9 @@ def summarize_legs(legs: Sequence[LegEval]) -> dict[str, Any]:
     height against the knee label, :func:`joint_line_height_error_mm`), per point
     ``knee``/``ankle``/``hip`` (:func:`error_summary`; ``hip_dx_top`` the horizontal error against
     the head-top label), ``mhka`` (:func:`error_summary` plus ``within_1/2/3`` percent and
-    ``bias_found``, the median signed pred - label over found legs), ``detector`` per joint
+    ``bias_found``, the median signed pred - label over found legs, and ``spread_found``, the
+    median absolute deviation of those signed errors from ``bias_found``: a small spread with a
+    large bias is a steady offset, e.g. labels that define a point differently), ``detector`` per joint
     (None when the detector did not run).
     """
     n = len(legs)
@@ -334,6 +336,7 @@ def summarize_legs(legs: Sequence[LegEval]) -> dict[str, Any]:
     mhka_errs = [leg.mhka_error_deg for leg in legs]
     signed = [leg.mhka_pred - leg.mhka_label for leg in legs
               if leg.mhka_pred is not None and leg.mhka_label is not None]
+    bias = quantile(signed, 0.5)
     out: dict[str, Any] = {
         "legs": n,
         "all_angles": {"count": n_all, "pct": 100.0 * n_all / n if n else float("nan")},
@@ -344,7 +347,7 @@ def summarize_legs(legs: Sequence[LegEval]) -> dict[str, Any]:
         "hip": error_summary([leg.hip_error_mm for leg in legs]),
         "hip_dx_top": error_summary([leg.hip_dx_top_mm for leg in legs]),
         "mhka": {**error_summary(mhka_errs), **share_within(mhka_errs, MHKA_WITHIN_DEG),
-                 "bias_found": quantile(signed, 0.5)},
+                 "bias_found": bias, "spread_found": quantile([abs(v - bias) for v in signed], 0.5)},
     }
     with_det = [leg for leg in legs if leg.det_found is not None]
     if with_det:

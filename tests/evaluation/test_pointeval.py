@@ -241,6 +241,7 @@ def test_summarize_legs():
     assert m["within_2"] == pytest.approx(100 / 3)
     assert m["within_3"] == pytest.approx(100 / 3)
     assert m["bias_found"] == pytest.approx(-0.75)      # median of +2.0 and -3.5
+    assert m["spread_found"] == pytest.approx(2.75)     # |2.0 + 0.75| and |-3.5 + 0.75|
     assert s["detector"] is None
     json.dumps(jsonable(s), allow_nan=False)
 

@@ -114,10 +114,10 @@ def test_partial_anatomy_gives_no_angles(region, tmp_path):
 def test_partial_decoding_measures_the_samples_like_the_full_decode():
     """open_film (reduced overview for the detector, windows for the crops) against load_image
     on the bundled JPEG 2000 phantoms: same joints, detector boxes within 0.5 mm and angles within
-    0.3 degrees (moving the knee box of these films by 0.5 mm moves
-    LDFA or MPTA by up to 0.29 degrees, median 0.03, with the shipped knee of 2026-11-27; the
-    one before it: 0.27); measured in the SAME boxes, the windows give the flags and CPAK types of
-    the full decode and its angles within 0.05 degrees."""
+    0.3 degrees (moving the knee box of these films by 0.5 mm moved LDFA or MPTA by up to 0.29
+    degrees with the stage-3 knee of 2026-11-27, 0.27 with stage 2, 0.20 with stage 4, the
+    shipped one); measured in the SAME boxes, the windows give the flags and CPAK types of the
+    full decode and its angles within 0.05 degrees."""
     from cpak_cli.input.boxes import BoxFile
     from cpak_cli.input.film_source import FilmSource
     from cpak_cli.input.loader import load_image, open_film

@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +58,15 @@ VIEWS = ((0.0, 0.0, 1.0, 1.0), (0.08, -0.05, 1.0, 1.0), (-0.08, 0.05, 1.0, 1.0),
          (0.0, 0.0, 0.88, 1.0), (0.0, 0.0, 1.12, 1.0), (0.0, 0.0, 1.0, 0.7))
 
 
-def knee_is_plausible(p: dict[str, np.ndarray], lateral_sign: float, label_y: float, mm: float,
+def knee_is_plausible(p: dict[str, np.ndarray], lateral_dir: float, label_y: float, mm: float,
                       band_mm: float) -> str:
     """Empty string when the five knee points (image pixels, y down) make an anatomical knee;
-    otherwise the reason. ``lateral_sign`` is +1 when lateral is toward larger x; ``mm`` the
+    otherwise the reason. ``lateral_dir`` is +1 when lateral is toward larger x; ``mm`` the
     pixel spacing (isotropic)."""
     cl, cm = p["femoral_condyle_lateral"], p["femoral_condyle_medial"]
     tl, tm = p["tibial_plateau_lateral"], p["tibial_plateau_medial"]
     kc = p["knee_center"]
-    if (cl[0] - cm[0]) * lateral_sign <= 0 or (tl[0] - tm[0]) * lateral_sign <= 0:
+    if (cl[0] - cm[0]) * lateral_dir <= 0 or (tl[0] - tm[0]) * lateral_dir <= 0:
         return "lateral/medial order"
     cw, tw = abs(cl[0] - cm[0]) * mm, abs(tl[0] - tm[0]) * mm
     if not (20 <= cw <= 75 and 35 <= tw <= 100 and tw >= cw):
@@ -95,9 +96,9 @@ def band_masks(matrix: np.ndarray, size: int, label_y: float, mm: float, names: 
     uv = np.stack([np.zeros(size), v], axis=1)
     rows = crop_to_image(uv, matrix)[:, 1]  # an axis-aligned crop: the row depends on v only
     out = np.zeros((len(names), size, size), np.float32)
+    ok = (rows - label_y) * mm
     for c, n in enumerate(names):
         lo, hi = BANDS_MM[n]
-        ok = (rows - label_y) * mm
         out[c, (ok >= lo) & (ok <= hi), :] = 1.0
     return out
 
@@ -116,15 +117,17 @@ def main() -> None:
     norm = card["architecture"].get("input_norm", "max")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    reasons: dict[str, int] = {}
+    reasons: Counter[str] = Counter()
     kept = legs = 0
     for lab in read_point_labels(a.real):
         if is_held_out(lab.image_id):
             continue
         row_mm, col_mm = lab.spacing_mm
         if abs(row_mm - col_mm) > 1e-6 * max(row_mm, col_mm):  # the checks below take one mm per pixel
-            reasons["anisotropic pixel spacing (film skipped)"] = reasons.get("anisotropic pixel spacing (film skipped)", 0) + 1
+            reasons["anisotropic pixel spacing (film skipped)"] += 1
             continue
+        if not any("knee" in pts for pts in lab.legs.values()):
+            continue  # nothing to label: the film is not decoded
         pixels = load_pixels(lab).astype(np.float32)
         mm = float(col_mm)
         accepted: dict[str, dict[str, tuple[float, float] | None]] = {}
@@ -146,7 +149,7 @@ def main() -> None:
                 probs = probs * np.stack([band_masks(job.matrix, size, ky, mm, card["landmarks"]) for job in jobs])
             views = [points_from_probs(pr, job.matrix, card["landmarks"], lab.spacing_mm) for pr, job in zip(probs, jobs)]
             if not all(p.found for v in views for p in v):
-                reasons["not found in every view"] = reasons.get("not found in every view", 0) + 1
+                reasons["not found in every view"] += 1
                 continue
             med = {}
             spread = 0.0
@@ -156,12 +159,12 @@ def main() -> None:
                 med[name] = m
                 spread = max(spread, float(np.max(np.hypot(*(xy - m).T))) * mm)
             if spread > a.agree_mm:
-                reasons["views disagree"] = reasons.get("views disagree", 0) + 1
+                reasons["views disagree"] += 1
                 continue
             why = knee_is_plausible(med, lateral_sign(side, lab.patient_right_on_image_left), ky, mm, a.label_band_mm)
             if why:
                 key = why.split(" ")[0] if why[0].isalpha() else why
-                reasons[key] = reasons.get(key, 0) + 1
+                reasons[key] += 1
                 continue
             kept += 1
             accepted[side] = {n: (float(med[n][0]), float(med[n][1])) for n in NAMES}

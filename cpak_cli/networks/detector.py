@@ -284,41 +284,35 @@ def decode_film(
     """
     tag_side = {"R": "right", "L": "left"}.get((laterality or "").strip().upper())
     index = {ch: k for k, ch in enumerate(DETECTOR_CHANNELS)}
-    found: dict[str, list[tuple[float, float, float, float, float]]] = {}  # joint -> (peak, u, v, mass_r, mass_l)
-    maps = {j: (probs[index[f"right_{j}"]], probs[index[f"left_{j}"]]) for j in JOINTS}
-    blobs = {j: _blobs(np.maximum(*maps[j]), min_peak)[:4] for j in JOINTS}
+    # per joint: its blobs as (peak, u, v, mass of both channels, mass right, mass left), masses summed once
+    blobs: dict[str, list[tuple[float, float, float, float, float, float]]] = {}
+    for joint in JOINTS:
+        pr, pl = probs[index[f"right_{joint}"]], probs[index[f"left_{joint}"]]
+        both = np.maximum(pr, pl)
+        blobs[joint] = [(p, u, v, float((both * m).sum()), float((pr * m).sum()), float((pl * m).sum()))
+                        for p, u, v, m in _blobs(both, min_peak)[:4]]
 
-    def pick(joint: str, separation_mm: float) -> list[tuple[float, float, float, np.ndarray]]:
-        both = np.maximum(*maps[joint])
+    def pick(joint: str, separation_mm: float) -> list[tuple[float, float, float, float, float, float]]:
         bl = blobs[joint]
-        chosen = bl[:1]
-        if bl:
-            first_mass = float((both * bl[0][3]).sum())
-            for b in bl[1:]:
-                far = abs(b[1] - bl[0][1]) * frame.mm_per_px >= separation_mm
-                strong = b[0] >= 0.5 and float((both * b[3]).sum()) >= second_blob_fraction * first_mass
-                if far and strong:
-                    chosen.append(b)
-                    break
-        return chosen
-
-    def sides_agree(joint: str, two: list[tuple[float, float, float, np.ndarray]]) -> bool:
-        """The side channels name the blob on the input's left the patient's right (the frame
-        shows the patient's right there) and the other the left: two legs' joints, not one
-        joint's blob split in two."""
-        pr, pl = maps[joint]
-        a, b = sorted(two, key=lambda bl: bl[1])
-        return bool((pr * a[3]).sum() > (pl * a[3]).sum() and (pl * b[3]).sum() > (pr * b[3]).sum())
+        for b in bl[1:]:
+            far = abs(b[1] - bl[0][1]) * frame.mm_per_px >= separation_mm
+            if far and b[0] >= 0.5 and b[3] >= second_blob_fraction * bl[0][3]:
+                return [bl[0], b]
+        return bl[:1]
 
     chosen = {j: pick(j, min_separation_mm) for j in JOINTS}
     for joint in JOINTS:  # both legs shown by every other joint: two knees may stand closer
         if len(chosen[joint]) == 1 and all(len(chosen[o]) == 2 for o in JOINTS if o != joint):
             closer = pick(joint, NEIGHBOUR_SEPARATION_FRACTION * min_separation_mm)
-            if len(closer) == 2 and sides_agree(joint, closer):
-                chosen[joint] = closer
-    for joint, picked_blobs in chosen.items():
-        pr, pl = maps[joint]
-        found[joint] = [(b[0], b[1], b[2], float((pr * b[3]).sum()), float((pl * b[3]).sum())) for b in picked_blobs]
+            # the side channels must name the blob on the input's left the patient's right (the
+            # frame shows the patient's right there) and the other the left: two legs' joints,
+            # not one joint's blob split in two
+            if len(closer) == 2:
+                a, b = sorted(closer, key=lambda bl: bl[1])
+                if a[4] > a[5] and b[5] > b[4]:
+                    chosen[joint] = closer
+    found: dict[str, list[tuple[float, float, float, float, float]]] = {  # joint -> (peak, u, v, mass_r, mass_l)
+        j: [(b[0], b[1], b[2], b[4], b[5]) for b in picked] for j, picked in chosen.items()}
     n_two = sum(len(v) == 2 for v in found.values())
     two_legs = n_two >= (TWO_LEG_MIN_JOINTS_TAGGED if tag_side else 1)
     res = FilmDetections(joints={}, tag_side=tag_side)

@@ -81,8 +81,7 @@ def evaluate_samples(
         out.update(real_median_mm=num(float(np.median(r))), real_p90_mm=num(float(np.percentile(r, 90))),
                    real_found_rate=float(np.isfinite(r).mean()), real_n=int(r.size),
                    real_select_mm=real_selection_mm(r))
-        parts = (out["median_mm"], out["real_select_mm"]) if lab.any() else (out["real_select_mm"],)
-        out["select_mm"] = float(sum(v for v in parts if v is not None))
+        out["select_mm"] = selection_mm(out["median_mm"] if lab.any() else 0.0, out["real_select_mm"])
     return out
 
 #: Constraint errors count up to this many mm (a miss counts this much) when choosing ``best.pt``.
@@ -100,6 +99,14 @@ def real_selection_mm(errors_mm: Any, cap_mm: float = REAL_ERROR_CAP_MM) -> floa
     return float(np.minimum(r, cap_mm).mean()) if r.size else 0.0
 
 
+def selection_mm(phantom_median_mm: float | None, real_select_mm: float) -> float | None:
+    """What chooses ``best.pt`` with both kinds of samples: the fully labelled median plus
+    :func:`real_selection_mm` (mm). None (scored as infinitely bad by :func:`metric_key`) when the
+    fully labelled median is infinite (None): most phantom points missed, however good the real
+    constraints look."""
+    return None if phantom_median_mm is None else float(phantom_median_mm + real_select_mm)
+
+
 def metric_key(metric: dict[str, Any] | None) -> float:
     if not metric:
         return math.inf
@@ -108,4 +115,4 @@ def metric_key(metric: dict[str, Any] | None) -> float:
 
 
 
-__all__ = ["REAL_ERROR_CAP_MM", "evaluate_samples", "metric_key", "real_selection_mm"]
+__all__ = ["REAL_ERROR_CAP_MM", "evaluate_samples", "metric_key", "real_selection_mm", "selection_mm"]

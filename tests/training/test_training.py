@@ -245,6 +245,14 @@ def test_real_selection_sees_the_knees_outside_their_bands():
     assert real_selection_mm([float("nan"), 3.0]) == pytest.approx(3.0) and real_selection_mm([]) == 0.0
 
 
+def test_best_checkpoint_selection_never_ignores_a_phantom_median_that_is_missed():
+    from cpak_cli.training.validation import metric_key, selection_mm
+
+    assert selection_mm(0.4, 2.0) == pytest.approx(2.4)
+    assert selection_mm(None, 0.0) is None  # most phantom points missed: not a good model
+    assert metric_key({"select_mm": selection_mm(None, 0.0)}) > metric_key({"select_mm": selection_mm(0.4, 2.0)})
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
